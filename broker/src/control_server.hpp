@@ -1,0 +1,69 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "asio.hpp"
+#include "app_registry.hpp"
+#include "segment.hpp"
+#include "unix_socket_path.hpp"
+
+namespace pusher::broker {
+
+// The unix socket every nginx worker keeps one connection to (protocol in
+// pusher_ctl.h).  A HELLO gives the broker the worker's app table and gets
+// the worker a wake slot and a WELCOME; EOF frees the slot.  After a
+// publish the broker rings the doorbell of each worker whose slot was
+// armed.  Writes are asynchronous and never block the broker.
+class control_server {
+public:
+    control_server(net::io_context &ioc, const std::string &path, mode_t mode,
+                   segment &seg, app_registry &apps);
+    ~control_server();
+
+    control_server(const control_server &) = delete;
+    control_server &operator=(const control_server &) = delete;
+
+    void start();
+    void stop();
+
+    // Called after records were committed to the ring: schedules one
+    // doorbell pass for the current turn of the event loop.
+    void notify_published()
+    {
+        if (!flush_posted_) {
+            flush_posted_ = true;
+            net::post(ioc_, [this] { flush_doorbells(); });
+        }
+    }
+
+    std::size_t attached() const noexcept { return attached_; }
+
+private:
+    struct worker;
+    using worker_ptr = std::shared_ptr<worker>;
+
+    net::awaitable<void> accept_loop();
+    net::awaitable<void> run_worker(worker_ptr w);
+    bool on_hello(const worker_ptr &w, std::string_view payload);
+    bool assign_slot(const worker_ptr &w);
+    void release_slot(worker &w);
+    void flush_doorbells();
+    void send(const worker_ptr &w, std::string message);
+    void pump(const worker_ptr &w);
+
+    net::io_context &ioc_;
+    segment &seg_;
+    app_registry &apps_;
+    unix_socket_path file_;
+    unix_stream::acceptor acceptor_;
+    std::array<worker_ptr, PUSHER_SHM_WAKE_SLOTS> slots_;
+    std::size_t attached_ = 0;
+    bool flush_posted_ = false;
+};
+
+} // namespace pusher::broker

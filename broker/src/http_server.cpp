@@ -1,0 +1,190 @@
+#include "http_server.hpp"
+
+#include <boost/beast/core/basic_stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "json.hpp"
+#include "log.hpp"
+
+namespace pusher::broker {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+namespace {
+
+// after an error reply, how long to read and discard what the client is
+// still sending, so that closing does not reset the reply
+constexpr std::chrono::seconds drain_timeout{5};
+
+const boost::system::error_category &http_error_category()
+{
+    return http::make_error_code(http::error::bad_target).category();
+}
+
+template <typename Stream>
+net::awaitable<void> reply_and_close(Stream &stream, unsigned status,
+                                     std::string_view message)
+{
+    http::response<http::string_body> res{static_cast<http::status>(status),
+                                          11};
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::connection, "close");
+    res.body() = json::error_body(message, static_cast<int>(status));
+    res.prepare_payload();
+
+    boost::system::error_code ec;
+    stream.expires_after(http_server::write_timeout);
+    co_await http::async_write(stream, res,
+                               net::redirect_error(net::use_awaitable, ec));
+    if (ec) {
+        co_return;
+    }
+    stream.socket().shutdown(net::socket_base::shutdown_send, ec);
+
+    std::array<char, 16384> scratch;
+    stream.expires_after(drain_timeout);
+    while (!ec) {
+        co_await stream.async_read_some(
+            net::buffer(scratch), net::redirect_error(net::use_awaitable, ec));
+    }
+}
+
+} // namespace
+
+http_server::http_server(net::io_context &ioc, const api_endpoint &ep,
+                         mode_t mode, std::uint64_t max_body, trigger_api &api)
+    : ioc_(ioc), max_body_(max_body), api_(api)
+{
+    if (ep.is_unix) {
+        file_.emplace(ep.path);
+        unix_stream::endpoint uep(ep.path);
+        unix_acceptor_.emplace(ioc);
+        unix_acceptor_->open(uep.protocol());
+        unix_acceptor_->bind(uep);
+        file_->listening(mode);
+        unix_acceptor_->listen(net::socket_base::max_listen_connections);
+    } else {
+        tcp::endpoint tep(net::ip::make_address(ep.host), ep.port);
+        tcp_acceptor_.emplace(ioc);
+        tcp_acceptor_->open(tep.protocol());
+        tcp_acceptor_->set_option(net::socket_base::reuse_address(true));
+        tcp_acceptor_->bind(tep);
+        tcp_acceptor_->listen(net::socket_base::max_listen_connections);
+    }
+}
+
+http_server::~http_server() = default;
+
+void http_server::start()
+{
+    if (unix_acceptor_) {
+        net::co_spawn(ioc_, accept_loop<unix_stream>(*unix_acceptor_),
+                      net::detached);
+    } else {
+        net::co_spawn(ioc_, accept_loop<tcp>(*tcp_acceptor_), net::detached);
+    }
+}
+
+void http_server::stop()
+{
+    boost::system::error_code ignored;
+    if (unix_acceptor_) {
+        unix_acceptor_->close(ignored);
+    }
+    if (tcp_acceptor_) {
+        tcp_acceptor_->close(ignored);
+    }
+}
+
+template <typename Protocol>
+net::awaitable<void>
+http_server::accept_loop(typename Protocol::acceptor &acceptor)
+{
+    for (;;) {
+        boost::system::error_code ec;
+        typename Protocol::socket s = co_await acceptor.async_accept(
+            net::redirect_error(net::use_awaitable, ec));
+        if (ec == net::error::operation_aborted || !acceptor.is_open()) {
+            co_return;
+        }
+        if (ec) {
+            log_line("api accept: " + ec.message());
+            continue;
+        }
+        if constexpr (std::is_same_v<Protocol, tcp>) {
+            s.set_option(tcp::no_delay(true), ec);
+        }
+        net::co_spawn(ioc_, session<Protocol>(std::move(s)), net::detached);
+    }
+}
+
+template <typename Protocol>
+net::awaitable<void> http_server::session(typename Protocol::socket socket)
+{
+    beast::basic_stream<Protocol> stream(std::move(socket));
+    beast::flat_buffer buffer;
+
+    try {
+        for (;;) {
+            http::request_parser<http::string_body> parser;
+            parser.body_limit(max_body_);
+
+            boost::system::error_code ec;
+            stream.expires_after(read_timeout);
+            co_await http::async_read(stream, buffer, parser,
+                net::redirect_error(net::use_awaitable, ec));
+            if (ec == http::error::body_limit) {
+                co_await reply_and_close(stream, 413,
+                    "Request body is larger than "
+                    + std::to_string(max_body_) + " bytes");
+                co_return;
+            }
+            if (ec == http::error::end_of_stream
+                || ec == http::error::partial_message)
+            {
+                break;
+            }
+            if (ec && ec.category() == http_error_category()) {
+                co_await reply_and_close(stream, 400, "Bad request");
+                co_return;
+            }
+            if (ec) {
+                break;      // timeout, reset
+            }
+
+            const auto &req = parser.get();
+            api_response r = api_.handle(req.method_string(), req.target(),
+                                         req.body());
+
+            http::response<http::string_body> res{
+                static_cast<http::status>(r.status), req.version()};
+            res.set(http::field::content_type, "application/json");
+            res.keep_alive(req.keep_alive());
+            if (req.method() == http::verb::head) {
+                res.content_length(r.body.size());
+            } else {
+                res.body() = std::move(r.body);
+                res.prepare_payload();
+            }
+
+            stream.expires_after(write_timeout);
+            co_await http::async_write(stream, res,
+                net::redirect_error(net::use_awaitable, ec));
+            if (ec || !res.keep_alive()) {
+                break;
+            }
+        }
+
+        boost::system::error_code ignored;
+        stream.socket().shutdown(net::socket_base::shutdown_send, ignored);
+    } catch (const std::exception &e) {
+        log_line(std::string("api session: ") + e.what());
+    }
+}
+
+} // namespace pusher::broker

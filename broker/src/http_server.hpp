@@ -1,0 +1,47 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "asio.hpp"
+#include "config.hpp"
+#include "trigger_api.hpp"
+#include "unix_socket_path.hpp"
+
+namespace pusher::broker {
+
+// The HTTP API listener (unix socket behind nginx, or TCP for tests):
+// one coroutine per connection, keep-alive, a read timeout per request,
+// and one try/catch per session.
+class http_server {
+public:
+    static constexpr std::chrono::seconds read_timeout{30};
+    static constexpr std::chrono::seconds write_timeout{30};
+
+    http_server(net::io_context &ioc, const api_endpoint &ep, mode_t mode,
+                std::uint64_t max_body, trigger_api &api);
+    ~http_server();
+
+    http_server(const http_server &) = delete;
+    http_server &operator=(const http_server &) = delete;
+
+    void start();
+    void stop();
+
+private:
+    template <typename Protocol>
+    net::awaitable<void> accept_loop(typename Protocol::acceptor &acceptor);
+    template <typename Protocol>
+    net::awaitable<void> session(typename Protocol::socket socket);
+
+    net::io_context &ioc_;
+    std::uint64_t max_body_;
+    trigger_api &api_;
+    std::optional<unix_socket_path> file_;
+    std::optional<unix_stream::acceptor> unix_acceptor_;
+    std::optional<tcp::acceptor> tcp_acceptor_;
+};
+
+} // namespace pusher::broker

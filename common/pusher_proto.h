@@ -1,0 +1,179 @@
+/*
+ * ngx-pusher: Pusher protocol 7 messages and channel rules.  No I/O.
+ *
+ * Inbound client messages are parsed with cJSON; "data" may be an object
+ * or a JSON string holding one (pusher-js sends objects, other clients
+ * strings).  Outbound frames are written by hand into caller buffers, in
+ * the wire shape of ../shared/reference/pusher-protocol.md section 9
+ * (string "data" for pusher:* events).
+ */
+
+#ifndef PUSHER_PROTO_H
+#define PUSHER_PROTO_H
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pusher_shm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
+/* pusher:error / close codes, ../shared/reference/pusher-protocol.md 1.5 */
+#define PUSHER_ERR_APP_NOT_FOUND     4001
+#define PUSHER_ERR_APP_DISABLED      4003
+#define PUSHER_ERR_OVER_QUOTA        4004
+#define PUSHER_ERR_UNAUTHORIZED      4009
+#define PUSHER_ERR_OVER_CAPACITY     4100
+#define PUSHER_ERR_RECONNECT         4200
+#define PUSHER_ERR_PONG_TIMEOUT      4201
+#define PUSHER_ERR_CLIENT_EVENT      4301
+
+#define PUSHER_EVENT_NAME_MAX        200
+#define PUSHER_DEFAULT_ACTIVITY_TIMEOUT  30     /* seconds */
+
+
+typedef enum {
+    PUSHER_MSG_UNKNOWN = 0,     /* unknown pusher:* event */
+    PUSHER_MSG_PING,
+    PUSHER_MSG_PONG,
+    PUSHER_MSG_SUBSCRIBE,
+    PUSHER_MSG_UNSUBSCRIBE,
+    PUSHER_MSG_SIGNIN,
+    PUSHER_MSG_CLIENT_EVENT     /* client-* */
+} pusher_msg_type_e;
+
+
+typedef struct {
+    const char  *data;
+    size_t       len;
+} pusher_str_t;
+
+
+/*
+ * A parsed client message.  Strings point into the cJSON tree, which the
+ * message owns until pusher_msg_free().
+ *
+ *   event         always set
+ *   channel       pusher:subscribe/unsubscribe: data.channel;
+ *                 client events: top-level "channel"
+ *   auth          pusher:subscribe, pusher:signin: data.auth
+ *   channel_data  pusher:subscribe: data.channel_data (a JSON string)
+ *   user_data     pusher:signin: data.user_data (a JSON string)
+ *   data          the "data" member as received (object, string, ...),
+ *                 after decoding a JSON string that holds an object
+ */
+typedef struct {
+    pusher_msg_type_e   type;
+    pusher_str_t        event;
+    pusher_str_t        channel;
+    pusher_str_t        auth;
+    pusher_str_t        channel_data;
+    pusher_str_t        user_data;
+    void               *data;          /* cJSON *, may be NULL */
+    void               *root;          /* cJSON *, owned */
+    void               *decoded;       /* cJSON *, owned (string data) */
+} pusher_msg_t;
+
+
+/* pusher_msg_parse() results */
+#define PUSHER_MSG_OK            0
+#define PUSHER_MSG_BAD_JSON     -1     /* not JSON or not an object */
+#define PUSHER_MSG_NO_EVENT     -2     /* no string "event" */
+#define PUSHER_MSG_BAD_DATA     -3     /* a pusher:* event with bad fields */
+
+int pusher_msg_parse(pusher_msg_t *m, const uint8_t *json, size_t len);
+void pusher_msg_free(pusher_msg_t *m);
+
+
+/* channel rules (Pusher / server SDKs: ^#?[-a-zA-Z0-9_=@,.;]+$, <= 200) */
+typedef enum {
+    PUSHER_CHANNEL_PUBLIC = 0,
+    PUSHER_CHANNEL_PRIVATE,
+    PUSHER_CHANNEL_PRIVATE_ENCRYPTED,
+    PUSHER_CHANNEL_PRESENCE,
+    PUSHER_CHANNEL_CACHE,
+    PUSHER_CHANNEL_PRIVATE_CACHE,
+    PUSHER_CHANNEL_PRESENCE_CACHE,
+    PUSHER_CHANNEL_SERVER_TO_USER    /* #server-to-user-{id} */
+} pusher_channel_type_e;
+
+int pusher_channel_name_valid(const char *name, size_t len);
+pusher_channel_type_e pusher_channel_type(const char *name, size_t len);
+/* 1 for private-*, private-encrypted-*, presence-* (auth needed) */
+int pusher_channel_needs_auth(pusher_channel_type_e type);
+/* 1 for ^\d+\.\d+$ */
+int pusher_socket_id_valid(const char *s, size_t len);
+
+
+/*
+ * JSON string escaping (RFC 8259): '"', '\\' and control characters; all
+ * other bytes are copied.  dst == NULL only computes the length.
+ */
+size_t pusher_json_escape(uint8_t *dst, const uint8_t *src, size_t len);
+
+
+/*
+ * Outbound frames (JSON text only, no WebSocket header).  Each builder
+ * returns the number of bytes written to buf, or 0 if cap is too small.
+ * Inputs that are copied verbatim into JSON strings (socket_id, channel,
+ * event) must already be valid names; free text (messages) is escaped.
+ */
+size_t pusher_build_connection_established(uint8_t *buf, size_t cap,
+    const char *socket_id, size_t socket_id_len, unsigned activity_timeout);
+size_t pusher_build_error(uint8_t *buf, size_t cap, int code,
+    const char *message);
+size_t pusher_build_ping(uint8_t *buf, size_t cap);
+size_t pusher_build_pong(uint8_t *buf, size_t cap);
+size_t pusher_build_subscription_succeeded(uint8_t *buf, size_t cap,
+    const char *channel, size_t channel_len);
+
+
+/*
+ * An HTTP-triggered event as subscribers receive it:
+ *   {"event":"<name>","channel":"<channel>","data":"<data, escaped>"}
+ * pusher_event_json_size() gives the exact length; pusher_event_json()
+ * writes it (buf must hold that many bytes) and returns it.
+ */
+size_t pusher_event_json_size(const uint8_t *name, size_t name_len,
+    const uint8_t *channel, size_t channel_len, const uint8_t *data,
+    size_t data_len);
+size_t pusher_event_json(uint8_t *buf, const uint8_t *name, size_t name_len,
+    const uint8_t *channel, size_t channel_len, const uint8_t *data,
+    size_t data_len);
+
+
+/*
+ * PUSHER_RING_EVENT records (layout in pusher_shm.h).  The broker sizes a
+ * record with pusher_ring_event_size(), claims it in the ring and fills it
+ * with pusher_ring_event_encode(), which writes the WebSocket text frame
+ * header and the event JSON.  Workers decode with pusher_ring_event_decode().
+ */
+typedef struct {
+    pusher_str_t    app_id;
+    pusher_str_t    channel;
+    pusher_str_t    socket_id;        /* len 0: no exclusion */
+    const uint8_t  *frame;            /* complete WebSocket frame */
+    size_t          frame_len;
+} pusher_ring_event_view_t;
+
+size_t pusher_ring_event_size(size_t app_id_len, size_t channel_len,
+    size_t socket_id_len, size_t json_len);
+/* returns bytes written (== pusher_ring_event_size()) */
+size_t pusher_ring_event_encode(uint8_t *out, const pusher_str_t *app_id,
+    const pusher_str_t *channel, const pusher_str_t *socket_id,
+    const uint8_t *name, size_t name_len, const uint8_t *data,
+    size_t data_len);
+/* 0 on success, -1 if the record is malformed */
+int pusher_ring_event_decode(const uint8_t *rec, size_t len,
+    pusher_ring_event_view_t *view);
+
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PUSHER_PROTO_H */

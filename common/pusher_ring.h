@@ -1,0 +1,116 @@
+/*
+ * ngx-pusher: lossy broadcast ring over the segment of pusher_shm.h.
+ *
+ * One writer (the broker), any number of readers (nginx workers), each
+ * reader with a private cursor.  Aeron broadcast buffer discipline:
+ *
+ *   writer: store tail_intent; release fence; write record(s);
+ *           store-release latest; store-release tail
+ *   reader: load-acquire tail; copy record to a private buffer;
+ *           acquire fence; load tail_intent; the copy is valid only if
+ *           cursor + capacity > tail_intent (not overwritten meanwhile)
+ *
+ * A reader that fell more than a capacity behind is "lapped": it counts
+ * it and jumps to latest.  Neither side ever waits for the other.
+ */
+
+#ifndef PUSHER_RING_H
+#define PUSHER_RING_H
+
+
+#include "pusher_shm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
+typedef struct {
+    uint8_t             *buffer;      /* capacity bytes */
+    pusher_ring_desc_t  *desc;
+    uint64_t             capacity;    /* power of two */
+    uint64_t             mask;        /* capacity - 1 */
+    uint32_t             max_record;  /* capacity / 8, header included */
+} pusher_ring_t;
+
+
+typedef struct {
+    uint64_t             cursor;      /* position of the next record */
+    uint64_t             lapped;      /* times resynchronised */
+    uint64_t             received;    /* records delivered */
+} pusher_ring_reader_t;
+
+
+/* pusher_ring_read() results */
+#define PUSHER_RING_OK       0        /* a record was copied */
+#define PUSHER_RING_EMPTY    1        /* nothing new */
+#define PUSHER_RING_LAPPED   2        /* records lost; cursor resynced */
+
+
+/*
+ * 0 on success, -1 if capacity is not a power of two in range or buffer is
+ * not 8-byte aligned
+ */
+int pusher_ring_init(pusher_ring_t *ring, uint8_t *buffer, uint64_t capacity,
+    pusher_ring_desc_t *desc);
+
+/* writer side: clears the descriptor (new generation) */
+void pusher_ring_writer_reset(pusher_ring_t *ring);
+
+/*
+ * Writer: reserve a record of "len" payload bytes and return where to
+ * write the payload, or NULL if len + PUSHER_RING_RECORD_HEADER exceeds
+ * max_record or type is PUSHER_RING_PADDING.  The record is invisible to
+ * readers until pusher_ring_commit().  One claim at a time; a commit
+ * without a claim does nothing.
+ */
+uint8_t *pusher_ring_claim(pusher_ring_t *ring, int32_t type, uint32_t len);
+void pusher_ring_commit(pusher_ring_t *ring);
+
+/* claim + copy + commit; 0 on success, -1 if too big */
+int pusher_ring_write(pusher_ring_t *ring, int32_t type, const void *payload,
+    uint32_t len);
+
+/*
+ * Reader: start at the current tail (from_start == 0) or at position 0 of
+ * this generation (from_start == 1, for a broker that started after us).
+ */
+void pusher_ring_reader_init(pusher_ring_reader_t *reader, pusher_ring_t *ring,
+    int from_start);
+
+/*
+ * Copy the next record's payload into buf (at least ring->max_record bytes)
+ * and set *type and *len.  Returns PUSHER_RING_OK, PUSHER_RING_EMPTY or
+ * PUSHER_RING_LAPPED (the reader was overrun; it has been moved to the
+ * latest record and reader->lapped incremented: call again).  A record
+ * header that the writer cannot have written is also reported as
+ * PUSHER_RING_LAPPED, with the reader moved to the tail.
+ */
+int pusher_ring_read(pusher_ring_reader_t *reader, pusher_ring_t *ring,
+    uint8_t *buf, int32_t *type, uint32_t *len);
+
+/* 1 if the reader has nothing to read */
+int pusher_ring_caught_up(const pusher_ring_reader_t *reader,
+    const pusher_ring_t *ring);
+
+/*
+ * Wake protocol (a Dekker pair with the broker's pusher_ring_take_wake):
+ * the worker stores armed = 1 then loads tail; the broker stores tail then
+ * exchanges armed.  Both seq_cst, so either the worker sees the new tail or
+ * the broker sees armed == 1 and rings the doorbell.
+ *
+ * pusher_ring_arm returns 1 if records arrived meanwhile (drain again, the
+ * slot may stay armed and cause one spurious doorbell), 0 if it may sleep.
+ */
+int pusher_ring_arm(pusher_ring_t *ring, pusher_shm_wake_t *wake,
+    const pusher_ring_reader_t *reader);
+
+/* broker: 1 if the slot was armed (now disarmed): send a doorbell */
+int pusher_ring_take_wake(pusher_shm_wake_t *wake);
+
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PUSHER_RING_H */

@@ -1,0 +1,411 @@
+
+/*
+ * Copyright (C) ngx-pusher authors
+ */
+
+
+#include "ngx_http_pusher_module.h"
+
+
+static ngx_int_t ngx_http_pusher_app_key(ngx_http_request_t *r,
+    ngx_str_t *key);
+static ngx_uint_t ngx_http_pusher_has_token(ngx_http_request_t *r,
+    const char *name, size_t name_len, const char *token, size_t len);
+static ngx_uint_t ngx_http_pusher_token(ngx_str_t *value, const char *token,
+    size_t len);
+static ngx_table_elt_t *ngx_http_pusher_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+static ngx_int_t ngx_http_pusher_send_426(ngx_http_request_t *r);
+static void ngx_http_pusher_handoff(ngx_event_t *wev);
+
+
+#define NGX_HTTP_PUSHER_101                                                   \
+    "HTTP/1.1 101 Switching Protocols" CRLF                                   \
+    "Upgrade: websocket" CRLF                                                 \
+    "Connection: Upgrade" CRLF                                                \
+    "Sec-WebSocket-Accept: "
+
+
+/*
+ * The WebSocket upgrade on ".../app/{key}".  The 101 response is written
+ * by the module itself together with pusher:connection_established, and
+ * the request is freed right after (ngx_http_pusher_handoff), so that an
+ * open socket keeps only its connection and a small context.
+ */
+
+ngx_int_t
+ngx_http_pusher_handler(ngx_http_request_t *r)
+{
+    u_char                       *p;
+    char                          accept[29];
+    ngx_str_t                     key;
+    ngx_int_t                     rc;
+    ngx_table_elt_t              *h, *version;
+    ngx_connection_t             *c;
+    ngx_http_pusher_msg_t        *msg;
+    ngx_http_pusher_conn_t       *pc;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_pusher_main_conf_t  *pmcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    if (r->method != NGX_HTTP_GET) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_pusher_app_key(r, &key);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pusher: websocket upgrade over HTTP/2 is not "
+                      "supported");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+#endif
+
+    if (r->http_version < NGX_HTTP_VERSION_11
+        || r->headers_in.content_length_n > 0
+        || r->headers_in.chunked
+        || !ngx_http_pusher_has_token(r, "Upgrade", sizeof("Upgrade") - 1,
+                                      "websocket", sizeof("websocket") - 1)
+        || !ngx_http_pusher_has_token(r, "Connection",
+                                      sizeof("Connection") - 1,
+                                      "upgrade", sizeof("upgrade") - 1))
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pusher: client sent an invalid websocket upgrade");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    version = ngx_http_pusher_header(r, "Sec-WebSocket-Version",
+                                     sizeof("Sec-WebSocket-Version") - 1);
+    if (version == NULL) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pusher: client sent no Sec-WebSocket-Version");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (version->value.len != 2
+        || ngx_strncmp(version->value.data, "13", 2) != 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pusher: client sent unsupported websocket "
+                      "version \"%V\"", &version->value);
+        return ngx_http_pusher_send_426(r);
+    }
+
+    h = ngx_http_pusher_header(r, "Sec-WebSocket-Key",
+                               sizeof("Sec-WebSocket-Key") - 1);
+    if (h == NULL || !pusher_ws_key_valid(h->value.data, h->value.len)) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pusher: client sent an invalid Sec-WebSocket-Key");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    pusher_ws_accept_key(h->value.data, h->value.len, accept);
+
+    c = r->connection;
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pusher_module);
+
+    pc = ngx_pcalloc(c->pool, sizeof(ngx_http_pusher_conn_t));
+    if (pc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pc->connection = c;
+    pc->request = r;
+    pc->app = ngx_http_pusher_app_by_key(pmcf, &key);
+    pc->out_last = &pc->out;
+    ngx_queue_init(&pc->subs);
+
+    msg = ngx_http_pusher_msg_alloc(sizeof(NGX_HTTP_PUSHER_101) - 1 + 28
+                                    + 2 * (sizeof(CRLF) - 1));
+    if (msg == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(msg->data, NGX_HTTP_PUSHER_101,
+                   sizeof(NGX_HTTP_PUSHER_101) - 1);
+    p = ngx_cpymem(p, accept, 28);
+    *p++ = CR; *p++ = LF;
+    *p++ = CR; *p++ = LF;
+
+    rc = ngx_http_pusher_queue(pc, msg);
+    ngx_http_pusher_msg_release(msg);
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* for the access log line written when the request is freed */
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    r->keepalive = 0;
+
+    ngx_http_set_ctx(r, pc, ngx_http_pusher_module);
+
+    /*
+     * keep the request alive through ngx_http_finalize_request(NGX_DONE);
+     * it is freed from a posted event once the HTTP code has unwound
+     */
+
+    r->main->count++;
+
+    c->write->handler = ngx_http_pusher_handoff;
+    ngx_post_event(c->write, &ngx_posted_events);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_pusher_handoff(ngx_event_t *wev)
+{
+    size_t                   n;
+    u_char                  *pipelined;
+    ngx_buf_t               *b;
+    ngx_chain_t             *cl, *ln;
+    ngx_connection_t        *c;
+    ngx_http_request_t      *r;
+    ngx_http_connection_t   *hc;
+    ngx_http_pusher_conn_t  *pc;
+
+    c = wev->data;
+    r = c->data;
+    pc = ngx_http_get_module_ctx(r, ngx_http_pusher_module);
+    hc = r->http_connection;
+
+    /* frames the client sent right behind the handshake */
+
+    b = r->header_in;
+    n = b->last - b->pos;
+    pipelined = ngx_http_pusher_pipelined_buffer(n);
+
+    if (pipelined == NULL) {
+        n = 0;
+
+    } else {
+        ngx_memcpy(pipelined, b->pos, n);
+    }
+
+    pc->request = NULL;
+
+    ngx_http_free_request(r, 0);
+
+    c->data = pc;
+    c->destroyed = 0;
+
+    /* release the header buffers, as ngx_http_set_keepalive() does */
+
+    for (cl = hc->free; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->free = NULL;
+
+    for (cl = hc->busy; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->busy = NULL;
+    hc->nbusy = 0;
+
+    if (c->buffer && ngx_pfree(c->pool, c->buffer->start) == NGX_OK) {
+        c->buffer = NULL;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        ngx_ssl_free_buffer(c);
+    }
+#endif
+
+    ngx_http_pusher_ws_start(pc, pipelined, n);
+}
+
+
+/* the key is the last path segment of ".../app/{key}" */
+
+static ngx_int_t
+ngx_http_pusher_app_key(ngx_http_request_t *r, ngx_str_t *key)
+{
+    u_char  *p, *last, *slash;
+
+    p = r->uri.data;
+    last = p + r->uri.len;
+
+    slash = NULL;
+
+    while (last > p) {
+        if (*(last - 1) == '/') {
+            slash = last - 1;
+            break;
+        }
+
+        last--;
+    }
+
+    if (slash == NULL) {
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    key->data = slash + 1;
+    key->len = r->uri.data + r->uri.len - key->data;
+
+    if (key->len == 0
+        || slash - p < 4
+        || ngx_strncmp(slash - 4, "/app", 4) != 0)
+    {
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    return NGX_OK;
+}
+
+
+/* 1 if any "name" header lists "token" (comma separated, any case) */
+
+static ngx_uint_t
+ngx_http_pusher_has_token(ngx_http_request_t *r, const char *name,
+    size_t name_len, const char *token, size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name_len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, name_len) == 0
+            && ngx_http_pusher_token(&h[i].value, token, len))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_uint_t
+ngx_http_pusher_token(ngx_str_t *value, const char *token, size_t len)
+{
+    u_char  *p, *last, *start;
+
+    p = value->data;
+    last = p + value->len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ',' && *p != ' ' && *p != '\t') {
+            p++;
+        }
+
+        if ((size_t) (p - start) == len
+            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_pusher_header(ngx_http_request_t *r, const char *name, size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_pusher_send_426(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Sec-WebSocket-Version");
+    ngx_str_set(&h->value, "13");
+
+    r->headers_out.status = 426;
+    ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_send_special(r, NGX_HTTP_LAST);
+}

@@ -1,0 +1,445 @@
+
+/*
+ * Copyright (C) ngx-pusher authors
+ */
+
+
+#include "ngx_http_pusher_module.h"
+
+
+static void *ngx_http_pusher_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf);
+static char *ngx_http_pusher(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_pusher_app_directive(ngx_conf_t *cf, ngx_command_t *dummy,
+    void *conf);
+static ngx_int_t ngx_http_pusher_init_process(ngx_cycle_t *cycle);
+static void ngx_http_pusher_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_pusher_commands[] = {
+
+    { ngx_string("pusher"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pusher,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("pusher_broker"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pusher_main_conf_t, broker),
+      NULL },
+
+    { ngx_string("pusher_app"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_http_pusher_app,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+/*
+ * The directives inside "pusher_app id { ... }".  They are dispatched by
+ * ngx_http_pusher_app_directive() with the app as conf, so the stock slot
+ * handlers work on ngx_http_pusher_app_t fields.
+ */
+
+static ngx_command_t  ngx_http_pusher_app_commands[] = {
+
+    { ngx_string("key"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, key),
+      NULL },
+
+    { ngx_string("secret"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, secret),
+      NULL },
+
+    { ngx_string("activity_timeout"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, activity_timeout),
+      NULL },
+
+    { ngx_string("ping_interval"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, ping_interval),
+      NULL },
+
+    { ngx_string("pong_timeout"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, pong_timeout),
+      NULL },
+
+    { ngx_string("max_message_size"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, max_message_size),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_pusher_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_pusher_create_main_conf,      /* create main configuration */
+    ngx_http_pusher_init_main_conf,        /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_pusher_module = {
+    NGX_MODULE_V1,
+    &ngx_http_pusher_module_ctx,           /* module context */
+    ngx_http_pusher_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_pusher_init_process,          /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_pusher_exit_process,          /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_uint_t  ngx_http_pusher_argument_number[] = {
+    NGX_CONF_NOARGS,
+    NGX_CONF_TAKE1,
+    NGX_CONF_TAKE2,
+    NGX_CONF_TAKE3,
+    NGX_CONF_TAKE4,
+    NGX_CONF_TAKE5,
+    NGX_CONF_TAKE6,
+    NGX_CONF_TAKE7
+};
+
+
+static void *
+ngx_http_pusher_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_time_t                   *tp;
+    ngx_http_pusher_main_conf_t  *pmcf;
+
+    pmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_pusher_main_conf_t));
+    if (pmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     pmcf->broker = { 0, NULL };
+     */
+
+    if (ngx_array_init(&pmcf->apps, cf->pool, 2,
+                       sizeof(ngx_http_pusher_app_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    /* the broker keeps the apps of the newest configuration */
+    tp = ngx_timeofday();
+    pmcf->conf_time = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    return pmcf;
+}
+
+
+static char *
+ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_pusher_main_conf_t *pmcf = conf;
+
+    ngx_uint_t              i;
+    ngx_http_pusher_app_t  *app;
+
+    if (pmcf->broker.data == NULL) {
+        ngx_str_set(&pmcf->broker, NGX_HTTP_PUSHER_DEFAULT_BROKER);
+    }
+
+    if (pmcf->broker.len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pusher_broker path \"%V\" is too long",
+                           &pmcf->broker);
+        return NGX_CONF_ERROR;
+    }
+
+    app = pmcf->apps.elts;
+
+    for (i = 0; i < pmcf->apps.nelts; i++) {
+        ngx_conf_init_value(app[i].activity_timeout,
+                            NGX_HTTP_PUSHER_ACTIVITY_TIMEOUT);
+        ngx_conf_init_msec_value(app[i].ping_interval,
+                                 NGX_HTTP_PUSHER_PING_INTERVAL);
+        ngx_conf_init_msec_value(app[i].pong_timeout,
+                                 NGX_HTTP_PUSHER_PONG_TIMEOUT);
+        ngx_conf_init_size_value(app[i].max_message_size,
+                                 PUSHER_WS_DEFAULT_MAX_MESSAGE);
+
+        /* pusher-js needs a non-zero activity_timeout in the handshake */
+        if (app[i].activity_timeout < 1) {
+            app[i].activity_timeout = 1;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pusher(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != NULL) {
+        return "is duplicate";
+    }
+
+    clcf->handler = ngx_http_pusher_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pusher_main_conf_t *pmcf = conf;
+
+    char                   *rv;
+    ngx_str_t              *value;
+    ngx_uint_t              i;
+    ngx_conf_t              save;
+    ngx_http_pusher_app_t  *app, *apps;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > PUSHER_APP_ID_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid pusher app id \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    apps = pmcf->apps.elts;
+
+    for (i = 0; i < pmcf->apps.nelts; i++) {
+        if (apps[i].id.len == value[1].len
+            && ngx_strncmp(apps[i].id.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate pusher app \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    app = ngx_array_push(&pmcf->apps);
+    if (app == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(app, sizeof(ngx_http_pusher_app_t));
+
+    app->id = value[1];
+    app->activity_timeout = NGX_CONF_UNSET;
+    app->ping_interval = NGX_CONF_UNSET_MSEC;
+    app->pong_timeout = NGX_CONF_UNSET_MSEC;
+    app->max_message_size = NGX_CONF_UNSET_SIZE;
+
+    save = *cf;
+    cf->handler = ngx_http_pusher_app_directive;
+    cf->handler_conf = (char *) app;
+
+    rv = ngx_conf_parse(cf, NULL);
+
+    *cf = save;
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (app->key.data == NULL || app->secret.data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pusher app \"%V\" needs \"key\" and \"secret\"",
+                           &app->id);
+        return NGX_CONF_ERROR;
+    }
+
+    if (app->key.len == 0 || app->secret.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty key or secret in pusher app \"%V\"",
+                           &app->id);
+        return NGX_CONF_ERROR;
+    }
+
+    apps = pmcf->apps.elts;
+
+    for (i = 0; i + 1 < pmcf->apps.nelts; i++) {
+        if (apps[i].key.len == app->key.len
+            && ngx_strncmp(apps[i].key.data, app->key.data, app->key.len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pusher apps \"%V\" and \"%V\" have the "
+                               "same key", &apps[i].id, &app->id);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pusher_app_directive(ngx_conf_t *cf, ngx_command_t *dummy,
+    void *conf)
+{
+    char           *rv;
+    ngx_str_t      *value;
+    ngx_uint_t      argc;
+    ngx_command_t  *cmd;
+
+    value = cf->args->elts;
+    argc = cf->args->nelts - 1;
+
+    for (cmd = ngx_http_pusher_app_commands; cmd->name.len; cmd++) {
+
+        if (cmd->name.len != value[0].len
+            || ngx_strncmp(cmd->name.data, value[0].data, value[0].len) != 0)
+        {
+            continue;
+        }
+
+        if (argc >= NGX_CONF_MAX_ARGS
+            || !(cmd->type & ngx_http_pusher_argument_number[argc]))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid number of arguments in \"%V\" "
+                               "directive of pusher_app", &value[0]);
+            return NGX_CONF_ERROR;
+        }
+
+        rv = cmd->set(cf, cmd, conf);
+
+        if (rv == NGX_CONF_OK) {
+            return NGX_CONF_OK;
+        }
+
+        if (rv != NGX_CONF_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" directive %s",
+                               &value[0], rv);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown directive \"%V\" in pusher_app", &value[0]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+ngx_http_pusher_app_t *
+ngx_http_pusher_app_by_key(ngx_http_pusher_main_conf_t *pmcf, ngx_str_t *key)
+{
+    ngx_uint_t              i;
+    ngx_http_pusher_app_t  *app;
+
+    app = pmcf->apps.elts;
+
+    for (i = 0; i < pmcf->apps.nelts; i++) {
+        if (app[i].key.len == key->len
+            && ngx_strncmp(app[i].key.data, key->data, key->len) == 0)
+        {
+            return &app[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_http_pusher_app_t *
+ngx_http_pusher_app_by_id(ngx_http_pusher_main_conf_t *pmcf, u_char *id,
+    size_t len)
+{
+    ngx_uint_t              i;
+    ngx_http_pusher_app_t  *app;
+
+    app = pmcf->apps.elts;
+
+    for (i = 0; i < pmcf->apps.nelts; i++) {
+        if (app[i].id.len == len && ngx_strncmp(app[i].id.data, id, len) == 0)
+        {
+            return &app[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_pusher_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_pusher_main_conf_t  *pmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pusher_module);
+
+    if (pmcf == NULL || pmcf->apps.nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_pusher_ws_init_worker(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_pusher_channel_init_worker(pmcf);
+
+    return ngx_http_pusher_ring_init_worker(cycle, pmcf);
+}
+
+
+static void
+ngx_http_pusher_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_pusher_ring_exit_worker();
+    ngx_http_pusher_ws_exit_worker();
+}

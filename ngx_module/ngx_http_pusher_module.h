@@ -1,0 +1,194 @@
+
+/*
+ * Copyright (C) ngx-pusher authors
+ */
+
+
+#ifndef _NGX_HTTP_PUSHER_MODULE_H_INCLUDED_
+#define _NGX_HTTP_PUSHER_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "pusher_shm.h"
+#include "pusher_ring.h"
+#include "pusher_ws.h"
+#include "pusher_proto.h"
+
+
+#define NGX_HTTP_PUSHER_DEFAULT_BROKER     "/run/ngx-pusher/control.sock"
+#define NGX_HTTP_PUSHER_ACTIVITY_TIMEOUT   30          /* seconds */
+#define NGX_HTTP_PUSHER_PING_INTERVAL      60000       /* ms */
+#define NGX_HTTP_PUSHER_PONG_TIMEOUT       30000       /* ms */
+
+/* per-worker socket read buffer; a whole message is parsed in place */
+#define NGX_HTTP_PUSHER_RECV_BUFFER        (64 * 1024)
+
+/* bytes queued to one socket before it is dropped as too slow */
+#define NGX_HTTP_PUSHER_SEND_QUEUE_MAX     (1024 * 1024)
+
+/* subscriptions one socket may hold */
+#define NGX_HTTP_PUSHER_MAX_SUBSCRIPTIONS  1000
+
+/* frames gathered into one send_chain() call */
+#define NGX_HTTP_PUSHER_IOVS               64
+
+/* after our close frame: how long to wait for the peer to close */
+#define NGX_HTTP_PUSHER_LINGER             3000        /* ms */
+#define NGX_HTTP_PUSHER_LINGER_EXITING     500         /* ms */
+
+/* ring records handled before yielding to other events */
+#define NGX_HTTP_PUSHER_DRAIN_BATCH        1024
+
+/* broker control connection: reconnect backoff and safety poll */
+#define NGX_HTTP_PUSHER_RECONNECT_MIN      100         /* ms */
+#define NGX_HTTP_PUSHER_RECONNECT_MAX      2000        /* ms */
+#define NGX_HTTP_PUSHER_SAFETY_POLL        1000        /* ms */
+
+
+typedef struct ngx_http_pusher_conn_s     ngx_http_pusher_conn_t;
+typedef struct ngx_http_pusher_channel_s  ngx_http_pusher_channel_t;
+
+
+/* one pusher_app block */
+typedef struct {
+    ngx_str_t                  id;
+    ngx_str_t                  key;
+    ngx_str_t                  secret;
+    time_t                     activity_timeout;   /* seconds, announced */
+    ngx_msec_t                 ping_interval;
+    ngx_msec_t                 pong_timeout;
+    size_t                     max_message_size;
+
+    /* worker runtime: this app's channels, by name */
+    ngx_rbtree_t               channels;
+    ngx_rbtree_node_t          sentinel;
+} ngx_http_pusher_app_t;
+
+
+typedef struct {
+    ngx_array_t                apps;               /* ngx_http_pusher_app_t */
+    ngx_str_t                  broker;             /* control socket path */
+    uint64_t                   conf_time;          /* unix ms of this conf */
+} ngx_http_pusher_main_conf_t;
+
+
+/* a refcounted outgoing frame, shared by every recipient */
+typedef struct {
+    ngx_uint_t                 refs;
+    size_t                     len;
+    u_char                     data[1];
+} ngx_http_pusher_msg_t;
+
+
+/* one queued frame of one socket; recycled through a per-worker list */
+typedef struct ngx_http_pusher_out_s  ngx_http_pusher_out_t;
+
+struct ngx_http_pusher_out_s {
+    ngx_http_pusher_out_t     *next;
+    ngx_http_pusher_msg_t     *msg;
+};
+
+
+struct ngx_http_pusher_channel_s {
+    ngx_rbtree_node_t          node;               /* key: crc32 of name */
+    ngx_queue_t                subscribers;        /* ngx_http_pusher_sub_t */
+    ngx_uint_t                 count;
+    ngx_http_pusher_app_t     *app;
+    size_t                     len;
+    u_char                     name[1];
+};
+
+
+typedef struct {
+    ngx_queue_t                in_channel;
+    ngx_queue_t                in_conn;
+    ngx_http_pusher_conn_t    *conn;
+    ngx_http_pusher_channel_t *channel;
+} ngx_http_pusher_sub_t;
+
+
+struct ngx_http_pusher_conn_s {
+    ngx_connection_t          *connection;
+    ngx_http_pusher_app_t     *app;                /* NULL: unknown key */
+    ngx_http_request_t        *request;            /* until the hand-off */
+
+    ngx_queue_t                subs;               /* ngx_http_pusher_sub_t */
+    ngx_queue_t                dirty;              /* in the flush list */
+
+    ngx_http_pusher_out_t     *out;                /* send queue */
+    ngx_http_pusher_out_t    **out_last;
+    size_t                     out_sent;           /* bytes of out->msg */
+    size_t                     out_bytes;          /* queued, unsent */
+
+    ngx_msec_t                 last_activity;
+    ngx_msec_t                 ping_sent;
+    ngx_uint_t                 id;                 /* socket_id "pid.id" */
+
+    unsigned                   pinged:1;
+    unsigned                   control_frames:1;   /* client used pings */
+    unsigned                   closing:1;          /* close frame queued */
+    unsigned                   lingering:1;        /* close frame sent */
+    unsigned                   in_dirty:1;
+
+    pusher_ws_parser_t         parser;
+};
+
+
+/* ngx_http_pusher_module.c */
+extern ngx_module_t  ngx_http_pusher_module;
+
+ngx_http_pusher_app_t *ngx_http_pusher_app_by_key(
+    ngx_http_pusher_main_conf_t *pmcf, ngx_str_t *key);
+ngx_http_pusher_app_t *ngx_http_pusher_app_by_id(
+    ngx_http_pusher_main_conf_t *pmcf, u_char *id, size_t len);
+
+/* ngx_http_pusher_handler.c */
+ngx_int_t ngx_http_pusher_handler(ngx_http_request_t *r);
+
+/* ngx_http_pusher_ws.c */
+ngx_int_t ngx_http_pusher_ws_init_worker(ngx_cycle_t *cycle);
+void ngx_http_pusher_ws_exit_worker(void);
+u_char *ngx_http_pusher_pipelined_buffer(size_t len);
+void ngx_http_pusher_ws_start(ngx_http_pusher_conn_t *pc, u_char *pipelined,
+    size_t len);
+ngx_http_pusher_msg_t *ngx_http_pusher_msg_alloc(size_t len);
+void ngx_http_pusher_msg_release(ngx_http_pusher_msg_t *msg);
+ngx_int_t ngx_http_pusher_queue(ngx_http_pusher_conn_t *pc,
+    ngx_http_pusher_msg_t *msg);
+ngx_int_t ngx_http_pusher_send_text(ngx_http_pusher_conn_t *pc, u_char *json,
+    size_t len);
+ngx_int_t ngx_http_pusher_send_control(ngx_http_pusher_conn_t *pc,
+    ngx_uint_t opcode, const u_char *data, size_t len);
+void ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
+    const char *reason);
+void ngx_http_pusher_flush_dirty(void);
+
+/* ngx_http_pusher_session.c */
+void ngx_http_pusher_session_open(ngx_http_pusher_conn_t *pc);
+void ngx_http_pusher_session_message(ngx_http_pusher_conn_t *pc,
+    const u_char *data, size_t len);
+void ngx_http_pusher_session_ping(ngx_http_pusher_conn_t *pc);
+void ngx_http_pusher_session_error(ngx_http_pusher_conn_t *pc,
+    ngx_uint_t code, const char *message, ngx_uint_t close);
+size_t ngx_http_pusher_socket_id(ngx_http_pusher_conn_t *pc, u_char *buf);
+
+/* ngx_http_pusher_channel.c */
+void ngx_http_pusher_channel_init_worker(ngx_http_pusher_main_conf_t *pmcf);
+ngx_int_t ngx_http_pusher_subscribe(ngx_http_pusher_conn_t *pc,
+    u_char *name, size_t len);
+void ngx_http_pusher_unsubscribe(ngx_http_pusher_conn_t *pc,
+    u_char *name, size_t len);
+void ngx_http_pusher_unsubscribe_all(ngx_http_pusher_conn_t *pc);
+void ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
+    pusher_ring_event_view_t *ev);
+
+/* ngx_http_pusher_ring.c */
+ngx_int_t ngx_http_pusher_ring_init_worker(ngx_cycle_t *cycle,
+    ngx_http_pusher_main_conf_t *pmcf);
+void ngx_http_pusher_ring_exit_worker(void);
+
+
+#endif /* _NGX_HTTP_PUSHER_MODULE_H_INCLUDED_ */

@@ -1,0 +1,751 @@
+
+/*
+ * Copyright (C) ngx-pusher authors
+ */
+
+
+#include "ngx_http_pusher_module.h"
+#include "pusher_ctl.h"
+
+#include <cjson/cJSON.h>
+
+
+/* broker -> worker messages are small: WELCOME and DOORBELL */
+#define NGX_HTTP_PUSHER_CTL_BUFFER  4096
+
+
+/*
+ * The worker's link to pusher-broker: a unix stream connection that
+ * carries HELLO (our apps) up and WELCOME and DOORBELL down, and the
+ * mapped segment whose ring this worker reads.  Neither the link nor the
+ * segment is needed to start or to serve: without a broker no events
+ * arrive, and the link is retried from a timer.
+ */
+
+typedef struct {
+    ngx_http_pusher_main_conf_t  *pmcf;
+    ngx_log_t                    *log;
+
+    ngx_connection_t             *conn;
+    ngx_event_t                   reconnect;
+    ngx_event_t                   poll;
+    ngx_event_t                   drain;
+    ngx_msec_t                    backoff;
+    ngx_uint_t                    reported;        /* unreachable logged */
+
+    u_char                       *in;
+    size_t                        in_len;
+    u_char                       *out;
+    size_t                        out_len;
+    size_t                        out_sent;
+
+    u_char                       *base;            /* mapped segment */
+    size_t                        size;
+    uint64_t                      generation;
+    pusher_ring_t                 ring;
+    pusher_ring_reader_t          reader;
+    pusher_shm_wake_t            *wake;            /* NULL: not linked */
+    u_char                       *scratch;         /* max_record bytes */
+    size_t                        scratch_size;
+    uint64_t                      start_ms;        /* this worker's start */
+} ngx_http_pusher_broker_t;
+
+
+static void ngx_http_pusher_ring_connect(ngx_event_t *ev);
+static void ngx_http_pusher_ring_retry(ngx_http_pusher_broker_t *b);
+static void ngx_http_pusher_ring_close(ngx_http_pusher_broker_t *b);
+static ngx_int_t ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b);
+static void ngx_http_pusher_ring_read(ngx_event_t *rev);
+static void ngx_http_pusher_ring_write(ngx_event_t *wev);
+static ngx_int_t ngx_http_pusher_ring_welcome(ngx_http_pusher_broker_t *b,
+    u_char *data, size_t len);
+static ngx_int_t ngx_http_pusher_ring_map(ngx_http_pusher_broker_t *b,
+    const char *name, uint64_t generation, ngx_uint_t slot);
+static void ngx_http_pusher_ring_unmap(ngx_http_pusher_broker_t *b);
+static void ngx_http_pusher_ring_poll(ngx_event_t *ev);
+static void ngx_http_pusher_ring_drain(ngx_event_t *ev);
+
+
+static ngx_http_pusher_broker_t  ngx_http_pusher_broker;
+
+
+ngx_int_t
+ngx_http_pusher_ring_init_worker(ngx_cycle_t *cycle,
+    ngx_http_pusher_main_conf_t *pmcf)
+{
+    ngx_time_t                *tp;
+    ngx_http_pusher_broker_t  *b;
+
+    b = &ngx_http_pusher_broker;
+
+    ngx_memzero(b, sizeof(ngx_http_pusher_broker_t));
+
+    b->pmcf = pmcf;
+    b->log = cycle->log;
+    b->backoff = NGX_HTTP_PUSHER_RECONNECT_MIN;
+
+    tp = ngx_timeofday();
+    b->start_ms = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    b->in = ngx_alloc(NGX_HTTP_PUSHER_CTL_BUFFER, cycle->log);
+    if (b->in == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->reconnect.handler = ngx_http_pusher_ring_connect;
+    b->reconnect.data = b;
+    b->reconnect.log = cycle->log;
+    b->reconnect.cancelable = 1;
+
+    b->poll.handler = ngx_http_pusher_ring_poll;
+    b->poll.data = b;
+    b->poll.log = cycle->log;
+    b->poll.cancelable = 1;
+
+    b->drain.handler = ngx_http_pusher_ring_drain;
+    b->drain.data = b;
+    b->drain.log = cycle->log;
+
+    ngx_add_timer(&b->poll, NGX_HTTP_PUSHER_SAFETY_POLL);
+
+    ngx_http_pusher_ring_connect(&b->reconnect);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_pusher_ring_exit_worker(void)
+{
+    ngx_http_pusher_broker_t  *b;
+
+    b = &ngx_http_pusher_broker;
+
+    if (b->pmcf == NULL) {
+        return;
+    }
+
+    ngx_http_pusher_ring_close(b);
+    ngx_http_pusher_ring_unmap(b);
+
+    if (b->in) {
+        ngx_free(b->in);
+        b->in = NULL;
+    }
+
+    b->pmcf = NULL;
+}
+
+
+static void
+ngx_http_pusher_ring_connect(ngx_event_t *ev)
+{
+    ngx_http_pusher_broker_t *b = ev->data;
+
+    int                  rc;
+    ngx_err_t            err;
+    ngx_socket_t         s;
+    ngx_connection_t    *c;
+    struct sockaddr_un   sun;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    s = ngx_socket(AF_UNIX, SOCK_STREAM, 0);
+
+    if (s == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ALERT, b->log, ngx_socket_errno,
+                      ngx_socket_n " failed");
+        ngx_http_pusher_ring_retry(b);
+        return;
+    }
+
+    if (ngx_nonblocking(s) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, b->log, ngx_socket_errno,
+                      ngx_nonblocking_n " failed");
+        ngx_close_socket(s);
+        ngx_http_pusher_ring_retry(b);
+        return;
+    }
+
+    ngx_memzero(&sun, sizeof(struct sockaddr_un));
+    sun.sun_family = AF_UNIX;
+    ngx_memcpy(sun.sun_path, b->pmcf->broker.data, b->pmcf->broker.len);
+
+    rc = connect(s, (struct sockaddr *) &sun, sizeof(struct sockaddr_un));
+    err = ngx_socket_errno;
+
+    if (rc == -1 && err != NGX_EINPROGRESS && err != NGX_EAGAIN) {
+
+        if (!b->reported) {
+            ngx_log_error(NGX_LOG_WARN, b->log, err,
+                          "pusher: broker is not reachable at \"%V\", "
+                          "retrying", &b->pmcf->broker);
+            b->reported = 1;
+        }
+
+        ngx_close_socket(s);
+        ngx_http_pusher_ring_retry(b);
+        return;
+    }
+
+    c = ngx_get_connection(s, b->log);
+    if (c == NULL) {
+        ngx_close_socket(s);
+        ngx_http_pusher_ring_retry(b);
+        return;
+    }
+
+    c->data = b;
+    c->read->handler = ngx_http_pusher_ring_read;
+    c->write->handler = ngx_http_pusher_ring_write;
+    c->read->log = b->log;
+    c->write->log = b->log;
+    c->recv = ngx_recv;
+    c->send = ngx_send;
+
+    /* graceful shutdown closes the link through the read handler */
+    c->idle = 1;
+
+    if (ngx_add_conn) {
+        if (ngx_add_conn(c) == NGX_ERROR) {
+            ngx_close_connection(c);
+            ngx_http_pusher_ring_retry(b);
+            return;
+        }
+
+    } else {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_CLEAR_EVENT) != NGX_OK
+            || ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_CLEAR_EVENT)
+               != NGX_OK)
+        {
+            ngx_close_connection(c);
+            ngx_http_pusher_ring_retry(b);
+            return;
+        }
+    }
+
+    b->conn = c;
+    b->in_len = 0;
+
+    if (rc == 0) {
+        c->write->ready = 1;
+    }
+
+    if (ngx_http_pusher_ring_hello(b) != NGX_OK) {
+        ngx_http_pusher_ring_close(b);
+        ngx_http_pusher_ring_retry(b);
+        return;
+    }
+
+    ngx_http_pusher_ring_write(c->write);
+}
+
+
+static void
+ngx_http_pusher_ring_retry(ngx_http_pusher_broker_t *b)
+{
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_add_timer(&b->reconnect, b->backoff);
+
+    b->backoff *= 2;
+
+    if (b->backoff > NGX_HTTP_PUSHER_RECONNECT_MAX) {
+        b->backoff = NGX_HTTP_PUSHER_RECONNECT_MAX;
+    }
+}
+
+
+/*
+ * Drops the link; the mapping stays (nothing new will appear in it) until
+ * a WELCOME names another generation.
+ */
+
+static void
+ngx_http_pusher_ring_close(ngx_http_pusher_broker_t *b)
+{
+    if (b->conn) {
+        ngx_close_connection(b->conn);
+        b->conn = NULL;
+    }
+
+    if (b->out) {
+        ngx_free(b->out);
+        b->out = NULL;
+    }
+
+    /* the broker hands our wake slot to the next worker */
+    b->wake = NULL;
+}
+
+
+/* HELLO: {"pid":N,"conf_time":MS,"apps":[{"id","key","secret"},...]} */
+
+static ngx_int_t
+ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b)
+{
+    char                   *json;
+    size_t                  len;
+    cJSON                  *root, *apps, *app;
+    ngx_uint_t              i;
+    ngx_http_pusher_app_t  *a;
+
+    root = cJSON_CreateObject();
+    if (root == NULL) {
+        return NGX_ERROR;
+    }
+
+    apps = NULL;
+
+    if (cJSON_AddNumberToObject(root, "pid", (double) ngx_pid) == NULL
+        || cJSON_AddNumberToObject(root, "conf_time",
+                                   (double) b->pmcf->conf_time)
+           == NULL
+        || (apps = cJSON_AddArrayToObject(root, "apps")) == NULL)
+    {
+        cJSON_Delete(root);
+        return NGX_ERROR;
+    }
+
+    a = b->pmcf->apps.elts;
+
+    for (i = 0; i < b->pmcf->apps.nelts; i++) {
+        app = cJSON_CreateObject();
+
+        if (app == NULL || !cJSON_AddItemToArray(apps, app)) {
+            cJSON_Delete(app);
+            cJSON_Delete(root);
+            return NGX_ERROR;
+        }
+
+        /* ngx_str_t values from the configuration are NUL-terminated */
+
+        if (cJSON_AddStringToObject(app, "id", (char *) a[i].id.data) == NULL
+            || cJSON_AddStringToObject(app, "key", (char *) a[i].key.data)
+               == NULL
+            || cJSON_AddStringToObject(app, "secret",
+                                       (char *) a[i].secret.data)
+               == NULL)
+        {
+            cJSON_Delete(root);
+            return NGX_ERROR;
+        }
+    }
+
+    json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(json);
+
+    b->out = ngx_alloc(PUSHER_CTL_HEADER_SIZE + len, b->log);
+    if (b->out == NULL) {
+        cJSON_free(json);
+        return NGX_ERROR;
+    }
+
+    pusher_ctl_header_write(b->out, PUSHER_CTL_HELLO, (uint32_t) len);
+    ngx_memcpy(b->out + PUSHER_CTL_HEADER_SIZE, json, len);
+    cJSON_free(json);
+
+    b->out_len = PUSHER_CTL_HEADER_SIZE + len;
+    b->out_sent = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pusher_ring_write(ngx_event_t *wev)
+{
+    ssize_t                    n;
+    ngx_connection_t          *c;
+    ngx_http_pusher_broker_t  *b;
+
+    c = wev->data;
+    b = c->data;
+
+    while (b->out && wev->ready) {
+        n = c->send(c, b->out + b->out_sent, b->out_len - b->out_sent);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_pusher_ring_close(b);
+            ngx_http_pusher_ring_retry(b);
+            return;
+        }
+
+        b->out_sent += n;
+
+        if (b->out_sent == b->out_len) {
+            ngx_free(b->out);
+            b->out = NULL;
+        }
+    }
+
+    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+        ngx_http_pusher_ring_close(b);
+        ngx_http_pusher_ring_retry(b);
+    }
+}
+
+
+static void
+ngx_http_pusher_ring_read(ngx_event_t *rev)
+{
+    size_t                     len;
+    ssize_t                    n;
+    ngx_connection_t          *c;
+    pusher_ctl_header_t        h;
+    ngx_http_pusher_broker_t  *b;
+
+    c = rev->data;
+    b = c->data;
+
+    if (c->close) {
+        ngx_http_pusher_ring_close(b);
+        return;
+    }
+
+    for ( ;; ) {
+
+        n = c->recv(c, b->in + b->in_len,
+                    NGX_HTTP_PUSHER_CTL_BUFFER - b->in_len);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_WARN, b->log, 0,
+                          "pusher: lost the broker connection, "
+                          "reconnecting");
+            ngx_http_pusher_ring_close(b);
+            b->reported = 0;
+            ngx_http_pusher_ring_retry(b);
+            return;
+        }
+
+        b->in_len += n;
+
+        while (b->in_len >= PUSHER_CTL_HEADER_SIZE) {
+
+            pusher_ctl_header_read(b->in, &h);
+
+            if (h.length > NGX_HTTP_PUSHER_CTL_BUFFER - PUSHER_CTL_HEADER_SIZE)
+            {
+                ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                              "pusher: broker sent a %uD byte message",
+                              h.length);
+                ngx_http_pusher_ring_close(b);
+                ngx_http_pusher_ring_retry(b);
+                return;
+            }
+
+            len = PUSHER_CTL_HEADER_SIZE + h.length;
+
+            if (b->in_len < len) {
+                break;
+            }
+
+            switch (h.type) {
+
+            case PUSHER_CTL_WELCOME:
+                if (ngx_http_pusher_ring_welcome(b,
+                                                 b->in
+                                                 + PUSHER_CTL_HEADER_SIZE,
+                                                 h.length)
+                    != NGX_OK)
+                {
+                    ngx_http_pusher_ring_close(b);
+                    ngx_http_pusher_ring_retry(b);
+                    return;
+                }
+
+                break;
+
+            case PUSHER_CTL_DOORBELL:
+                ngx_http_pusher_ring_drain(&b->drain);
+                break;
+
+            default:
+                ngx_log_debug1(NGX_LOG_DEBUG_HTTP, b->log, 0,
+                               "pusher ring: control message %uD ignored",
+                               (uint32_t) h.type);
+                break;
+            }
+
+            ngx_memmove(b->in, b->in + len, b->in_len - len);
+            b->in_len -= len;
+        }
+
+        if (!rev->ready) {
+            break;
+        }
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_pusher_ring_close(b);
+        ngx_http_pusher_ring_retry(b);
+    }
+}
+
+
+/* WELCOME: {"shm":"/name","generation":"N","slot":K,"size":BYTES} */
+
+static ngx_int_t
+ngx_http_pusher_ring_welcome(ngx_http_pusher_broker_t *b, u_char *data,
+    size_t len)
+{
+    char      *end;
+    cJSON     *root, *shm, *gen, *slot;
+    uint64_t   generation;
+    ngx_int_t  rc;
+
+    root = cJSON_ParseWithLength((char *) data, len);
+    if (root == NULL) {
+        ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                      "pusher: broker sent an invalid WELCOME");
+        return NGX_ERROR;
+    }
+
+    shm = cJSON_GetObjectItemCaseSensitive(root, "shm");
+    gen = cJSON_GetObjectItemCaseSensitive(root, "generation");
+    slot = cJSON_GetObjectItemCaseSensitive(root, "slot");
+
+    if (!cJSON_IsString(shm) || !cJSON_IsString(gen) || !cJSON_IsNumber(slot)
+        || slot->valuedouble < 0 || slot->valuedouble >= PUSHER_SHM_WAKE_SLOTS)
+    {
+        ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                      "pusher: broker sent an invalid WELCOME");
+        cJSON_Delete(root);
+        return NGX_ERROR;
+    }
+
+    generation = strtoull(gen->valuestring, &end, 10);
+
+    rc = ngx_http_pusher_ring_map(b, shm->valuestring, generation,
+                                  (ngx_uint_t) slot->valuedouble);
+
+    cJSON_Delete(root);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b->backoff = NGX_HTTP_PUSHER_RECONNECT_MIN;
+    b->reported = 0;
+
+    ngx_log_error(NGX_LOG_INFO, b->log, 0,
+                  "pusher: attached to broker generation %uL", generation);
+
+    ngx_http_pusher_ring_drain(&b->drain);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pusher_ring_map(ngx_http_pusher_broker_t *b, const char *name,
+    uint64_t generation, ngx_uint_t slot)
+{
+    int                   fd;
+    u_char               *base, *scratch;
+    uint32_t              version;
+    struct stat           st;
+    pusher_ring_t         ring;
+    pusher_shm_header_t  *hdr;
+
+    if (b->base && b->generation == generation) {
+        /* the same broker after a reconnect: keep the cursor */
+        b->wake = pusher_shm_wake(b->base, (uint32_t) slot);
+        return NGX_OK;
+    }
+
+    fd = shm_open(name, O_RDWR, 0);
+    if (fd == -1) {
+        ngx_log_error(NGX_LOG_ERR, b->log, ngx_errno,
+                      "pusher: shm_open(\"%s\") failed", name);
+        return NGX_ERROR;
+    }
+
+    if (fstat(fd, &st) == -1 || st.st_size < PUSHER_SHM_RING_OFFSET) {
+        ngx_log_error(NGX_LOG_ERR, b->log, ngx_errno,
+                      "pusher: broker segment \"%s\" is too small", name);
+        close(fd);
+        return NGX_ERROR;
+    }
+
+    base = mmap(NULL, (size_t) st.st_size, PROT_READ|PROT_WRITE, MAP_SHARED,
+                fd, 0);
+    close(fd);
+
+    if (base == MAP_FAILED) {
+        ngx_log_error(NGX_LOG_ERR, b->log, ngx_errno,
+                      "pusher: mmap(\"%s\") failed", name);
+        return NGX_ERROR;
+    }
+
+    hdr = pusher_shm_header(base);
+
+    /* pairs with the broker's store-release of layout_version, last */
+    version = pusher_load_acquire_u32(&hdr->layout_version);
+
+    if (hdr->magic != PUSHER_SHM_MAGIC
+        || version != PUSHER_SHM_LAYOUT_VERSION
+        || hdr->generation != generation
+        || hdr->ring_offset != PUSHER_SHM_RING_OFFSET
+        || hdr->desc_offset != PUSHER_SHM_DESC_OFFSET
+        || hdr->wake_offset != PUSHER_SHM_WAKE_OFFSET
+        || hdr->segment_size > (uint64_t) st.st_size
+        || hdr->ring_capacity > hdr->segment_size - PUSHER_SHM_RING_OFFSET
+        || pusher_ring_init(&ring, pusher_shm_ring(base), hdr->ring_capacity,
+                            pusher_shm_desc(base))
+           != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                      "pusher: broker segment \"%s\" is not compatible "
+                      "(layout version %uD, this module has %d)",
+                      name, version, PUSHER_SHM_LAYOUT_VERSION);
+        munmap(base, (size_t) st.st_size);
+        return NGX_ERROR;
+    }
+
+    scratch = b->scratch;
+
+    if (b->scratch_size < ring.max_record) {
+        scratch = ngx_alloc(ring.max_record, b->log);
+        if (scratch == NULL) {
+            munmap(base, (size_t) st.st_size);
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_http_pusher_ring_unmap(b);
+
+    if (b->scratch != scratch) {
+        if (b->scratch) {
+            ngx_free(b->scratch);
+        }
+
+        b->scratch = scratch;
+        b->scratch_size = ring.max_record;
+    }
+
+    b->base = base;
+    b->size = (size_t) st.st_size;
+    b->generation = generation;
+    b->ring = ring;
+    b->wake = pusher_shm_wake(base, (uint32_t) slot);
+
+    /*
+     * A broker that started after this worker may have published before
+     * we attached: read its generation from the start.  Otherwise the old
+     * records are for sockets this worker never had.
+     */
+
+    pusher_ring_reader_init(&b->reader, &b->ring,
+                            hdr->start_time_ms >= b->start_ms);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pusher_ring_unmap(ngx_http_pusher_broker_t *b)
+{
+    if (b->base) {
+        munmap(b->base, b->size);
+        b->base = NULL;
+    }
+
+    b->wake = NULL;
+}
+
+
+static void
+ngx_http_pusher_ring_poll(ngx_event_t *ev)
+{
+    ngx_http_pusher_broker_t *b = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_http_pusher_ring_drain(&b->drain);
+
+    ngx_add_timer(ev, NGX_HTTP_PUSHER_SAFETY_POLL);
+}
+
+
+/*
+ * Reads up to NGX_HTTP_PUSHER_DRAIN_BATCH records, fans them out, writes
+ * the sockets once, and either posts itself again or arms the wake slot
+ * before the event loop sleeps.
+ */
+
+static void
+ngx_http_pusher_ring_drain(ngx_event_t *ev)
+{
+    ngx_http_pusher_broker_t *b = ev->data;
+
+    int                       rc;
+    int32_t                   type;
+    uint32_t                  len;
+    ngx_uint_t                n;
+    pusher_ring_event_view_t  view;
+
+    if (b->base == NULL) {
+        return;
+    }
+
+    for (n = 0; n < NGX_HTTP_PUSHER_DRAIN_BATCH; n++) {
+
+        rc = pusher_ring_read(&b->reader, &b->ring, b->scratch, &type, &len);
+
+        if (rc == PUSHER_RING_EMPTY) {
+            break;
+        }
+
+        if (rc == PUSHER_RING_LAPPED) {
+            ngx_log_error(NGX_LOG_WARN, b->log, 0,
+                          "pusher: worker fell a whole ring behind the "
+                          "broker, events were lost (lapped %uL times)",
+                          b->reader.lapped);
+            continue;
+        }
+
+        if (type != PUSHER_RING_EVENT) {
+            continue;
+        }
+
+        if (pusher_ring_event_decode(b->scratch, len, &view) != 0) {
+            ngx_log_error(NGX_LOG_ALERT, b->log, 0,
+                          "pusher: malformed ring record of %uD bytes", len);
+            continue;
+        }
+
+        ngx_http_pusher_publish(b->pmcf, &view);
+    }
+
+    ngx_http_pusher_flush_dirty();
+
+    if (n == NGX_HTTP_PUSHER_DRAIN_BATCH) {
+        ngx_post_event(&b->drain, &ngx_posted_events);
+        return;
+    }
+
+    if (b->wake && pusher_ring_arm(&b->ring, b->wake, &b->reader)) {
+        ngx_post_event(&b->drain, &ngx_posted_events);
+    }
+}

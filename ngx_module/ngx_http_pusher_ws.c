@@ -1,0 +1,718 @@
+
+/*
+ * Copyright (C) ngx-pusher authors
+ */
+
+
+#include "ngx_http_pusher_module.h"
+
+
+static void ngx_http_pusher_read_handler(ngx_event_t *rev);
+static void ngx_http_pusher_write_handler(ngx_event_t *wev);
+static ngx_int_t ngx_http_pusher_process(ngx_http_pusher_conn_t *pc,
+    u_char *pos, u_char *end);
+static void ngx_http_pusher_timer(ngx_http_pusher_conn_t *pc);
+static void ngx_http_pusher_linger(ngx_http_pusher_conn_t *pc);
+static ngx_int_t ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc);
+static void ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc);
+static void *ngx_http_pusher_parser_alloc(size_t size, void *ctx);
+static void ngx_http_pusher_parser_free(void *p, void *ctx);
+
+
+/* per worker: one read buffer, the flush list, recycled queue entries */
+static u_char                 *ngx_http_pusher_recv_buf;
+static ngx_queue_t             ngx_http_pusher_dirty;
+static ngx_http_pusher_out_t  *ngx_http_pusher_free_outs;
+static ngx_buf_t               ngx_http_pusher_bufs[NGX_HTTP_PUSHER_IOVS];
+static ngx_chain_t             ngx_http_pusher_chain[NGX_HTTP_PUSHER_IOVS];
+
+
+ngx_int_t
+ngx_http_pusher_ws_init_worker(ngx_cycle_t *cycle)
+{
+    ngx_http_pusher_recv_buf = ngx_alloc(NGX_HTTP_PUSHER_RECV_BUFFER,
+                                         cycle->log);
+    if (ngx_http_pusher_recv_buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_init(&ngx_http_pusher_dirty);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_pusher_ws_exit_worker(void)
+{
+    ngx_http_pusher_out_t  *out;
+
+    while (ngx_http_pusher_free_outs) {
+        out = ngx_http_pusher_free_outs;
+        ngx_http_pusher_free_outs = out->next;
+        ngx_free(out);
+    }
+
+    if (ngx_http_pusher_recv_buf) {
+        ngx_free(ngx_http_pusher_recv_buf);
+        ngx_http_pusher_recv_buf = NULL;
+    }
+}
+
+
+u_char *
+ngx_http_pusher_pipelined_buffer(size_t len)
+{
+    if (len == 0 || len > NGX_HTTP_PUSHER_RECV_BUFFER) {
+        return NULL;
+    }
+
+    return ngx_http_pusher_recv_buf;
+}
+
+
+void
+ngx_http_pusher_ws_start(ngx_http_pusher_conn_t *pc, u_char *pipelined,
+    size_t len)
+{
+    size_t             max;
+    ngx_connection_t  *c;
+
+    c = pc->connection;
+
+    c->log->action = "pusher websocket";
+    c->read->handler = ngx_http_pusher_read_handler;
+    c->write->handler = ngx_http_pusher_write_handler;
+
+    /* ngx_close_idle_connections() reaches us on graceful shutdown */
+    c->idle = 1;
+
+    max = pc->app ? pc->app->max_message_size : PUSHER_WS_DEFAULT_MAX_MESSAGE;
+
+    pusher_ws_parser_init(&pc->parser, max, ngx_http_pusher_parser_alloc,
+                          ngx_http_pusher_parser_free, c->log);
+
+    pc->last_activity = ngx_current_msec;
+
+    ngx_http_pusher_session_open(pc);
+
+    if (pc->app && !pc->closing) {
+        ngx_add_timer(c->read, pc->app->ping_interval);
+    }
+
+    if (pipelined
+        && !pc->closing
+        && ngx_http_pusher_process(pc, pipelined, pipelined + len) != NGX_OK)
+    {
+        ngx_http_pusher_flush_dirty();
+        return;
+    }
+
+    ngx_http_pusher_flush_dirty();
+
+    /* the connection may be gone now: only posted events touch it */
+}
+
+
+static void
+ngx_http_pusher_read_handler(ngx_event_t *rev)
+{
+    ssize_t                  n;
+    ngx_connection_t        *c;
+    ngx_http_pusher_conn_t  *pc;
+
+    c = rev->data;
+    pc = c->data;
+
+    if (c->close) {
+        c->close = 0;
+
+        if (pc->closing) {
+            ngx_http_pusher_finalize(pc);
+            return;
+        }
+
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_RECONNECT,
+                                      "Server is shutting down", 1);
+        ngx_http_pusher_flush_dirty();
+        return;
+    }
+
+    if (rev->timedout) {
+        rev->timedout = 0;
+
+        ngx_http_pusher_timer(pc);
+        ngx_http_pusher_flush_dirty();
+        return;
+    }
+
+    if (pc->lingering) {
+        ngx_http_pusher_linger(pc);
+        return;
+    }
+
+    for ( ;; ) {
+
+        n = c->recv(c, ngx_http_pusher_recv_buf, NGX_HTTP_PUSHER_RECV_BUFFER);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                           "pusher ws client closed connection");
+            ngx_http_pusher_finalize(pc);
+            ngx_http_pusher_flush_dirty();
+            return;
+        }
+
+        pc->last_activity = ngx_current_msec;
+        pc->pinged = 0;
+
+        if (pc->closing) {
+            /* waiting for our close frame to go out: discard input */
+            continue;
+        }
+
+        if (ngx_http_pusher_process(pc, ngx_http_pusher_recv_buf,
+                                    ngx_http_pusher_recv_buf + n)
+            != NGX_OK)
+        {
+            ngx_http_pusher_flush_dirty();
+            return;
+        }
+
+        if (!rev->ready) {
+            break;
+        }
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_pusher_finalize(pc);
+    }
+
+    ngx_http_pusher_flush_dirty();
+}
+
+
+/*
+ * Feeds received bytes to the frame parser.  Returns NGX_OK to go on
+ * reading, NGX_DONE once the connection is closing.
+ */
+
+static ngx_int_t
+ngx_http_pusher_process(ngx_http_pusher_conn_t *pc, u_char *pos, u_char *end)
+{
+    ngx_uint_t          code;
+    pusher_ws_msg_t     msg;
+    pusher_ws_result_e  rc;
+
+    for ( ;; ) {
+
+        rc = pusher_ws_parse(&pc->parser, &pos, end, &msg);
+
+        switch (rc) {
+
+        case PUSHER_WS_AGAIN:
+            return NGX_OK;
+
+        case PUSHER_WS_MESSAGE:
+            ngx_http_pusher_session_message(pc, msg.data, msg.len);
+            break;
+
+        case PUSHER_WS_PING:
+            pc->control_frames = 1;
+            ngx_http_pusher_send_control(pc, PUSHER_WS_OP_PONG, msg.data,
+                                         msg.len);
+            break;
+
+        case PUSHER_WS_PONG:
+            pc->control_frames = 1;
+            break;
+
+        case PUSHER_WS_CLOSE:
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->connection->log, 0,
+                           "pusher ws close frame %ui", msg.close_code);
+
+            code = msg.close_code;
+
+            if (code == PUSHER_WS_CLOSE_NO_STATUS) {
+                code = PUSHER_WS_CLOSE_NORMAL;
+            }
+
+            ngx_http_pusher_send_close(pc, code, "");
+            return NGX_DONE;
+
+        default: /* PUSHER_WS_ERROR */
+            ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
+                          "pusher: client sent an invalid frame: %s",
+                          msg.reason);
+
+            ngx_http_pusher_send_close(pc, msg.close_code, msg.reason);
+            return NGX_DONE;
+        }
+
+        if (pc->closing) {
+            return NGX_DONE;
+        }
+    }
+}
+
+
+static void
+ngx_http_pusher_timer(ngx_http_pusher_conn_t *pc)
+{
+    ngx_msec_t              idle;
+    ngx_http_pusher_app_t  *app;
+
+    app = pc->app;
+
+    if (pc->closing || app == NULL) {
+        ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
+                      "pusher: client did not complete the close handshake");
+        ngx_http_pusher_finalize(pc);
+        return;
+    }
+
+    if (pc->pinged) {
+        ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
+                      "pusher: client did not answer a ping");
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_PONG_TIMEOUT,
+                                      "Pong reply not received in time", 1);
+        return;
+    }
+
+    idle = ngx_current_msec - pc->last_activity;
+
+    if (idle < app->ping_interval) {
+        ngx_add_timer(pc->connection->read, app->ping_interval - idle);
+        return;
+    }
+
+    ngx_http_pusher_session_ping(pc);
+
+    pc->pinged = 1;
+    ngx_add_timer(pc->connection->read, app->pong_timeout);
+}
+
+
+/* our close frame is out: wait for the peer's FIN, discarding its data */
+
+static void
+ngx_http_pusher_linger(ngx_http_pusher_conn_t *pc)
+{
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = pc->connection;
+
+    for ( ;; ) {
+        n = c->recv(c, ngx_http_pusher_recv_buf, NGX_HTTP_PUSHER_RECV_BUFFER);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_http_pusher_finalize(pc);
+            return;
+        }
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_pusher_finalize(pc);
+    }
+}
+
+
+static void
+ngx_http_pusher_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t        *c;
+    ngx_http_pusher_conn_t  *pc;
+
+    c = wev->data;
+    pc = c->data;
+
+    if (c->error) {
+        ngx_http_pusher_finalize(pc);
+        return;
+    }
+
+    if (pc->in_dirty) {
+        ngx_queue_remove(&pc->dirty);
+        pc->in_dirty = 0;
+    }
+
+    (void) ngx_http_pusher_flush(pc);
+}
+
+
+ngx_http_pusher_msg_t *
+ngx_http_pusher_msg_alloc(size_t len)
+{
+    ngx_http_pusher_msg_t  *msg;
+
+    msg = ngx_alloc(offsetof(ngx_http_pusher_msg_t, data) + len,
+                    ngx_cycle->log);
+    if (msg == NULL) {
+        return NULL;
+    }
+
+    msg->refs = 1;
+    msg->len = len;
+
+    return msg;
+}
+
+
+void
+ngx_http_pusher_msg_release(ngx_http_pusher_msg_t *msg)
+{
+    if (--msg->refs == 0) {
+        ngx_free(msg);
+    }
+}
+
+
+/*
+ * Appends a frame to a socket's queue and puts the socket on the flush
+ * list; ngx_http_pusher_flush_dirty() writes all of it later in one
+ * send_chain() per socket.  Never closes the socket here (callers iterate
+ * over subscriber lists): an overflowing socket is flagged and closed from
+ * a posted event.
+ */
+
+ngx_int_t
+ngx_http_pusher_queue(ngx_http_pusher_conn_t *pc, ngx_http_pusher_msg_t *msg)
+{
+    ngx_connection_t       *c;
+    ngx_http_pusher_out_t  *out;
+
+    c = pc->connection;
+
+    if (pc->closing || c->error) {
+        return NGX_DECLINED;
+    }
+
+    if (pc->out_bytes + msg->len > NGX_HTTP_PUSHER_SEND_QUEUE_MAX) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "pusher: client is too slow, %uz bytes queued",
+                      pc->out_bytes);
+        c->error = 1;
+        ngx_post_event(c->write, &ngx_posted_events);
+        return NGX_ERROR;
+    }
+
+    out = ngx_http_pusher_free_outs;
+
+    if (out) {
+        ngx_http_pusher_free_outs = out->next;
+
+    } else {
+        out = ngx_alloc(sizeof(ngx_http_pusher_out_t), c->log);
+        if (out == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    out->next = NULL;
+    out->msg = msg;
+    msg->refs++;
+
+    *pc->out_last = out;
+    pc->out_last = &out->next;
+    pc->out_bytes += msg->len;
+
+    if (!pc->in_dirty) {
+        ngx_queue_insert_tail(&ngx_http_pusher_dirty, &pc->dirty);
+        pc->in_dirty = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_pusher_send_text(ngx_http_pusher_conn_t *pc, u_char *json,
+    size_t len)
+{
+    size_t                  hlen;
+    ngx_int_t               rc;
+    ngx_http_pusher_msg_t  *msg;
+
+    hlen = pusher_ws_frame_header_size(len);
+
+    msg = ngx_http_pusher_msg_alloc(hlen + len);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) pusher_ws_frame_header(msg->data, PUSHER_WS_OP_TEXT, len);
+    ngx_memcpy(msg->data + hlen, json, len);
+
+    rc = ngx_http_pusher_queue(pc, msg);
+    ngx_http_pusher_msg_release(msg);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_pusher_send_control(ngx_http_pusher_conn_t *pc, ngx_uint_t opcode,
+    const u_char *data, size_t len)
+{
+    ngx_int_t               rc;
+    ngx_http_pusher_msg_t  *msg;
+
+    if (len > PUSHER_WS_CONTROL_MAX) {
+        len = PUSHER_WS_CONTROL_MAX;
+    }
+
+    msg = ngx_http_pusher_msg_alloc(2 + len);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) pusher_ws_frame_header(msg->data, opcode, len);
+
+    if (len) {
+        ngx_memcpy(msg->data + 2, data, len);
+    }
+
+    rc = ngx_http_pusher_queue(pc, msg);
+    ngx_http_pusher_msg_release(msg);
+
+    return rc;
+}
+
+
+/*
+ * Queues a close frame; nothing is queued after it.  The socket leaves its
+ * channels at once; it is closed when the peer answers, after the frame is
+ * sent and the linger time passes, whichever comes first.
+ */
+
+void
+ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
+    const char *reason)
+{
+    size_t                  len;
+    ngx_connection_t       *c;
+    ngx_http_pusher_msg_t  *msg;
+
+    c = pc->connection;
+
+    if (pc->closing) {
+        return;
+    }
+
+    ngx_http_pusher_unsubscribe_all(pc);
+
+    msg = ngx_http_pusher_msg_alloc(2 + PUSHER_WS_CONTROL_MAX);
+
+    if (msg) {
+        len = ngx_strlen(reason);
+        msg->len = pusher_ws_close_frame(msg->data, code, reason, len);
+        (void) ngx_http_pusher_queue(pc, msg);
+        ngx_http_pusher_msg_release(msg);
+    }
+
+    pc->closing = 1;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    ngx_add_timer(c->read, ngx_exiting ? NGX_HTTP_PUSHER_LINGER_EXITING
+                                       : NGX_HTTP_PUSHER_LINGER);
+
+    if (!pc->in_dirty) {
+        ngx_queue_insert_tail(&ngx_http_pusher_dirty, &pc->dirty);
+        pc->in_dirty = 1;
+    }
+}
+
+
+void
+ngx_http_pusher_flush_dirty(void)
+{
+    ngx_queue_t             *q;
+    ngx_http_pusher_conn_t  *pc;
+
+    while (!ngx_queue_empty(&ngx_http_pusher_dirty)) {
+        q = ngx_queue_head(&ngx_http_pusher_dirty);
+        ngx_queue_remove(q);
+
+        pc = ngx_queue_data(q, ngx_http_pusher_conn_t, dirty);
+        pc->in_dirty = 0;
+
+        (void) ngx_http_pusher_flush(pc);
+    }
+}
+
+
+/*
+ * Writes the queue with as few send_chain() calls as possible; the frames
+ * are shared buffers, so each call gathers up to NGX_HTTP_PUSHER_IOVS of
+ * them without copying.
+ */
+
+static ngx_int_t
+ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
+{
+    off_t                   sent;
+    size_t                  left;
+    ngx_buf_t              *b;
+    ngx_uint_t              i;
+    ngx_chain_t            *cl;
+    ngx_connection_t       *c;
+    ngx_http_pusher_out_t  *out;
+
+    c = pc->connection;
+
+    if (c->error) {
+        ngx_http_pusher_finalize(pc);
+        return NGX_ERROR;
+    }
+
+    if (pc->request) {
+        /* the 101 goes out from the hand-off, after the request is freed */
+        return NGX_OK;
+    }
+
+    while (pc->out) {
+
+        i = 0;
+
+        for (out = pc->out; out && i < NGX_HTTP_PUSHER_IOVS; out = out->next)
+        {
+            b = &ngx_http_pusher_bufs[i];
+            b->start = out->msg->data;
+            b->pos = out->msg->data + (i == 0 ? pc->out_sent : 0);
+            b->last = out->msg->data + out->msg->len;
+            b->end = b->last;
+            b->memory = 1;
+
+            ngx_http_pusher_chain[i].buf = b;
+            ngx_http_pusher_chain[i].next = &ngx_http_pusher_chain[i + 1];
+            i++;
+        }
+
+        ngx_http_pusher_chain[i - 1].next = NULL;
+
+        sent = c->sent;
+
+        cl = c->send_chain(c, ngx_http_pusher_chain, 0);
+
+        if (cl == NGX_CHAIN_ERROR) {
+            c->error = 1;
+            ngx_http_pusher_finalize(pc);
+            return NGX_ERROR;
+        }
+
+        sent = c->sent - sent;
+        pc->out_bytes -= (size_t) sent;
+
+        /* release what was written */
+
+        while (sent > 0) {
+            out = pc->out;
+            left = out->msg->len - pc->out_sent;
+
+            if ((off_t) left > sent) {
+                pc->out_sent += (size_t) sent;
+                break;
+            }
+
+            sent -= left;
+            pc->out_sent = 0;
+            pc->out = out->next;
+
+            ngx_http_pusher_msg_release(out->msg);
+            out->next = ngx_http_pusher_free_outs;
+            ngx_http_pusher_free_outs = out;
+        }
+
+        if (pc->out == NULL) {
+            pc->out_last = &pc->out;
+            break;
+        }
+
+        if (cl != NULL) {
+            /* the socket is full: wait for the write event */
+
+            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+                ngx_http_pusher_finalize(pc);
+                return NGX_ERROR;
+            }
+
+            return NGX_AGAIN;
+        }
+    }
+
+    if (pc->closing && !pc->lingering) {
+        pc->lingering = 1;
+
+#if (NGX_HTTP_SSL)
+        if (c->ssl == NULL)
+#endif
+        {
+            /* our FIN follows the close frame; the peer then closes */
+            (void) shutdown(c->fd, SHUT_WR);
+        }
+
+        if (c->read->ready) {
+            ngx_post_event(c->read, &ngx_posted_events);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
+{
+    ngx_connection_t       *c;
+    ngx_http_pusher_out_t  *out;
+
+    c = pc->connection;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "pusher ws close");
+
+    if (pc->in_dirty) {
+        ngx_queue_remove(&pc->dirty);
+        pc->in_dirty = 0;
+    }
+
+    ngx_http_pusher_unsubscribe_all(pc);
+
+    while (pc->out) {
+        out = pc->out;
+        pc->out = out->next;
+
+        ngx_http_pusher_msg_release(out->msg);
+        out->next = ngx_http_pusher_free_outs;
+        ngx_http_pusher_free_outs = out;
+    }
+
+    pusher_ws_parser_free(&pc->parser);
+
+    ngx_http_close_connection(c);
+}
+
+
+static void *
+ngx_http_pusher_parser_alloc(size_t size, void *ctx)
+{
+    return ngx_alloc(size, ctx);
+}
+
+
+static void
+ngx_http_pusher_parser_free(void *p, void *ctx)
+{
+    ngx_free(p);
+}

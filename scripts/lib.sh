@@ -1,0 +1,124 @@
+# Shared helpers for scripts/run and scripts/test.  Sourced, not executed.
+#
+# Everything here assumes Debian 12 (bookworm): packages come from apt only,
+# and only when they are missing.
+
+# shellcheck shell=bash
+
+PUSHER_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Build dependencies: compilers and CMake, the libraries of the core and the
+# broker, CMocka, Debian's nginx binary and the nginx-dev tree the module is
+# built against (nginx's configure needs PCRE2, OpenSSL and zlib headers for
+# Debian's stock flags), and the tools the scripts themselves call.
+# shellcheck disable=SC2034
+PUSHER_BUILD_PACKAGES=(
+    cmake g++ make pkg-config
+    libssl-dev libboost-dev libboost-system-dev libcjson-dev libcmocka-dev
+    nginx nginx-dev libpcre2-dev zlib1g-dev
+    procps iproute2 curl util-linux coreutils
+)
+
+pusher_log() {
+    printf '%s: %s\n' "${PUSHER_SCRIPT:-ngx-pusher}" "$*" >&2
+}
+
+pusher_die() {
+    pusher_log "error: $*"
+    exit 1
+}
+
+# pusher_missing_packages PKG... -> prints the packages that are not installed
+pusher_missing_packages() {
+    local pkg
+    for pkg in "$@"; do
+        if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" \
+             != "install ok installed" ]
+        then
+            printf '%s\n' "$pkg"
+        fi
+    done
+}
+
+_pusher_apt_updated=0
+
+# pusher_install_packages PKG...: installs those of PKG that are missing.
+# Runs `apt-get update` at most once per script.  Services of the installed
+# packages (Debian's nginx would start on port 80) are not started: a
+# temporary policy-rc.d denies it while apt runs, as Debian's container
+# images do.
+pusher_install_packages() {
+    local missing
+    mapfile -t missing < <(pusher_missing_packages "$@")
+    [ "${#missing[@]}" -eq 0 ] && return 0
+
+    if [ "$(id -u)" -ne 0 ]; then
+        pusher_die "missing packages: ${missing[*]}
+    install them as root:  apt-get install ${missing[*]}"
+    fi
+
+    pusher_log "installing: ${missing[*]}"
+    if [ "$_pusher_apt_updated" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -q \
+            || pusher_die "apt-get update failed"
+        _pusher_apt_updated=1
+    fi
+
+    (
+        policy=/usr/sbin/policy-rc.d
+        if [ ! -e "$policy" ]; then
+            trap 'rm -f "$policy"' EXIT
+            printf '#!/bin/sh\nexit 101\n' > "$policy"
+            chmod 0755 "$policy"
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends "${missing[@]}"
+    ) || pusher_die "apt-get install ${missing[*]} failed"
+}
+
+# Node.js for the integration tests: Node 20 is normally preinstalled; only
+# when `node` is missing altogether does Debian's nodejs + npm come from apt.
+pusher_ensure_node() {
+    if ! command -v node > /dev/null 2>&1; then
+        pusher_install_packages nodejs npm
+    elif ! command -v npm > /dev/null 2>&1; then
+        pusher_install_packages npm
+    fi
+}
+
+# The module is built against /usr/share/nginx/src; Debian's nginx only loads
+# it when both are the same nginx version.
+pusher_check_nginx_version() {
+    local bin src
+    bin=$(/usr/sbin/nginx -v 2>&1 | sed -n 's|^nginx version: nginx/||p')
+    src=$(sed -n 's/^#define NGINX_VERSION *"\(.*\)"/\1/p' \
+          /usr/share/nginx/src/src/core/nginx.h 2>/dev/null || true)
+    if [ -z "$bin" ] || [ -z "$src" ]; then
+        pusher_die "cannot tell the nginx version (nginx: '$bin', nginx-dev: '$src')"
+    fi
+    if [ "$bin" != "$src" ]; then
+        pusher_die "nginx is $bin but nginx-dev is $src; upgrade both:
+    apt-get install nginx nginx-dev"
+    fi
+}
+
+# pusher_cmake_build DIR [CMAKE ARGS...] [-- TARGET...]: configures DIR with
+# the given cache settings (every time, so that an existing tree gets them
+# too; it takes seconds) and builds TARGETs, or everything.
+pusher_cmake_build() {
+    local dir=$1 args=() targets=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        args+=("$1")
+        shift
+    done
+    [ $# -gt 0 ] && shift
+    targets=("$@")
+
+    cmake -S "$PUSHER_REPO" -B "$dir" "${args[@]}" || return 1
+    if [ "${#targets[@]}" -gt 0 ]; then
+        cmake --build "$dir" -j"$(nproc)" --target "${targets[@]}"
+    else
+        cmake --build "$dir" -j"$(nproc)"
+    fi
+}

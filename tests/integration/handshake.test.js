@@ -1,0 +1,190 @@
+'use strict';
+// Tests for the WebSocket upgrade at /app/{key} and /up through nginx.
+
+const assert = require('node:assert/strict');
+const { before, after } = require('node:test');
+
+const { startServer, test, httpRequest } = require('./lib/harness');
+const { RawWs, OP, buildFrame, acceptFor, rawHttp } = require('./lib/rawws');
+const { establishedFrame, PONG, SOCKET_ID_RE } = require('./lib/clients');
+
+let srv;
+
+before(async () => {
+    srv = await startServer();
+});
+
+after(async () => {
+    await srv.stop();
+});
+
+function appPath() {
+    return `/app/${srv.key}?protocol=7&client=js&version=8.6.0&flash=false`;
+}
+
+function upgradeRequest(method, path, headers) {
+    let r = `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1:${srv.port}\r\n`;
+    for (const [k, v] of Object.entries(headers)) {
+        if (v !== null) {
+            r += `${k}: ${v}\r\n`;
+        }
+    }
+    return `${r}\r\n`;
+}
+
+const GOOD = {
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+    'Sec-WebSocket-Version': '13',
+};
+
+test('/up through nginx answers 200 {"health":"OK"}', async () => {
+    const r = await httpRequest(srv.port, 'GET', '/up');
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual(r.json, { health: 'OK' }, r.body);
+});
+
+test('a valid upgrade gets 101 with Upgrade, Connection and the RFC 6455 Sec-WebSocket-Accept', async () => {
+    const ws = await RawWs.connect(srv.port, appPath(), { key: 'dGhlIHNhbXBsZSBub25jZQ==' });
+    srv.track(ws);
+    const r = ws.response;
+    assert.equal(r.statusLine, 'HTTP/1.1 101 Switching Protocols');
+    assert.equal(r.headers.upgrade.toLowerCase(), 'websocket');
+    assert.equal(r.headers.connection.toLowerCase(), 'upgrade');
+    /* the RFC 6455 section 1.3 example */
+    assert.equal(r.headers['sec-websocket-accept'], 's3pPLMBiTxaQ9kYGzzhZRK7xo+w=');
+    assert.equal(r.headers['sec-websocket-accept'], acceptFor('dGhlIHNhbXBsZSBub25jZQ=='));
+    const f = await ws.next();
+    assert.equal(f.opcode, OP.TEXT);
+    const sid = JSON.parse(JSON.parse(f.text).data).socket_id;
+    assert.match(sid, SOCKET_ID_RE);
+    assert.equal(f.text, establishedFrame(sid));
+    ws.close();
+});
+
+test('upgrade headers are matched case-insensitively and Connection may be a token list', async () => {
+    for (const h of [
+        { Upgrade: 'WebSocket', Connection: 'upgrade' },
+        { Upgrade: 'websocket', Connection: 'keep-alive, Upgrade' },
+        { Upgrade: 'WEBSOCKET', Connection: 'Keep-Alive,UPGRADE' },
+    ]) {
+        const ws = await RawWs.connect(srv.port, appPath(), { headers: h });
+        srv.track(ws);
+        assert.equal(ws.response.status, 101, JSON.stringify(h));
+        assert.equal(ws.response.headers['sec-websocket-accept'], ws.expectedAccept);
+        ws.close();
+    }
+});
+
+test('a handshake written one byte at a time still upgrades', async () => {
+    const ws = await RawWs.connect(srv.port, appPath(), { splitHandshake: true });
+    srv.track(ws);
+    assert.equal(ws.response.status, 101);
+    await ws.next();
+    ws.close();
+});
+
+const BAD_400 = [
+    ['no Upgrade header', { Upgrade: null }],
+    ['Upgrade: h2c', { Upgrade: 'h2c' }],
+    ['no Connection header', { Connection: null }],
+    ['Connection without the upgrade token', { Connection: 'keep-alive' }],
+    ['no Sec-WebSocket-Key', { 'Sec-WebSocket-Key': null }],
+    ['Sec-WebSocket-Key that is not 16 base64 bytes', { 'Sec-WebSocket-Key': 'abc' }],
+    ['Sec-WebSocket-Key of 20 bytes', { 'Sec-WebSocket-Key': Buffer.alloc(20, 1).toString('base64') }],
+];
+
+for (const [name, override] of BAD_400) {
+    test(`upgrade with ${name} -> 400`, async () => {
+        const r = await rawHttp(srv.port, upgradeRequest('GET', appPath(), { ...GOOD, ...override }));
+        assert.equal(r.status, 400, `${r.statusLine}\n${r.body}`);
+    });
+}
+
+test('Sec-WebSocket-Version: 8 -> 426 with Sec-WebSocket-Version: 13', async () => {
+    const r = await rawHttp(srv.port, upgradeRequest('GET', appPath(), { ...GOOD, 'Sec-WebSocket-Version': '8' }));
+    assert.equal(r.status, 426, `${r.statusLine}\n${r.body}`);
+    assert.equal(r.headers['sec-websocket-version'], '13');
+});
+
+test('POST to /app/{key} -> 405', async () => {
+    const r = await rawHttp(srv.port, upgradeRequest('POST', appPath(), { ...GOOD, 'Content-Length': '0' }));
+    assert.equal(r.status, 405, `${r.statusLine}\n${r.body}`);
+});
+
+test('/app/ without a key -> 404', async () => {
+    const r = await rawHttp(srv.port, upgradeRequest('GET', '/app/', GOOD));
+    assert.equal(r.status, 404, `${r.statusLine}\n${r.body}`);
+});
+
+test('a rejected handshake does not disturb an open WebSocket', async () => {
+    const ws = await RawWs.connect(srv.port, appPath());
+    srv.track(ws);
+    await ws.next();
+    await rawHttp(srv.port, upgradeRequest('GET', appPath(), { ...GOOD, 'Sec-WebSocket-Key': null }));
+    ws.sendJson({ event: 'pusher:ping', data: {} });
+    await ws.expectText(PONG);
+    ws.close();
+});
+
+test('handshake and a first frame (pusher:ping) in one write: the ping is answered', async () => {
+    const ping = buildFrame(OP.TEXT, '{"event":"pusher:ping","data":{}}');
+    const ws = await RawWs.connect(srv.port, appPath(), { extra: ping });
+    srv.track(ws);
+    assert.equal(ws.response.status, 101);
+    const f = await ws.next();
+    assert.match(f.text, /^\{"event":"pusher:connection_established"/);
+    await ws.expectText(PONG);
+    ws.close();
+});
+
+test('handshake and two frames in one write, the second split across the boundary', async () => {
+    const ping = buildFrame(OP.TEXT, '{"event":"pusher:ping","data":{}}');
+    const wsPing = buildFrame(OP.PING, 'x');
+    const ws = await RawWs.connect(srv.port, appPath(), { extra: Buffer.concat([ping, wsPing.subarray(0, 3)]) });
+    srv.track(ws);
+    await ws.next();
+    await ws.expectText(PONG);
+    ws.write(wsPing.subarray(3));
+    const f = await ws.next();
+    assert.equal(f.opcode, OP.PONG);
+    assert.equal(f.payload.toString(), 'x');
+    ws.close();
+});
+
+test('the ws library (offering permessage-deflate) connects, no extension is negotiated, close 1000 round-trips', async () => {
+    const WebSocket = require('ws');
+    const c = new WebSocket(`ws://127.0.0.1:${srv.port}/app/${srv.key}?protocol=7&client=js&version=8.6.0`, { perMessageDeflate: true });
+    srv.track({ close: () => c.terminate() });
+    const msgs = [];
+    const next = () => new Promise((resolve, reject) => {
+        if (msgs.length) {
+            resolve(msgs.shift());
+            return;
+        }
+        const t = setTimeout(() => reject(new Error('ws: no message in 3 s')), 3000);
+        c.once('message', () => {
+            clearTimeout(t);
+            resolve(msgs.shift());
+        });
+    });
+    c.on('message', (data, isBinary) => msgs.push({ text: data.toString(), isBinary }));
+    const upgrade = new Promise((resolve) => c.once('upgrade', resolve));
+    await new Promise((resolve, reject) => {
+        c.once('open', resolve);
+        c.once('error', reject);
+    });
+    const res = await upgrade;
+    assert.equal(res.headers['sec-websocket-extensions'], undefined, 'no extension may be negotiated');
+    assert.equal(c.extensions, '');
+    const first = await next();
+    assert.equal(first.isBinary, false);
+    assert.match(first.text, /^\{"event":"pusher:connection_established"/);
+    c.send('{"event":"pusher:ping","data":{}}');
+    assert.equal((await next()).text, PONG);
+    const closed = new Promise((resolve) => c.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    c.close(1000, 'done');
+    const cl = await closed;
+    assert.equal(cl.code, 1000);
+});

@@ -1,0 +1,1501 @@
+/*
+ * Unit tests: Pusher messages, channel rules, outbound frames and ring
+ * event records (common/pusher_proto.c).
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+
+#include "pusher_proto.h"
+#include "pusher_ws.h"
+
+
+#define S(s)  (const uint8_t *) (s), sizeof(s) - 1
+
+#define GUARD  0xa5
+
+
+/* the data member as the parser leaves it */
+typedef enum {
+    DATA_NONE = 0,       /* m->data == NULL */
+    DATA_OBJECT,         /* received as an object */
+    DATA_DECODED,        /* a string holding an object, decoded */
+    DATA_STRING,         /* a string kept as a string */
+    DATA_OTHER           /* number, array, null, ... */
+} data_kind_e;
+
+
+typedef struct {
+    const char          *name;
+    const char          *json;
+    int                  rc;
+    pusher_msg_type_e    type;
+    const char          *event;
+    const char          *channel;
+    const char          *auth;
+    const char          *channel_data;
+    const char          *user_data;
+    data_kind_e          data;
+} parse_case_t;
+
+
+/*
+ * Parse from an exact-size heap copy, so that ASan catches any read past
+ * the end of input that is not NUL-terminated.
+ */
+static int
+parse_exact(pusher_msg_t *m, const char *json, size_t len)
+{
+    int       rc;
+    uint8_t  *copy;
+
+    copy = malloc(len ? len : 1);
+    assert_non_null(copy);
+    memcpy(copy, json, len);
+
+    rc = pusher_msg_parse(m, copy, len);
+
+    free(copy);
+
+    return rc;
+}
+
+
+static void
+assert_str(pusher_str_t s, const char *expect)
+{
+    assert_non_null(s.data);
+
+    if (expect == NULL) {
+        assert_int_equal(s.len, 0);
+        return;
+    }
+
+    assert_int_equal(s.len, strlen(expect));
+    assert_memory_equal(s.data, expect, s.len);
+}
+
+
+static const parse_case_t  parse_cases[] = {
+
+    /* pusher-js: object data, reference section 2.2 */
+    { "public subscribe",
+      "{\"event\":\"pusher:subscribe\","
+      "\"data\":{\"auth\":\"\",\"channel\":\"my-channel\"}}",
+      PUSHER_MSG_OK, PUSHER_MSG_SUBSCRIBE, "pusher:subscribe",
+      "my-channel", "", NULL, NULL, DATA_OBJECT },
+
+    { "private subscribe",
+      "{\"event\":\"pusher:subscribe\",\"data\":{\"auth\":"
+      "\"278d425bdf160c739803:58df8b0c\",\"channel\":\"private-my\"}}",
+      PUSHER_MSG_OK, PUSHER_MSG_SUBSCRIBE, "pusher:subscribe",
+      "private-my", "278d425bdf160c739803:58df8b0c", NULL, NULL,
+      DATA_OBJECT },
+
+    { "presence subscribe with string channel_data",
+      "{\"event\":\"pusher:subscribe\",\"data\":{\"auth\":\"k:h\","
+      "\"channel_data\":\"{\\\"user_id\\\":1,\\\"user_info\\\":"
+      "{\\\"name\\\":\\\"A\\\"}}\",\"channel\":\"presence-my\"}}",
+      PUSHER_MSG_OK, PUSHER_MSG_SUBSCRIBE, "pusher:subscribe",
+      "presence-my", "k:h",
+      "{\"user_id\":1,\"user_info\":{\"name\":\"A\"}}", NULL, DATA_OBJECT },
+
+    { "subscribe without auth",
+      "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"c\"}}",
+      PUSHER_MSG_OK, PUSHER_MSG_SUBSCRIBE, "pusher:subscribe", "c", NULL,
+      NULL, NULL, DATA_OBJECT },
+
+    { "subscribe with null auth",
+      "{\"event\":\"pusher:subscribe\","
+      "\"data\":{\"channel\":\"c\",\"auth\":null}}",
+      PUSHER_MSG_OK, PUSHER_MSG_SUBSCRIBE, "pusher:subscribe", "c", NULL,
+      NULL, NULL, DATA_OBJECT },
+
+    { "unsubscribe",
+      "{\"event\":\"pusher:unsubscribe\",\"data\":{\"channel\":"
+      "\"private-my\"}}",
+      PUSHER_MSG_OK, PUSHER_MSG_UNSUBSCRIBE, "pusher:unsubscribe",
+      "private-my", NULL, NULL, NULL, DATA_OBJECT },
+
+    { "ping with object data",
+      "{\"event\":\"pusher:ping\",\"data\":{}}",
+      PUSHER_MSG_OK, PUSHER_MSG_PING, "pusher:ping", NULL, NULL, NULL, NULL,
+      DATA_OBJECT },
+
+    { "ping without data",
+      "{\"event\":\"pusher:ping\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_PING, "pusher:ping", NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "pong with string data",
+      "{\"event\":\"pusher:pong\",\"data\":\"{}\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_PONG, "pusher:pong", NULL, NULL, NULL, NULL,
+      DATA_DECODED },
+
+    { "signin",
+      "{\"event\":\"pusher:signin\",\"data\":{\"auth\":\"k:h\","
+      "\"user_data\":\"{\\\"id\\\":\\\"1\\\"}\"}}",
+      PUSHER_MSG_OK, PUSHER_MSG_SIGNIN, "pusher:signin", NULL, "k:h", NULL,
+      "{\"id\":\"1\"}", DATA_OBJECT },
+
+    { "client event",
+      "{\"event\":\"client-typing\",\"data\":{\"id\":1},"
+      "\"channel\":\"private-chat\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_CLIENT_EVENT, "client-typing",
+      "private-chat", NULL, NULL, NULL, DATA_OBJECT },
+
+    { "client event without channel",
+      "{\"event\":\"client-typing\",\"data\":{}}",
+      PUSHER_MSG_OK, PUSHER_MSG_CLIENT_EVENT, "client-typing", NULL, NULL,
+      NULL, NULL, DATA_OBJECT },
+
+    { "client event with string data that is not JSON",
+      "{\"event\":\"client-x\",\"channel\":\"private-a\",\"data\":\"hi\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_CLIENT_EVENT, "client-x", "private-a", NULL,
+      NULL, NULL, DATA_STRING },
+
+    { "client event with number data",
+      "{\"event\":\"client-x\",\"channel\":\"private-a\",\"data\":5}",
+      PUSHER_MSG_OK, PUSHER_MSG_CLIENT_EVENT, "client-x", "private-a", NULL,
+      NULL, NULL, DATA_OTHER },
+
+    { "client event with string holding an array stays a string",
+      "{\"event\":\"client-x\",\"channel\":\"private-a\",\"data\":\"[1]\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_CLIENT_EVENT, "client-x", "private-a", NULL,
+      NULL, NULL, DATA_STRING },
+
+    /* other clients: data as a JSON string */
+    { "subscribe with string data",
+      "{\"event\":\"pusher:subscribe\",\"data\":\"{\\\"auth\\\":\\\"\\\","
+      "\\\"channel\\\":\\\"my-channel\\\"}\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_SUBSCRIBE, "pusher:subscribe",
+      "my-channel", "", NULL, NULL, DATA_DECODED },
+
+    { "presence subscribe with string data and string channel_data",
+      "{\"event\":\"pusher:subscribe\",\"data\":\"{\\\"auth\\\":\\\"k:h\\\","
+      "\\\"channel_data\\\":\\\"{\\\\\\\"user_id\\\\\\\":10}\\\","
+      "\\\"channel\\\":\\\"presence-a\\\"}\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_SUBSCRIBE, "pusher:subscribe",
+      "presence-a", "k:h", "{\"user_id\":10}", NULL, DATA_DECODED },
+
+    { "unsubscribe with string data",
+      "{\"event\":\"pusher:unsubscribe\","
+      "\"data\":\"{\\\"channel\\\":\\\"a\\\"}\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_UNSUBSCRIBE, "pusher:unsubscribe", "a",
+      NULL, NULL, NULL, DATA_DECODED },
+
+    { "whitespace around the message",
+      " \r\n\t{ \"event\" : \"pusher:ping\" , \"data\" : { } }\n ",
+      PUSHER_MSG_OK, PUSHER_MSG_PING, "pusher:ping", NULL, NULL, NULL, NULL,
+      DATA_OBJECT },
+
+    { "duplicate event member: the first wins",
+      "{\"event\":\"pusher:ping\",\"event\":\"pusher:pong\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_PING, "pusher:ping", NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    /* unknown events */
+    { "unknown pusher event",
+      "{\"event\":\"pusher:cache_miss\",\"data\":{}}",
+      PUSHER_MSG_OK, PUSHER_MSG_UNKNOWN, "pusher:cache_miss", NULL, NULL,
+      NULL, NULL, DATA_OBJECT },
+
+    { "pusher_internal event from a client",
+      "{\"event\":\"pusher_internal:subscription_succeeded\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_UNKNOWN,
+      "pusher_internal:subscription_succeeded", NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "event names are case sensitive",
+      "{\"event\":\"pusher:PING\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_UNKNOWN, "pusher:PING", NULL, NULL, NULL,
+      NULL, DATA_NONE },
+
+    { "member names are case sensitive",
+      "{\"Event\":\"pusher:ping\"}",
+      PUSHER_MSG_NO_EVENT, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "bare client- prefix",
+      "{\"event\":\"client-\",\"channel\":\"private-a\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_UNKNOWN, "client-", NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "application event name",
+      "{\"event\":\"App\\\\Events\\\\Test\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_UNKNOWN, "App\\Events\\Test", NULL, NULL,
+      NULL, NULL, DATA_NONE },
+
+    { "empty event name",
+      "{\"event\":\"\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_UNKNOWN, "", NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "event name cut at an escaped NUL",
+      "{\"event\":\"pusher:ping\\u0000x\"}",
+      PUSHER_MSG_OK, PUSHER_MSG_PING, "pusher:ping", NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    /* malformed */
+    { "empty input", "", PUSHER_MSG_BAD_JSON, PUSHER_MSG_UNKNOWN,
+      NULL, NULL, NULL, NULL, NULL, DATA_NONE },
+
+    { "not JSON", "hello", PUSHER_MSG_BAD_JSON, PUSHER_MSG_UNKNOWN,
+      NULL, NULL, NULL, NULL, NULL, DATA_NONE },
+
+    { "truncated object", "{\"event\":\"pusher:ping\"",
+      PUSHER_MSG_BAD_JSON, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "truncated string", "{\"event\":\"pusher:pi",
+      PUSHER_MSG_BAD_JSON, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "trailing garbage", "{\"event\":\"pusher:ping\"}x",
+      PUSHER_MSG_BAD_JSON, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "two objects", "{\"event\":\"pusher:ping\"}{}",
+      PUSHER_MSG_BAD_JSON, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "array", "[{\"event\":\"pusher:ping\"}]",
+      PUSHER_MSG_BAD_JSON, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "string", "\"pusher:ping\"",
+      PUSHER_MSG_BAD_JSON, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "number", "42",
+      PUSHER_MSG_BAD_JSON, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "null", "null",
+      PUSHER_MSG_BAD_JSON, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "no event", "{\"data\":{}}",
+      PUSHER_MSG_NO_EVENT, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "empty object", "{}",
+      PUSHER_MSG_NO_EVENT, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "event is a number", "{\"event\":1}",
+      PUSHER_MSG_NO_EVENT, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "event is null", "{\"event\":null}",
+      PUSHER_MSG_NO_EVENT, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "event is an object", "{\"event\":{\"a\":1}}",
+      PUSHER_MSG_NO_EVENT, PUSHER_MSG_UNKNOWN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    /* pusher:* events with bad fields keep their type */
+    { "subscribe without data",
+      "{\"event\":\"pusher:subscribe\"}",
+      PUSHER_MSG_BAD_DATA, PUSHER_MSG_SUBSCRIBE, NULL, NULL, NULL, NULL,
+      NULL, DATA_NONE },
+
+    { "subscribe without channel",
+      "{\"event\":\"pusher:subscribe\",\"data\":{\"auth\":\"\"}}",
+      PUSHER_MSG_BAD_DATA, PUSHER_MSG_SUBSCRIBE, NULL, NULL, NULL, NULL,
+      NULL, DATA_NONE },
+
+    { "subscribe with a number channel",
+      "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":1}}",
+      PUSHER_MSG_BAD_DATA, PUSHER_MSG_SUBSCRIBE, NULL, NULL, NULL, NULL,
+      NULL, DATA_NONE },
+
+    { "subscribe with a number auth",
+      "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"a\","
+      "\"auth\":1}}",
+      PUSHER_MSG_BAD_DATA, PUSHER_MSG_SUBSCRIBE, NULL, NULL, NULL, NULL,
+      NULL, DATA_NONE },
+
+    { "subscribe with object channel_data",
+      "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"presence-a\","
+      "\"auth\":\"k:h\",\"channel_data\":{\"user_id\":1}}}",
+      PUSHER_MSG_BAD_DATA, PUSHER_MSG_SUBSCRIBE, NULL, NULL, NULL, NULL,
+      NULL, DATA_NONE },
+
+    { "subscribe with string data that is not an object",
+      "{\"event\":\"pusher:subscribe\",\"data\":\"my-channel\"}",
+      PUSHER_MSG_BAD_DATA, PUSHER_MSG_SUBSCRIBE, NULL, NULL, NULL, NULL,
+      NULL, DATA_NONE },
+
+    { "unsubscribe without channel",
+      "{\"event\":\"pusher:unsubscribe\",\"data\":{}}",
+      PUSHER_MSG_BAD_DATA, PUSHER_MSG_UNSUBSCRIBE, NULL, NULL, NULL, NULL,
+      NULL, DATA_NONE },
+
+    { "signin without user_data",
+      "{\"event\":\"pusher:signin\",\"data\":{\"auth\":\"k:h\"}}",
+      PUSHER_MSG_BAD_DATA, PUSHER_MSG_SIGNIN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "signin without auth",
+      "{\"event\":\"pusher:signin\",\"data\":{\"user_data\":\"{}\"}}",
+      PUSHER_MSG_BAD_DATA, PUSHER_MSG_SIGNIN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE },
+
+    { "signin with object user_data",
+      "{\"event\":\"pusher:signin\",\"data\":{\"auth\":\"k:h\","
+      "\"user_data\":{\"id\":\"1\"}}}",
+      PUSHER_MSG_BAD_DATA, PUSHER_MSG_SIGNIN, NULL, NULL, NULL, NULL, NULL,
+      DATA_NONE }
+};
+
+
+static void
+parse_cases_give_type_fields_and_data(void **state)
+{
+    int                  rc;
+    size_t               i;
+    pusher_msg_t         m;
+    const cJSON         *data;
+    const parse_case_t  *c;
+
+    for (i = 0; i < sizeof(parse_cases) / sizeof(parse_cases[0]); i++) {
+        c = &parse_cases[i];
+        print_message("case: %s\n", c->name);
+
+        rc = parse_exact(&m, c->json, strlen(c->json));
+        assert_int_equal(rc, c->rc);
+        assert_int_equal(m.type, c->type);
+
+        if (rc != PUSHER_MSG_OK) {
+            /* a failed parse owns nothing and leaves empty strings */
+            assert_null(m.root);
+            assert_null(m.decoded);
+            assert_null(m.data);
+            assert_str(m.event, NULL);
+            assert_str(m.channel, NULL);
+            pusher_msg_free(&m);
+            continue;
+        }
+
+        assert_non_null(m.root);
+        assert_str(m.event, c->event);
+        assert_str(m.channel, c->channel);
+        assert_str(m.auth, c->auth);
+        assert_str(m.channel_data, c->channel_data);
+        assert_str(m.user_data, c->user_data);
+
+        data = m.data;
+
+        switch (c->data) {
+
+        case DATA_NONE:
+            assert_null(data);
+            assert_null(m.decoded);
+            break;
+
+        case DATA_OBJECT:
+            assert_true(cJSON_IsObject(data));
+            assert_null(m.decoded);
+            break;
+
+        case DATA_DECODED:
+            assert_true(cJSON_IsObject(data));
+            assert_ptr_equal(m.decoded, data);
+            break;
+
+        case DATA_STRING:
+            assert_true(cJSON_IsString(data));
+            assert_null(m.decoded);
+            assert_ptr_equal(data, cJSON_GetObjectItemCaseSensitive(
+                                       (const cJSON *) m.root, "data"));
+            break;
+
+        case DATA_OTHER:
+            assert_non_null(data);
+            assert_false(cJSON_IsObject(data));
+            assert_false(cJSON_IsString(data));
+            assert_null(m.decoded);
+            break;
+        }
+
+        pusher_msg_free(&m);
+        assert_null(m.root);
+        assert_null(m.decoded);
+        assert_null(m.data);
+    }
+}
+
+
+static void
+decoded_string_data_is_usable(void **state)
+{
+    pusher_msg_t  m;
+    const cJSON  *id;
+    static const char  json[] =
+        "{\"event\":\"client-x\",\"channel\":\"private-a\","
+        "\"data\":\"{\\\"id\\\":123,\\\"name\\\":\\\"Joe\\\"}\"}";
+
+    assert_int_equal(parse_exact(&m, json, sizeof(json) - 1),
+                     PUSHER_MSG_OK);
+
+    id = cJSON_GetObjectItemCaseSensitive((const cJSON *) m.data, "id");
+    assert_true(cJSON_IsNumber(id));
+    assert_int_equal(id->valueint, 123);
+
+    pusher_msg_free(&m);
+}
+
+
+static void
+free_is_idempotent(void **state)
+{
+    pusher_msg_t  m;
+    static const char  ok[] =
+        "{\"event\":\"pusher:subscribe\","
+        "\"data\":\"{\\\"channel\\\":\\\"a\\\"}\"}";
+    static const char  bad[] = "{\"event\":\"pusher:subscribe\",\"data\":1}";
+
+    assert_int_equal(parse_exact(&m, ok, sizeof(ok) - 1), PUSHER_MSG_OK);
+    assert_non_null(m.decoded);
+    pusher_msg_free(&m);
+    pusher_msg_free(&m);
+
+    assert_int_equal(parse_exact(&m, bad, sizeof(bad) - 1),
+                     PUSHER_MSG_BAD_DATA);
+    pusher_msg_free(&m);
+    pusher_msg_free(&m);
+
+    assert_int_equal(parse_exact(&m, "{", 1), PUSHER_MSG_BAD_JSON);
+    pusher_msg_free(&m);
+    pusher_msg_free(&m);
+}
+
+
+static void
+parse_reuses_a_message_after_free(void **state)
+{
+    size_t        i;
+    pusher_msg_t  m;
+    static const char  json[] =
+        "{\"event\":\"pusher:unsubscribe\",\"data\":{\"channel\":\"b\"}}";
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(parse_exact(&m, json, sizeof(json) - 1),
+                         PUSHER_MSG_OK);
+        assert_str(m.channel, "b");
+        pusher_msg_free(&m);
+    }
+}
+
+
+/* a message that is a prefix of a longer buffer: only len bytes count */
+static void
+parse_uses_only_len_bytes(void **state)
+{
+    pusher_msg_t  m;
+    static const char  json[] = "{\"event\":\"pusher:ping\"}{\"event\":1}";
+
+    assert_int_equal(parse_exact(&m, json, 23), PUSHER_MSG_OK);
+    assert_int_equal(m.type, PUSHER_MSG_PING);
+    pusher_msg_free(&m);
+
+    assert_int_equal(parse_exact(&m, json, 22), PUSHER_MSG_BAD_JSON);
+    pusher_msg_free(&m);
+}
+
+
+/* every builder: exact bytes, and 0 without a write past cap below that */
+typedef size_t (*builder_pt)(uint8_t *buf, size_t cap);
+
+
+static size_t
+build_established(uint8_t *buf, size_t cap)
+{
+    return pusher_build_connection_established(buf, cap, "123.456", 7, 30);
+}
+
+
+static size_t
+build_established_long(uint8_t *buf, size_t cap)
+{
+    return pusher_build_connection_established(buf, cap,
+        "12345678901234567890.12345678901234567890", 41, 4294967295u);
+}
+
+
+static size_t
+build_error(uint8_t *buf, size_t cap)
+{
+    return pusher_build_error(buf, cap, PUSHER_ERR_APP_NOT_FOUND,
+                              "Application does not exist");
+}
+
+
+static size_t
+build_error_escaped(uint8_t *buf, size_t cap)
+{
+    return pusher_build_error(buf, cap, PUSHER_ERR_CLIENT_EVENT,
+                              "say \"hi\"\\\n\x01/\xc3\xa9");
+}
+
+
+static size_t
+build_error_empty(uint8_t *buf, size_t cap)
+{
+    return pusher_build_error(buf, cap, 4200, "");
+}
+
+
+static size_t
+build_ping(uint8_t *buf, size_t cap)
+{
+    return pusher_build_ping(buf, cap);
+}
+
+
+static size_t
+build_pong(uint8_t *buf, size_t cap)
+{
+    return pusher_build_pong(buf, cap);
+}
+
+
+static size_t
+build_succeeded(uint8_t *buf, size_t cap)
+{
+    return pusher_build_subscription_succeeded(buf, cap, "my-channel", 10);
+}
+
+
+static const struct {
+    const char  *name;
+    builder_pt   build;
+    const char  *expect;
+} builder_cases[] = {
+    { "connection_established", build_established,
+      "{\"event\":\"pusher:connection_established\",\"data\":"
+      "\"{\\\"socket_id\\\":\\\"123.456\\\",\\\"activity_timeout\\\":30}\"}" },
+
+    { "connection_established, longest socket id", build_established_long,
+      "{\"event\":\"pusher:connection_established\",\"data\":"
+      "\"{\\\"socket_id\\\":\\\"12345678901234567890.12345678901234567890"
+      "\\\",\\\"activity_timeout\\\":4294967295}\"}" },
+
+    { "error", build_error,
+      "{\"event\":\"pusher:error\",\"data\":"
+      "\"{\\\"code\\\":4001,\\\"message\\\":"
+      "\\\"Application does not exist\\\"}\"}" },
+
+    { "error, message escaped twice", build_error_escaped,
+      "{\"event\":\"pusher:error\",\"data\":"
+      "\"{\\\"code\\\":4301,\\\"message\\\":"
+      "\\\"say \\\\\\\"hi\\\\\\\"\\\\\\\\\\\\n\\\\u0001/\xc3\xa9\\\"}\"}" },
+
+    { "error, empty message", build_error_empty,
+      "{\"event\":\"pusher:error\",\"data\":"
+      "\"{\\\"code\\\":4200,\\\"message\\\":\\\"\\\"}\"}" },
+
+    { "ping", build_ping, "{\"event\":\"pusher:ping\",\"data\":\"{}\"}" },
+
+    { "pong", build_pong, "{\"event\":\"pusher:pong\",\"data\":\"{}\"}" },
+
+    { "subscription_succeeded", build_succeeded,
+      "{\"event\":\"pusher_internal:subscription_succeeded\","
+      "\"channel\":\"my-channel\",\"data\":\"{}\"}" }
+};
+
+
+static void
+builders_write_exact_bytes_and_respect_cap(void **state)
+{
+    size_t    i, cap, len, n;
+    uint8_t   buf[512];
+
+    for (i = 0; i < sizeof(builder_cases) / sizeof(builder_cases[0]); i++) {
+        print_message("case: %s\n", builder_cases[i].name);
+        len = strlen(builder_cases[i].expect);
+
+        memset(buf, GUARD, sizeof(buf));
+        n = builder_cases[i].build(buf, sizeof(buf));
+        assert_int_equal(n, len);
+        assert_memory_equal(buf, builder_cases[i].expect, len);
+        assert_int_equal(buf[len], GUARD);
+
+        /* exactly enough room */
+        memset(buf, GUARD, sizeof(buf));
+        assert_int_equal(builder_cases[i].build(buf, len), len);
+        assert_memory_equal(buf, builder_cases[i].expect, len);
+        assert_int_equal(buf[len], GUARD);
+
+        for (cap = 0; cap < len; cap++) {
+            memset(buf, GUARD, sizeof(buf));
+            assert_int_equal(builder_cases[i].build(buf, cap), 0);
+            assert_int_equal(buf[cap], GUARD);
+        }
+    }
+}
+
+
+/* the error "data" string, unescaped, is itself the inner JSON object */
+static void
+error_data_decodes_to_code_and_message(void **state)
+{
+    size_t        n;
+    cJSON        *root, *inner;
+    uint8_t       buf[256];
+    static const char  msg[] = "tab\there \"q\" \\ \x1f end";
+
+    n = pusher_build_error(buf, sizeof(buf), 4009, msg);
+    assert_true(n > 0);
+
+    root = cJSON_ParseWithLength((const char *) buf, n);
+    assert_non_null(root);
+
+    inner = cJSON_Parse(cJSON_GetObjectItemCaseSensitive(root, "data")
+                            ->valuestring);
+    assert_non_null(inner);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(inner, "code")
+                         ->valueint, 4009);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(inner, "message")
+                            ->valuestring, msg);
+
+    cJSON_Delete(inner);
+    cJSON_Delete(root);
+}
+
+
+static const struct {
+    const char  *in;
+    size_t       in_len;
+    const char  *out;
+} escape_cases[] = {
+    { "", 0, "" },
+    { "plain", 5, "plain" },
+    { "\"", 1, "\\\"" },
+    { "\\", 1, "\\\\" },
+    { "/", 1, "/" },
+    { "\b\f\n\r\t", 5, "\\b\\f\\n\\r\\t" },
+    { "\x00", 1, "\\u0000" },
+    { "\x01\x0b\x0e\x1a\x1f", 5, "\\u0001\\u000b\\u000e\\u001a\\u001f" },
+    { " \x7f", 2, " \x7f" },
+    { "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80", 9,
+      "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80" },
+    { "\xff\xfe", 2, "\xff\xfe" },
+    { "a\"b\\c\nd", 7, "a\\\"b\\\\c\\nd" },
+    { "{\"some\":\"data\"}", 15, "{\\\"some\\\":\\\"data\\\"}" }
+};
+
+
+static void
+json_escape_quotes_backslash_and_controls_only(void **state)
+{
+    size_t   i, n, len;
+    uint8_t  buf[128];
+
+    for (i = 0; i < sizeof(escape_cases) / sizeof(escape_cases[0]); i++) {
+        len = strlen(escape_cases[i].out);
+
+        assert_int_equal(pusher_json_escape(NULL,
+                             (const uint8_t *) escape_cases[i].in,
+                             escape_cases[i].in_len), len);
+
+        memset(buf, GUARD, sizeof(buf));
+        n = pusher_json_escape(buf, (const uint8_t *) escape_cases[i].in,
+                               escape_cases[i].in_len);
+        assert_int_equal(n, len);
+        assert_memory_equal(buf, escape_cases[i].out, len);
+        assert_int_equal(buf[len], GUARD);
+    }
+}
+
+
+/* every byte value: escaped output is valid JSON that decodes back */
+static void
+json_escape_roundtrips_every_byte_below_0x80(void **state)
+{
+    int      c;
+    size_t   n;
+    cJSON   *s;
+    uint8_t  in[128], buf[2 + 6 * 128 + 1];
+
+    for (c = 0; c < 128; c++) {
+        in[c] = (uint8_t) ((c + 1) & 0x7f);     /* NUL last */
+    }
+
+    buf[0] = '"';
+    n = 1 + pusher_json_escape(buf + 1, in, 127);
+    buf[n++] = '"';
+
+    s = cJSON_ParseWithLength((const char *) buf, n);
+    assert_non_null(s);
+    assert_true(cJSON_IsString(s));
+    assert_memory_equal(s->valuestring, in, 127);
+    cJSON_Delete(s);
+}
+
+
+static const struct {
+    const char  *name;
+    int          valid;
+} channel_name_cases[] = {
+    { "my-channel", 1 },
+    { "a", 1 },
+    { "0", 1 },
+    { "-", 1 },
+    { "private-foobar", 1 },
+    { "presence-foobar", 1 },
+    { "private-encrypted-x", 1 },
+    { "cache-x", 1 },
+    { "#server-to-user-123", 1 },
+    { "#a", 1 },
+    { "azAZ09-_=@,.;", 1 },
+    { "user@example.com", 1 },
+    { "a=b,c;d", 1 },
+    { "", 0 },
+    { "#", 0 },
+    { "##", 0 },
+    { "a#", 0 },
+    { "a#b", 0 },
+    { " a", 0 },
+    { "a b", 0 },
+    { "a:b", 0 },
+    { "a/b", 0 },
+    { "a\\b", 0 },
+    { "a\"b", 0 },
+    { "a*", 0 },
+    { "a?", 0 },
+    { "a+b", 0 },
+    { "a%20", 0 },
+    { "a<b>", 0 },
+    { "[a]", 0 },
+    { "{a}", 0 },
+    { "a|b", 0 },
+    { "a~", 0 },
+    { "a`", 0 },
+    { "a^", 0 },
+    { "a!", 0 },
+    { "a$", 0 },
+    { "a&", 0 },
+    { "a'", 0 },
+    { "a(", 0 },
+    { "a\n", 0 },
+    { "caf\xc3\xa9", 0 },
+    { "a\x7f", 0 }
+};
+
+
+static void
+channel_names_follow_the_sdk_regex(void **state)
+{
+    size_t  i;
+    char    name[256];
+
+    for (i = 0;
+         i < sizeof(channel_name_cases) / sizeof(channel_name_cases[0]);
+         i++)
+    {
+        print_message("case: \"%s\"\n", channel_name_cases[i].name);
+        assert_int_equal(pusher_channel_name_valid(channel_name_cases[i].name,
+                             strlen(channel_name_cases[i].name)),
+                         channel_name_cases[i].valid);
+    }
+
+    /* a NUL inside the given length is not a name character */
+    assert_false(pusher_channel_name_valid("a\0b", 3));
+    assert_true(pusher_channel_name_valid("ab\0", 2));
+
+    /* 200 bytes is the limit, '#' included */
+    memset(name, 'a', sizeof(name));
+    assert_true(pusher_channel_name_valid(name, 200));
+    assert_false(pusher_channel_name_valid(name, 201));
+    assert_false(pusher_channel_name_valid(name, 255));
+
+    name[0] = '#';
+    assert_true(pusher_channel_name_valid(name, 200));
+    assert_false(pusher_channel_name_valid(name, 201));
+
+    name[0] = 'a';
+    name[199] = '#';
+    assert_false(pusher_channel_name_valid(name, 200));
+}
+
+
+static const struct {
+    const char             *name;
+    pusher_channel_type_e   type;
+    int                     auth;
+} channel_type_cases[] = {
+    { "my-channel", PUSHER_CHANNEL_PUBLIC, 0 },
+    { "private-a", PUSHER_CHANNEL_PRIVATE, 1 },
+    { "private-", PUSHER_CHANNEL_PRIVATE, 1 },
+    { "private", PUSHER_CHANNEL_PUBLIC, 0 },
+    { "privatechannel", PUSHER_CHANNEL_PUBLIC, 0 },
+    { "Private-a", PUSHER_CHANNEL_PUBLIC, 0 },
+    { "private-encrypted-a", PUSHER_CHANNEL_PRIVATE_ENCRYPTED, 1 },
+    { "private-encrypted-cache-a", PUSHER_CHANNEL_PRIVATE_ENCRYPTED, 1 },
+    { "private-encrypted", PUSHER_CHANNEL_PRIVATE, 1 },
+    { "private-cache-a", PUSHER_CHANNEL_PRIVATE_CACHE, 1 },
+    { "private-cache", PUSHER_CHANNEL_PRIVATE, 1 },
+    { "presence-a", PUSHER_CHANNEL_PRESENCE, 1 },
+    { "presence", PUSHER_CHANNEL_PUBLIC, 0 },
+    { "presence-cache-a", PUSHER_CHANNEL_PRESENCE_CACHE, 1 },
+    { "presence-cache", PUSHER_CHANNEL_PRESENCE, 1 },
+    { "cache-a", PUSHER_CHANNEL_CACHE, 0 },
+    { "cache", PUSHER_CHANNEL_PUBLIC, 0 },
+    { "a-private-b", PUSHER_CHANNEL_PUBLIC, 0 },
+    { "#server-to-user-1", PUSHER_CHANNEL_SERVER_TO_USER, 0 },
+    { "#server-to-user-", PUSHER_CHANNEL_SERVER_TO_USER, 0 },
+    { "#server-to-user", PUSHER_CHANNEL_PUBLIC, 0 },
+    { "server-to-user-1", PUSHER_CHANNEL_PUBLIC, 0 },
+    { "#private-a", PUSHER_CHANNEL_PUBLIC, 0 },
+    { "", PUSHER_CHANNEL_PUBLIC, 0 }
+};
+
+
+static void
+channel_types_by_longest_prefix(void **state)
+{
+    size_t  i;
+
+    for (i = 0;
+         i < sizeof(channel_type_cases) / sizeof(channel_type_cases[0]);
+         i++)
+    {
+        print_message("case: \"%s\"\n", channel_type_cases[i].name);
+        assert_int_equal(pusher_channel_type(channel_type_cases[i].name,
+                             strlen(channel_type_cases[i].name)),
+                         channel_type_cases[i].type);
+        assert_int_equal(pusher_channel_needs_auth(channel_type_cases[i].type),
+                         channel_type_cases[i].auth);
+    }
+
+    /* only len bytes are looked at */
+    assert_int_equal(pusher_channel_type("private-a", 7),
+                     PUSHER_CHANNEL_PUBLIC);
+    assert_int_equal(pusher_channel_type("presence-cache-a", 14),
+                     PUSHER_CHANNEL_PRESENCE);
+
+    assert_false(pusher_channel_needs_auth(PUSHER_CHANNEL_PUBLIC));
+    assert_false(pusher_channel_needs_auth(PUSHER_CHANNEL_CACHE));
+    assert_false(pusher_channel_needs_auth(PUSHER_CHANNEL_SERVER_TO_USER));
+}
+
+
+static const struct {
+    const char  *id;
+    int          valid;
+} socket_id_cases[] = {
+    { "123.456", 1 },
+    { "1.2", 1 },
+    { "1234.1234", 1 },
+    { "870132037.115391333", 1 },
+    { "12345678901234567890.12345678901234567890", 1 },
+    { "0.0", 1 },
+    { "123456789012345678901.1", 0 },
+    { "1.123456789012345678901", 0 },
+    { "", 0 },
+    { ".", 0 },
+    { "1.", 0 },
+    { ".1", 0 },
+    { "1", 0 },
+    { "12", 0 },
+    { "1..2", 0 },
+    { "1.2.3", 0 },
+    { "-1.2", 0 },
+    { "1.-2", 0 },
+    { "1 .2", 0 },
+    { "1.2 ", 0 },
+    { "a.b", 0 },
+    { "1,2", 0 },
+    { "1.2\n", 0 },
+    { "\xd9\xa1.1", 0 }
+};
+
+
+static void
+socket_ids_are_two_digit_runs(void **state)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(socket_id_cases) / sizeof(socket_id_cases[0]);
+         i++)
+    {
+        print_message("case: \"%s\"\n", socket_id_cases[i].id);
+        assert_int_equal(pusher_socket_id_valid(socket_id_cases[i].id,
+                             strlen(socket_id_cases[i].id)),
+                         socket_id_cases[i].valid);
+    }
+
+    assert_false(pusher_socket_id_valid("1.2\0", 4));
+    assert_true(pusher_socket_id_valid("1.23", 3));
+}
+
+
+static void
+event_json_is_exact_and_sized_exactly(void **state)
+{
+    size_t   n, size;
+    uint8_t  buf[256];
+    static const char  expect[] =
+        "{\"event\":\"my-event\",\"channel\":\"project-3\","
+        "\"data\":\"{\\\"some\\\":\\\"data\\\"}\"}";
+    static const char  expect2[] =
+        "{\"event\":\"App\\\\Ev \\\"q\\\"\",\"channel\":\"c\","
+        "\"data\":\"a\\nb\\u0001\xc3\xa9\"}";
+    static const char  expect3[] =
+        "{\"event\":\"\",\"channel\":\"\",\"data\":\"\"}";
+
+    size = pusher_event_json_size(S("my-event"), S("project-3"),
+                                  S("{\"some\":\"data\"}"));
+    assert_int_equal(size, sizeof(expect) - 1);
+
+    memset(buf, GUARD, sizeof(buf));
+    n = pusher_event_json(buf, S("my-event"), S("project-3"),
+                          S("{\"some\":\"data\"}"));
+    assert_int_equal(n, size);
+    assert_memory_equal(buf, expect, n);
+    assert_int_equal(buf[n], GUARD);
+
+    size = pusher_event_json_size(S("App\\Ev \"q\""), S("c"),
+                                  S("a\nb\x01\xc3\xa9"));
+    assert_int_equal(size, sizeof(expect2) - 1);
+
+    memset(buf, GUARD, sizeof(buf));
+    n = pusher_event_json(buf, S("App\\Ev \"q\""), S("c"),
+                          S("a\nb\x01\xc3\xa9"));
+    assert_int_equal(n, size);
+    assert_memory_equal(buf, expect2, n);
+    assert_int_equal(buf[n], GUARD);
+
+    assert_int_equal(pusher_event_json_size(S(""), S(""), S("")),
+                     sizeof(expect3) - 1);
+    n = pusher_event_json(buf, S(""), S(""), S(""));
+    assert_memory_equal(buf, expect3, n);
+}
+
+
+/* ring event records */
+
+typedef struct {
+    pusher_str_t   app_id;
+    pusher_str_t   channel;
+    pusher_str_t   socket_id;
+    const uint8_t *name;
+    size_t         name_len;
+    uint8_t       *data;
+    size_t         data_len;
+} ring_input_t;
+
+
+static uint8_t *
+ring_encode(const ring_input_t *in, size_t *len)
+{
+    size_t    json_len, size, n;
+    uint8_t  *rec;
+
+    json_len = pusher_event_json_size(in->name, in->name_len,
+                                      (const uint8_t *) in->channel.data,
+                                      in->channel.len, in->data,
+                                      in->data_len);
+    size = pusher_ring_event_size(in->app_id.len, in->channel.len,
+                                  in->socket_id.len, json_len);
+    assert_true(size > 0);
+
+    rec = malloc(size + 1);
+    assert_non_null(rec);
+    rec[size] = GUARD;
+
+    n = pusher_ring_event_encode(rec, &in->app_id, &in->channel,
+                                 &in->socket_id, in->name, in->name_len,
+                                 in->data, in->data_len);
+    assert_int_equal(n, size);
+    assert_int_equal(rec[size], GUARD);
+
+    *len = size;
+
+    return rec;
+}
+
+
+static void
+ring_event_frame_bytes_are_exact(void **state)
+{
+    size_t                    len, off;
+    uint8_t                  *rec;
+    ring_input_t              in;
+    pusher_ring_event_t       ev;
+    pusher_ring_event_view_t  v;
+    static const char  json[] =
+        "{\"event\":\"my-event\",\"channel\":\"project-3\","
+        "\"data\":\"{\\\"some\\\":\\\"data\\\"}\"}";
+
+    in.app_id.data = "3";
+    in.app_id.len = 1;
+    in.channel.data = "project-3";
+    in.channel.len = 9;
+    in.socket_id.data = "123.456";
+    in.socket_id.len = 7;
+    in.name = (const uint8_t *) "my-event";
+    in.name_len = 8;
+    in.data = (uint8_t *) "{\"some\":\"data\"}";
+    in.data_len = 15;
+
+    rec = ring_encode(&in, &len);
+
+    assert_int_equal(len, sizeof(pusher_ring_event_t) + 1 + 9 + 7 + 2
+                          + sizeof(json) - 1);
+
+    memcpy(&ev, rec, sizeof(ev));
+    assert_int_equal(ev.frame_len, 2 + sizeof(json) - 1);
+    assert_int_equal(ev.app_id_len, 1);
+    assert_int_equal(ev.channel_len, 9);
+    assert_int_equal(ev.socket_id_len, 7);
+    assert_int_equal(ev.flags, 0);
+
+    off = sizeof(pusher_ring_event_t);
+    assert_memory_equal(rec + off, "3project-3123.456", 17);
+    off += 17;
+    assert_int_equal(rec[off], 0x81);
+    assert_int_equal(rec[off + 1], sizeof(json) - 1);
+    assert_memory_equal(rec + off + 2, json, sizeof(json) - 1);
+
+    assert_int_equal(pusher_ring_event_decode(rec, len, &v), 0);
+    assert_str(v.app_id, "3");
+    assert_str(v.channel, "project-3");
+    assert_str(v.socket_id, "123.456");
+    assert_ptr_equal(v.frame, rec + off);
+    assert_int_equal(v.frame_len, 2 + sizeof(json) - 1);
+
+    free(rec);
+}
+
+
+/* payloads around the 7-bit, 16-bit and 64-bit length encodings */
+static void
+ring_event_roundtrips_every_header_size(void **state)
+{
+    size_t                    i, k, len, json_len, hdr, data_len;
+    uint8_t                  *rec, *data, *json;
+    uint64_t                  plen;
+    ring_input_t              in;
+    pusher_ring_event_view_t  v;
+    static const size_t  sizes[] = {
+        0, 1, 80, 89, 90, 91, 200, 65400, 65535 - 40, 65535 - 39, 70000
+    };
+
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        data_len = sizes[i];
+        data = malloc(data_len + 1);
+        assert_non_null(data);
+
+        for (k = 0; k < data_len; k++) {
+            data[k] = (k % 7 == 0) ? '"' : (uint8_t) ('a' + k % 26);
+        }
+
+        in.app_id.data = "app-1";
+        in.app_id.len = 5;
+        in.channel.data = "presence-room";
+        in.channel.len = 13;
+        in.socket_id.data = NULL;
+        in.socket_id.len = 0;
+        in.name = (const uint8_t *) "ev";
+        in.name_len = 2;
+        in.data = data;
+        in.data_len = data_len;
+
+        json_len = pusher_event_json_size(in.name, in.name_len,
+                                          (const uint8_t *) "presence-room",
+                                          13, data, data_len);
+        json = malloc(json_len);
+        assert_non_null(json);
+        assert_int_equal(pusher_event_json(json, in.name, in.name_len,
+                             (const uint8_t *) "presence-room", 13, data,
+                             data_len), json_len);
+
+        rec = ring_encode(&in, &len);
+
+        assert_int_equal(pusher_ring_event_decode(rec, len, &v), 0);
+        assert_str(v.app_id, "app-1");
+        assert_str(v.channel, "presence-room");
+        assert_int_equal(v.socket_id.len, 0);
+
+        hdr = json_len < 126 ? 2 : json_len <= 0xffff ? 4 : 10;
+        assert_int_equal(v.frame_len, hdr + json_len);
+        assert_int_equal(v.frame[0], 0x81);
+
+        if (hdr == 2) {
+            plen = v.frame[1];
+
+        } else if (hdr == 4) {
+            assert_int_equal(v.frame[1], 126);
+            plen = ((uint64_t) v.frame[2] << 8) | v.frame[3];
+
+        } else {
+            assert_int_equal(v.frame[1], 127);
+            plen = 0;
+
+            for (k = 2; k < 10; k++) {
+                plen = (plen << 8) | v.frame[k];
+            }
+        }
+
+        assert_int_equal(plen, json_len);
+        assert_memory_equal(v.frame + hdr, json, json_len);
+
+        free(json);
+        free(rec);
+        free(data);
+    }
+}
+
+
+static void
+ring_event_size_rejects_unrepresentable_lengths(void **state)
+{
+    pusher_str_t  app, ch, sid, big;
+    uint8_t       out[1024];
+    char          long_name[300];
+
+    memset(long_name, 'a', sizeof(long_name));
+
+    assert_int_equal(pusher_ring_event_size(0, 1, 0, 10), 0);
+    assert_int_equal(pusher_ring_event_size(256, 1, 0, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 0, 0, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 201, 0, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 1, 42, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 1, 0, UINT32_MAX), 0);
+    assert_int_equal(pusher_ring_event_size(255, 200, 41, 10),
+                     16 + 255 + 200 + 41 + 2 + 10);
+
+    app.data = "1";
+    app.len = 1;
+    ch.data = "c";
+    ch.len = 1;
+    sid.data = NULL;
+    sid.len = 0;
+    big.data = long_name;
+    big.len = 201;
+
+    assert_int_equal(pusher_ring_event_encode(out, &app, &big, &sid, S("e"),
+                                              S("d")), 0);
+    big.len = 256;
+    assert_int_equal(pusher_ring_event_encode(out, &big, &ch, &sid, S("e"),
+                                              S("d")), 0);
+}
+
+
+static void
+ring_event_decode_rejects_truncated_records(void **state)
+{
+    size_t                    len, cut, data_len;
+    uint8_t                  *rec, *copy, data[300];
+    ring_input_t              in;
+    pusher_ring_event_view_t  v;
+
+    /* one record with a 2-byte and one with a 4-byte frame header */
+    for (data_len = 10; data_len < 300; data_len += 280) {
+        memset(data, 'x', data_len);
+
+        in.app_id.data = "app";
+        in.app_id.len = 3;
+        in.channel.data = "private-a";
+        in.channel.len = 9;
+        in.socket_id.data = "1.2";
+        in.socket_id.len = 3;
+        in.name = (const uint8_t *) "e";
+        in.name_len = 1;
+        in.data = data;
+        in.data_len = data_len;
+
+        rec = ring_encode(&in, &len);
+
+        /* every shorter prefix, each in its own exact-size heap block */
+        for (cut = 0; cut < len; cut++) {
+            copy = malloc(cut ? cut : 1);
+            assert_non_null(copy);
+            memcpy(copy, rec, cut);
+            assert_int_equal(pusher_ring_event_decode(copy, cut, &v), -1);
+            free(copy);
+        }
+
+        /* and a longer record (trailing bytes) */
+        copy = malloc(len + 8);
+        assert_non_null(copy);
+        memcpy(copy, rec, len);
+        memset(copy + len, 0, 8);
+        assert_int_equal(pusher_ring_event_decode(copy, len + 8, &v), -1);
+        free(copy);
+
+        free(rec);
+    }
+}
+
+
+typedef void (*corrupt_pt)(uint8_t *rec, size_t len);
+
+
+static void
+set_header(uint8_t *rec, const pusher_ring_event_t *ev)
+{
+    memcpy(rec, ev, sizeof(pusher_ring_event_t));
+}
+
+
+#define CORRUPT(fn, stmt)                                                     \
+    static void                                                               \
+    fn(uint8_t *rec, size_t len)                                              \
+    {                                                                         \
+        pusher_ring_event_t  ev;                                              \
+        uint8_t             *frame;                                           \
+                                                                              \
+        memcpy(&ev, rec, sizeof(ev));                                         \
+        frame = rec + sizeof(ev) + ev.app_id_len + ev.channel_len             \
+                + ev.socket_id_len;                                           \
+        (void) frame;                                                         \
+        (void) len;                                                           \
+        stmt;                                                                 \
+        set_header(rec, &ev);                                                 \
+    }
+
+CORRUPT(frame_len_plus_one, ev.frame_len++)
+CORRUPT(frame_len_minus_one, ev.frame_len--)
+CORRUPT(frame_len_huge, ev.frame_len = UINT32_MAX)
+CORRUPT(frame_len_zero, ev.frame_len = 0)
+CORRUPT(frame_len_one, ev.frame_len = 1)
+CORRUPT(app_id_len_plus_one, ev.app_id_len++)
+CORRUPT(app_id_len_zero, ev.app_id_len = 0)
+CORRUPT(app_id_len_huge, ev.app_id_len = 0xffff)
+CORRUPT(channel_len_plus_one, ev.channel_len++)
+CORRUPT(channel_len_zero, ev.channel_len = 0)
+CORRUPT(channel_len_too_long, ev.channel_len = 201)
+CORRUPT(socket_id_len_plus_one, ev.socket_id_len++)
+CORRUPT(socket_id_len_too_long, ev.socket_id_len = 0xff)
+CORRUPT(frame_not_fin, frame[0] = 0x01)
+CORRUPT(frame_binary, frame[0] = 0x82)
+CORRUPT(frame_close, frame[0] = 0x88)
+CORRUPT(frame_rsv, frame[0] = 0xc1)
+CORRUPT(frame_masked, frame[1] |= 0x80)
+CORRUPT(frame_payload_plus_one, frame[1]++)
+CORRUPT(frame_payload_minus_one, frame[1]--)
+CORRUPT(frame_len_126_in_short_frame, frame[1] = 126)
+CORRUPT(frame_len_127_in_short_frame, frame[1] = 127)
+
+
+static const struct {
+    const char  *name;
+    corrupt_pt   corrupt;
+} corrupt_cases[] = {
+    { "frame_len + 1", frame_len_plus_one },
+    { "frame_len - 1", frame_len_minus_one },
+    { "frame_len huge", frame_len_huge },
+    { "frame_len 0", frame_len_zero },
+    { "frame_len 1", frame_len_one },
+    { "app_id_len + 1", app_id_len_plus_one },
+    { "app_id_len 0", app_id_len_zero },
+    { "app_id_len huge", app_id_len_huge },
+    { "channel_len + 1", channel_len_plus_one },
+    { "channel_len 0", channel_len_zero },
+    { "channel_len 201", channel_len_too_long },
+    { "socket_id_len + 1", socket_id_len_plus_one },
+    { "socket_id_len 255", socket_id_len_too_long },
+    { "frame without FIN", frame_not_fin },
+    { "binary frame", frame_binary },
+    { "close frame", frame_close },
+    { "RSV bit", frame_rsv },
+    { "mask bit", frame_masked },
+    { "payload length + 1", frame_payload_plus_one },
+    { "payload length - 1", frame_payload_minus_one },
+    { "16-bit length marker", frame_len_126_in_short_frame },
+    { "64-bit length marker", frame_len_127_in_short_frame }
+};
+
+
+static void
+ring_event_decode_rejects_corrupted_records(void **state)
+{
+    size_t                    i, len;
+    uint8_t                  *rec, *copy, data[20];
+    ring_input_t              in;
+    pusher_ring_event_view_t  v;
+
+    memset(data, 'x', sizeof(data));
+
+    in.app_id.data = "app";
+    in.app_id.len = 3;
+    in.channel.data = "private-abc";
+    in.channel.len = 11;
+    in.socket_id.data = "1.2";
+    in.socket_id.len = 3;
+    in.name = (const uint8_t *) "e";
+    in.name_len = 1;
+    in.data = data;
+    in.data_len = sizeof(data);
+
+    rec = ring_encode(&in, &len);
+
+    for (i = 0; i < sizeof(corrupt_cases) / sizeof(corrupt_cases[0]); i++) {
+        print_message("case: %s\n", corrupt_cases[i].name);
+
+        copy = malloc(len);
+        assert_non_null(copy);
+        memcpy(copy, rec, len);
+        corrupt_cases[i].corrupt(copy, len);
+
+        assert_int_equal(pusher_ring_event_decode(copy, len, &v), -1);
+        free(copy);
+    }
+
+    free(rec);
+}
+
+
+/* non-minimal length encodings are rejected: build them by hand */
+static void
+ring_event_decode_rejects_non_minimal_lengths(void **state)
+{
+    size_t                    i, len;
+    uint8_t                   rec[64];
+    pusher_ring_event_t       ev;
+    pusher_ring_event_view_t  v;
+    static const char  json[] = "{}";
+
+    for (i = 0; i < 3; i++) {
+        memset(&ev, 0, sizeof(ev));
+        ev.app_id_len = 1;
+        ev.channel_len = 1;
+
+        len = sizeof(ev);
+        rec[len++] = 'a';
+        rec[len++] = 'c';
+        rec[len++] = 0x81;
+
+        if (i == 0) {
+            /* minimal: accepted, proves the hand-built record is right */
+            rec[len++] = 2;
+            ev.frame_len = 4;
+
+        } else if (i == 1) {
+            rec[len++] = 126;
+            rec[len++] = 0;
+            rec[len++] = 2;
+            ev.frame_len = 6;
+
+        } else {
+            rec[len++] = 127;
+            memset(rec + len, 0, 7);
+            len += 7;
+            rec[len++] = 2;
+            ev.frame_len = 12;
+        }
+
+        memcpy(rec + len, json, 2);
+        len += 2;
+        memcpy(rec, &ev, sizeof(ev));
+
+        assert_int_equal(pusher_ring_event_decode(rec, len, &v),
+                         i == 0 ? 0 : -1);
+    }
+}
+
+
+/* random garbage never crashes the decoder (ASan checks the reads) */
+static void
+ring_event_decode_survives_garbage(void **state)
+{
+    size_t                    i, len, k, fixed, accepted;
+    uint8_t                  *rec;
+    uint32_t                  x;
+    pusher_ring_event_t       ev;
+    pusher_ring_event_view_t  v;
+
+    x = 2463534242u;
+    accepted = 0;
+
+    for (i = 0; i < 20000; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        len = x % 96;
+
+        rec = malloc(len ? len : 1);
+        assert_non_null(rec);
+
+        for (k = 0; k < len; k++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            rec[k] = (uint8_t) x;
+        }
+
+        /*
+         * Small string lengths and, for every other record, a consistent
+         * frame_len and a text frame opcode, so that the payload length
+         * checks see garbage too.
+         */
+        if (len >= sizeof(ev)) {
+            memcpy(&ev, rec, sizeof(ev));
+            ev.app_id_len &= 0x0f;
+            ev.channel_len &= 0x0f;
+            ev.socket_id_len &= 0x0f;
+
+            fixed = sizeof(ev) + ev.app_id_len + ev.channel_len
+                    + ev.socket_id_len;
+
+            if ((i & 1) && len > fixed) {
+                ev.frame_len = (uint32_t) (len - fixed);
+                rec[fixed] = 0x81;
+            }
+
+            memcpy(rec, &ev, sizeof(ev));
+        }
+
+        if (pusher_ring_event_decode(rec, len, &v) == 0) {
+            assert_true(v.frame >= rec && v.frame + v.frame_len == rec + len);
+            accepted++;
+        }
+
+        free(rec);
+    }
+
+    /* a matching random payload length turns up about 1 time in 256 */
+    assert_true(accepted > 0);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(parse_cases_give_type_fields_and_data),
+        cmocka_unit_test(decoded_string_data_is_usable),
+        cmocka_unit_test(free_is_idempotent),
+        cmocka_unit_test(parse_reuses_a_message_after_free),
+        cmocka_unit_test(parse_uses_only_len_bytes),
+        cmocka_unit_test(builders_write_exact_bytes_and_respect_cap),
+        cmocka_unit_test(error_data_decodes_to_code_and_message),
+        cmocka_unit_test(json_escape_quotes_backslash_and_controls_only),
+        cmocka_unit_test(json_escape_roundtrips_every_byte_below_0x80),
+        cmocka_unit_test(channel_names_follow_the_sdk_regex),
+        cmocka_unit_test(channel_types_by_longest_prefix),
+        cmocka_unit_test(socket_ids_are_two_digit_runs),
+        cmocka_unit_test(event_json_is_exact_and_sized_exactly),
+        cmocka_unit_test(ring_event_frame_bytes_are_exact),
+        cmocka_unit_test(ring_event_roundtrips_every_header_size),
+        cmocka_unit_test(ring_event_size_rejects_unrepresentable_lengths),
+        cmocka_unit_test(ring_event_decode_rejects_truncated_records),
+        cmocka_unit_test(ring_event_decode_rejects_corrupted_records),
+        cmocka_unit_test(ring_event_decode_rejects_non_minimal_lengths),
+        cmocka_unit_test(ring_event_decode_survives_garbage)
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
