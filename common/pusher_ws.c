@@ -1,7 +1,7 @@
 /*
  * ngx-pusher: RFC 6455 WebSocket codec, server side.  See pusher_ws.h.
  *
- * The parser is a two state machine (frame header, frame payload) that
+ * The parser is a two-state machine (frame header, frame payload) that
  * keeps at most PUSHER_WS_HEADER_MAX header bytes and PUSHER_WS_CONTROL_MAX
  * control payload bytes between calls.  Data payloads are either returned
  * in place (an unfragmented frame whose payload is all in the input) or
@@ -155,8 +155,12 @@ pusher_ws_parser_free(pusher_ws_parser_t *p)
 {
     pusher_ws_release(p);
 
-    p->state &= ~PUSHER_WS_STATE_RELEASE;
+    /* a freed parser ignores any further input, as after a close */
+
     p->msg_opcode = 0;
+    p->hdr_len = 0;
+    p->payload_left = 0;
+    p->state = PUSHER_WS_STATE_CLOSED;
 }
 
 

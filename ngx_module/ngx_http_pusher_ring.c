@@ -198,6 +198,7 @@ ngx_http_pusher_ring_connect(ngx_event_t *ev)
     }
 
     c->data = b;
+    c->log = b->log;
     c->read->handler = ngx_http_pusher_ring_read;
     c->write->handler = ngx_http_pusher_ring_write;
     c->read->log = b->log;

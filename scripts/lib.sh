@@ -76,13 +76,23 @@ pusher_install_packages() {
     ) || pusher_die "apt-get install ${missing[*]} failed"
 }
 
-# Node.js for the integration tests: Node 20 is normally preinstalled; only
-# when `node` is missing altogether does Debian's nodejs + npm come from apt.
+# Node.js >= 20 for the integration tests.  It is normally preinstalled;
+# only when `node` is missing does Debian's nodejs + npm come from apt, and
+# as Debian 12's nodejs is 18, Node 20 then comes from the npm registry's
+# `node` package (binaries published on npm as node-linux-*).
 pusher_ensure_node() {
+    local major
     if ! command -v node > /dev/null 2>&1; then
         pusher_install_packages nodejs npm
     elif ! command -v npm > /dev/null 2>&1; then
         pusher_install_packages npm
+    fi
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    if [ "$major" -lt 20 ] && [ "$(id -u)" -eq 0 ]; then
+        pusher_log "node $(node --version) is too old; installing node@20 from npm"
+        npm install -g --no-audit --no-fund --loglevel=error node@20 \
+            || pusher_log "warning: npm install -g node@20 failed"
+        hash -r
     fi
 }
 

@@ -5,6 +5,8 @@
 // Boost 1.74's awaitable.hpp uses std::exchange without including it
 #include <utility>
 
+#include <chrono>
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -14,6 +16,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -22,5 +25,9 @@ namespace pusher::broker {
 namespace net = boost::asio;
 using net::ip::tcp;
 using unix_stream = net::local::stream_protocol;
+
+// after a failed accept (EMFILE, ENFILE, ENOBUFS) wait this long before
+// the next one instead of spinning on the error
+inline constexpr std::chrono::milliseconds accept_error_pause{100};
 
 } // namespace pusher::broker

@@ -106,6 +106,9 @@ net::awaitable<void> control_server::accept_loop()
         if (ec) {
             // EMFILE and friends: keep accepting once descriptors free up
             log_line("control accept: " + ec.message());
+            net::steady_timer pause(ioc_, accept_error_pause);
+            co_await pause.async_wait(
+                net::redirect_error(net::use_awaitable, ec));
             continue;
         }
         net::co_spawn(ioc_, run_worker(std::make_shared<worker>(std::move(s))),
@@ -229,7 +232,8 @@ bool control_server::assign_slot(const worker_ptr &w)
         pusher_shm_wake_t *wake = seg_.wake(k);
         // a slot left armed by its previous owner must not ring for the new
         // one; the worker arms it only after it has mapped the segment
-        pusher_store_release_u32(&wake->pid, static_cast<std::uint32_t>(w->pid));
+        pusher_store_release_u32(&wake->pid,
+                                 static_cast<std::uint32_t>(w->pid));
         pusher_store_release_u32(&wake->armed, 0);
         slots_[k] = w;
         w->slot = static_cast<int>(k);

@@ -114,6 +114,9 @@ http_server::accept_loop(typename Protocol::acceptor &acceptor)
         }
         if (ec) {
             log_line("api accept: " + ec.message());
+            net::steady_timer pause(ioc_, accept_error_pause);
+            co_await pause.async_wait(
+                net::redirect_error(net::use_awaitable, ec));
             continue;
         }
         if constexpr (std::is_same_v<Protocol, tcp>) {

@@ -6,6 +6,7 @@
 #include "pusher_auth.h"
 #include "pusher_proto.h"
 #include "pusher_ring.h"
+#include "pusher_ws.h"
 
 namespace pusher::broker {
 
@@ -113,7 +114,8 @@ api_response trigger_api::handle(std::string_view method,
 api_response trigger_api::up() const
 {
     if (!apps_.known()) {
-        return {503, R"({"health":"STARTING","error":"no nginx worker attached"})"};
+        return {503,
+                R"({"health":"STARTING","error":"no nginx worker attached"})"};
     }
     return {200, R"({"health":"OK"})"};
 }
@@ -141,6 +143,16 @@ api_response trigger_api::trigger(std::string_view method,
         a->secret.size(), static_cast<std::int64_t>(std::time(nullptr)));
     if (rc != PUSHER_API_OK) {
         return error(401, pusher_api_result_text(rc));
+    }
+
+    // subscribers get text frames, which must be UTF-8 (RFC 6455 8.1);
+    // cJSON turns \u escapes into valid UTF-8 or fails
+    if (pusher_utf8_validate(PUSHER_UTF8_ACCEPT,
+                             reinterpret_cast<const std::uint8_t *>(
+                                 body.data()), body.size())
+        != PUSHER_UTF8_ACCEPT)
+    {
+        return error(400, "Request body is not valid UTF-8");
     }
 
     json::value root = json::parse(body);

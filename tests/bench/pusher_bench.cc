@@ -8,11 +8,18 @@
  * POSTs for nchan), at a fixed rate or as fast as the server answers, waits
  * for every delivery to arrive, and reports:
  *
- *   deliveries/s, trigger-to-receive latency percentiles (the publisher puts
- *   a CLOCK_MONOTONIC timestamp and a sequence number in every event), loss
- *   (a bitmap per connection), trigger throughput and errors, connects/s,
- *   and, given the server's pids, server CPU per delivery and memory per
- *   idle connection from /proc.
+ *   deliveries/s, trigger-to-receive latency percentiles, loss (a bitmap
+ *   per connection), trigger throughput and errors, connects/s, and, given
+ *   the server's pids, server CPU per delivery and memory per idle
+ *   connection from /proc.
+ *
+ * Latency: the publisher puts a CLOCK_REALTIME timestamp (taken when the
+ * request is first written) and a sequence number in every event's data:
+ * {"t":<ns>,"n":<seq>,"p":"xxx..."} padded to --size bytes.  The receive
+ * time is the kernel's receive timestamp of the subscriber socket
+ * (SO_TIMESTAMPNS), so the time this client takes to get round to a socket
+ * among thousands is not charged to the server; the time at which this
+ * client read the bytes is reported beside it.
  *
  * Every phase has a timeout and a watchdog alarm ends the process whatever
  * happens.  Hot path: one read buffer per thread, no allocation per message
@@ -67,6 +74,25 @@ now_ns()
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
+
+
+/* payload timestamps: wall clock, comparable with kernel receive times */
+int64_t
+wall_ns()
+{
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+
+/* when a read's bytes arrived: the kernel's receive timestamp of the socket
+   (SO_TIMESTAMPNS, CLOCK_REALTIME), and when this thread read them */
+struct RxTime {
+    int64_t mono;
+    int64_t wall;
+    int64_t kernel;
+};
 
 
 double
@@ -645,8 +671,10 @@ public:
     void run();
 
     /* results, read after join */
-    Histogram hist;
-    long events_rx = 0;         /* event frames on counted conns */
+    Histogram hist;             /* trigger to kernel receive */
+    Histogram hist_read;        /* trigger to this thread reading it */
+    long events_rx = 0;
+    long no_kernel_ts = 0;      /* reads without a receive timestamp */         /* event frames on counted conns */
     long dups = 0;
     long reorders = 0;
     long unexpected = 0;        /* sequence numbers out of range */
@@ -669,9 +697,9 @@ private:
     void on_connected(uint32_t i);
     void on_readable(uint32_t i);
     bool on_http(uint32_t i, const uint8_t *&p, const uint8_t *end);
-    void parse_frames(uint32_t i, uint8_t *p, uint8_t *end, int64_t now);
-    void on_message(uint32_t i, const uint8_t *p, size_t len, int64_t now);
-    bool on_event(uint32_t i, const uint8_t *p, size_t len, int64_t now);
+    void parse_frames(uint32_t i, uint8_t *p, uint8_t *end, const RxTime &now);
+    void on_message(uint32_t i, const uint8_t *p, size_t len, const RxTime &now);
+    bool on_event(uint32_t i, const uint8_t *p, size_t len, const RxTime &now);
     void send_frame(uint32_t i, unsigned op, const void *data, size_t len);
     void send_raw(uint32_t i, const char *data, size_t len);
     void flush(uint32_t i);
@@ -767,6 +795,8 @@ SubWorker::open_more()
             return;
         }
         set_nodelay(fd);
+        int on = 1;
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
 
         if (o_.src_addrs > 1) {
             int one = 1;
@@ -956,7 +986,14 @@ SubWorker::on_readable(uint32_t i)
     Sub &s = subs_[i];
     size_t carry = s.in.size();
     uint8_t *buf = buf_.data();
-    ssize_t n = read(s.fd, buf + carry, kBufSize - carry);
+    iovec iov{buf + carry, kBufSize - carry};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) + 64];
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof(control);
+    ssize_t n = recvmsg(s.fd, &mh, 0);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
             return;
@@ -967,7 +1004,18 @@ SubWorker::on_readable(uint32_t i)
         fail(i, n == 0 ? "closed by server" : "read");
         return;
     }
-    int64_t now = now_ns();
+    RxTime now{now_ns(), wall_ns(), 0};
+    for (cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            timespec ts;
+            std::memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+            now.kernel = int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+        }
+    }
+    if (now.kernel == 0) {
+        now.kernel = now.wall;
+        no_kernel_ts++;
+    }
     if (carry) {
         std::memcpy(buf, s.in.data(), carry);
         s.in.clear();
@@ -1018,7 +1066,7 @@ SubWorker::on_http(uint32_t i, const uint8_t *&p, const uint8_t *end)
 
 
 void
-SubWorker::parse_frames(uint32_t i, uint8_t *p, uint8_t *end, int64_t now)
+SubWorker::parse_frames(uint32_t i, uint8_t *p, uint8_t *end, const RxTime &now)
 {
     Sub &s = subs_[i];
     while (end - p >= 2) {
@@ -1114,7 +1162,7 @@ SubWorker::parse_frames(uint32_t i, uint8_t *p, uint8_t *end, int64_t now)
 
 /* a bench event: record latency and sequence; false if it is not one */
 bool
-SubWorker::on_event(uint32_t i, const uint8_t *p, size_t len, int64_t now)
+SubWorker::on_event(uint32_t i, const uint8_t *p, size_t len, const RxTime &now)
 {
     const uint8_t *end = p + len;
     const std::string *mt = &sh_.marker_t, *mn = &sh_.marker_n;
@@ -1150,10 +1198,11 @@ SubWorker::on_event(uint32_t i, const uint8_t *p, size_t len, int64_t now)
     events_rx++;
     rx_batch_++;
     if (first_rx == 0) {
-        first_rx = now;
+        first_rx = now.mono;
     }
-    last_rx = now;
-    hist.add(now > int64_t(t) ? uint64_t(now - int64_t(t)) : 0);
+    last_rx = now.mono;
+    hist.add(now.kernel > int64_t(t) ? uint64_t(now.kernel - int64_t(t)) : 0);
+    hist_read.add(now.wall > int64_t(t) ? uint64_t(now.wall - int64_t(t)) : 0);
 
     if (n >= uint64_t(o_.events)) {
         unexpected++;
@@ -1179,7 +1228,7 @@ SubWorker::on_event(uint32_t i, const uint8_t *p, size_t len, int64_t now)
 
 
 void
-SubWorker::on_message(uint32_t i, const uint8_t *p, size_t len, int64_t now)
+SubWorker::on_message(uint32_t i, const uint8_t *p, size_t len, const RxTime &now)
 {
     Sub &s = subs_[i];
     if (s.state == S_SUBSCRIBED && on_event(i, p, len, now)) {
@@ -1231,7 +1280,8 @@ class Publisher {
 public:
     explicit Publisher(Shared &sh)
         : sh_(sh), o_(sh.o), conns_(size_t(o_.pub_conns)),
-          sent_at_(size_t(o_.events), 0) {}
+          sent_at_(size_t(o_.events), 0),
+          stamp_(size_t(o_.events), 0) {}
 
     void run();
 
@@ -1266,7 +1316,8 @@ private:
     Shared &sh_;
     const Options &o_;
     std::vector<PubConn> conns_;
-    std::vector<int64_t> sent_at_;
+    std::vector<int64_t> sent_at_;      /* monotonic, first send */
+    std::vector<int64_t> stamp_;        /* wall clock, in the payload */
     std::deque<uint32_t> retry_;
     long next_ = 0;
     size_t rr_ = 0;
@@ -1400,13 +1451,14 @@ Publisher::send_event(PubConn &c, uint32_t idx, uint32_t n, int64_t now)
 {
     if (sent_at_[n] == 0) {
         sent_at_[n] = now;
+        stamp_[n] = wall_ns();
         sent++;
     }
     if (t_first == 0) {
         t_first = now;
     }
     /* the timestamp is the first trigger; a resend keeps it */
-    build(c.out, n, sent_at_[n]);
+    build(c.out, n, stamp_[n]);
     c.inflight.push_back(n);
     return true;
 }
@@ -1620,11 +1672,43 @@ Publisher::run()
     for (size_t j = 0; j < conns_.size(); j++) {
         connect_one(conns_[j], uint32_t(j));
     }
+    epoll_event evs[64];
+
+    /* the clock starts once the connections are up (or 5 s passed) */
+    int64_t connect_deadline = now_ns() + 5000000000LL;
+    for (;;) {
+        size_t up = 0;
+        for (PubConn &c : conns_) {
+            up += c.fd >= 0 && !c.connecting;
+        }
+        if (up == conns_.size() || now_ns() > connect_deadline) {
+            break;
+        }
+        int n = epoll_wait(ep_, evs, 64, 100);
+        for (int k = 0; k < n; k++) {
+            uint32_t idx = evs[k].data.u32;
+            if (idx == UINT32_MAX || conns_[idx].fd < 0 || !conns_[idx].connecting) {
+                continue;
+            }
+            PubConn &c = conns_[idx];
+            int err = 0;
+            socklen_t len = sizeof(err);
+            getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err != 0) {
+                note(std::string("publisher connect: ") + std::strerror(err));
+                drop(c, idx, nullptr);
+                usleep(10000);
+                continue;
+            }
+            c.connecting = false;
+            flush(c, idx);
+        }
+    }
+
     t_start = now_ns();
-    sh_.pub_t0 = t_start;
+    sh_.pub_t0 = wall_ns();
     double budget = o_.pub_timeout + (o_.burst ? 0 : o_.duration);
     int64_t deadline = t_start + int64_t(budget * 1e9);
-    epoll_event evs[64];
 
     while (ok + errors < o_.events) {
         int64_t now = now_ns();
@@ -1665,7 +1749,6 @@ Publisher::run()
                 getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
                 if (err != 0) {
                     note(std::string("publisher connect: ") + std::strerror(err));
-                    epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
                     drop(c, idx, nullptr);
                     /* a refused connect is not going to work on retry */
                     usleep(10000);
@@ -1864,13 +1947,16 @@ main(int argc, char **argv)
     alarm(0);
 
     /* aggregate */
-    Histogram lat;
+    Histogram lat, lat_read;
+    long no_kernel_ts = 0;
     long rx = 0, dups = 0, reorders = 0, unexpected = 0, pings = 0, ws_pings = 0;
     long server_errors = 0, closes = 0, other = 0, uniq = 0, conns_lossy = 0;
     long still_subscribed = 0, stale = 0;
     int64_t first_rx = 0, last_rx = 0;
     for (auto &w : workers) {
         lat.merge(w->hist);
+        lat_read.merge(w->hist_read);
+        no_kernel_ts += w->no_kernel_ts;
         rx += w->events_rx;
         dups += w->dups;
         reorders += w->reorders;
@@ -1947,10 +2033,16 @@ main(int argc, char **argv)
         std::fprintf(rep, "  throughput    %.0f deliveries/s over %.3f s\n",
                      deliveries_s, window);
         std::fprintf(rep, "  latency ms    p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f"
-                     "  max %.3f  mean %.3f\n",
+                     "  max %.3f  mean %.3f  (trigger to kernel receive%s)\n",
                      ms(lat.percentile(0.5)), ms(lat.percentile(0.9)),
                      ms(lat.percentile(0.99)), ms(lat.percentile(0.999)),
-                     ms(lat.max()), ms(lat.mean()));
+                     ms(lat.max()), ms(lat.mean()),
+                     no_kernel_ts ? ", some reads had no timestamp" : "");
+        std::fprintf(rep, "  read by us    p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f"
+                     "  max %.3f  (trigger to this client reading it)\n",
+                     ms(lat_read.percentile(0.5)), ms(lat_read.percentile(0.9)),
+                     ms(lat_read.percentile(0.99)), ms(lat_read.percentile(0.999)),
+                     ms(lat_read.max()));
     }
     if (pings || ws_pings || server_errors || closes || other || unexpected || stale) {
         std::fprintf(rep, "  other         %ld pusher:ping, %ld ws ping, %ld errors,"
@@ -1984,6 +2076,8 @@ main(int argc, char **argv)
             "\"deliveries_per_s\":%.0f,\"window_s\":%.3f,"
             "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
             "\"max_ms\":%.3f,\"mean_ms\":%.3f,"
+            "\"read_p50_ms\":%.3f,\"read_p99_ms\":%.3f,\"read_p999_ms\":%.3f,"
+            "\"reads_without_kernel_ts\":%ld,"
             "\"pusher_pings\":%ld,\"ws_pings\":%ld,\"server_errors\":%ld,"
             "\"close_frames\":%ld,\"stale\":%ld,",
             json_escape(o.label).c_str(), tname, o.subscribers, subscribed_setup,
@@ -1995,7 +2089,9 @@ main(int argc, char **argv)
             ms(pub.resp.percentile(0.99)), expected, uniq, rx, loss, conns_lossy,
             dups, reorders, drain_timed_out ? "true" : "false", deliveries_s, window,
             ms(lat.percentile(0.5)), ms(lat.percentile(0.9)), ms(lat.percentile(0.99)),
-            ms(lat.percentile(0.999)), ms(lat.max()), ms(lat.mean()), pings, ws_pings,
+            ms(lat.percentile(0.999)), ms(lat.max()), ms(lat.mean()),
+            ms(lat_read.percentile(0.5)), ms(lat_read.percentile(0.99)),
+            ms(lat_read.percentile(0.999)), no_kernel_ts, pings, ws_pings,
             server_errors, closes, stale);
         if (have_server) {
             std::printf("\"server_cpu_s\":%.3f,\"cpu_us_per_delivery\":%.4f,"

@@ -45,15 +45,33 @@ test('answering with pusher:pong keeps the socket open across several intervals'
     ws.close();
 });
 
-test('a WebSocket pong frame also counts as the answer', async () => {
+test('a client answering with WebSocket pong frames stays open (server may switch to ping frames)', async () => {
     const ws = await connectRaw(srv);
-    for (let i = 0; i < 2; i++) {
-        await ws.expectText(SERVER_PING, { timeout: 2500 });
-        ws.send(OP.PONG, '');
+    /* like Reverb, the server may ping with control frames once the client used them */
+    for (let i = 0; i < 3; i++) {
+        const f = await ws.next({ timeout: 2500, what: 'a server ping (pusher:ping or a ping frame)' });
+        if (f.opcode === OP.PING) {
+            ws.send(OP.PONG, f.payload);
+        } else {
+            assert.equal(f.text, SERVER_PING, ws.dump());
+            ws.send(OP.PONG, '');
+        }
     }
-    await ws.expectText(SERVER_PING, { timeout: 2500 });
     assert.equal(ws.closeFrame, null, ws.dump());
+    ws.sendJson({ event: 'pusher:ping', data: {} });
+    await ws.next({ skip: true, pred: (f) => f.text === PONG, what: 'pusher:pong' });
     ws.close();
+});
+
+test('a client that ignores WebSocket ping frames is closed with 4201 too', async () => {
+    const ws = await connectRaw(srv);
+    await ws.expectText(SERVER_PING, { timeout: 2500 });
+    ws.send(OP.PONG, '');
+    /* from here on, no answers at all */
+    const f = await ws.next({ timeout: 5000, skip: true, pred: (x) => x.opcode === OP.CLOSE, what: 'close 4201' });
+    assert.equal(f.code, 4201, ws.dump());
+    assert.ok(ws.frames.some((x) => x.text === errorFrame(4201, 'Pong reply not received in time')), ws.dump());
+    await ws.expectTcpClose();
 });
 
 test('no answer: pusher:error 4201 "Pong reply not received in time", then close 4201', async () => {

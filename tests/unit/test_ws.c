@@ -1300,6 +1300,53 @@ test_ws_parse_frees_assembled_message_on_next_call(void **state)
 
 
 static void
+test_ws_parser_free_mid_message_releases_and_closes(void **state)
+{
+    uint8_t             *pos;
+    uint8_t              in[32];
+    size_t               n;
+    test_alloc_t         a;
+    pusher_ws_msg_t      msg;
+    pusher_ws_parser_t   p;
+
+    (void) state;
+
+    test_parser_init(&p, &a, 0);
+
+    /* a first fragment, and half of the next one */
+    n = pusher_ws_client_frame_header(in, PUSHER_WS_OP_TEXT, 0, 2, test_mask);
+    memcpy(in + n, "ab", 2);
+    pusher_ws_mask(in + n, 2, test_mask, 0);
+    n += 2;
+    n += pusher_ws_client_frame_header(in + n, PUSHER_WS_OP_CONT, 1, 4,
+                                       test_mask);
+    memcpy(in + n, "cd", 2);
+    pusher_ws_mask(in + n, 2, test_mask, 0);
+    n += 2;
+
+    pos = in;
+    assert_int_equal(pusher_ws_parse(&p, &pos, in + n, &msg),
+                     PUSHER_WS_AGAIN);
+    assert_true(pusher_ws_parser_busy(&p));
+    assert_int_equal(a.outstanding, 1);
+
+    pusher_ws_parser_free(&p);
+    assert_int_equal(a.outstanding, 0);
+    assert_false(pusher_ws_parser_busy(&p));
+
+    /* the rest of the frame is ignored, and nothing is allocated */
+    pos = in + n - 2;
+    assert_int_equal(pusher_ws_parse(&p, &pos, in + n, &msg),
+                     PUSHER_WS_AGAIN);
+    assert_ptr_equal(pos, in + n);
+    assert_int_equal(a.outstanding, 0);
+
+    pusher_ws_parser_free(&p);
+    assert_int_equal(a.outstanding, 0);
+}
+
+
+static void
 test_ws_parse_out_of_memory(void **state)
 {
     uint8_t             *pos;
@@ -1719,6 +1766,7 @@ main(void)
         cmocka_unit_test(test_ws_parse_utf8_fails_fast),
         cmocka_unit_test(test_ws_parse_header_then_payload_is_zero_copy),
         cmocka_unit_test(test_ws_parse_frees_assembled_message_on_next_call),
+        cmocka_unit_test(test_ws_parser_free_mid_message_releases_and_closes),
         cmocka_unit_test(test_ws_parse_out_of_memory),
         cmocka_unit_test(test_ws_parse_without_allocator_uses_malloc),
         cmocka_unit_test(test_ws_utf8_validate),
