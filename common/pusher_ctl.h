@@ -17,9 +17,11 @@
  *             configuration; all workers of one cycle send the same).
  *
  * broker -> worker
- *   WELCOME   JSON {"shm":"/ngx-pusher","generation":N,"slot":K,
+ *   WELCOME   JSON {"shm":"/ngx-pusher","generation":"N","slot":K,
  *                   "size":BYTES}
- *             the segment to map and the wake slot this worker owns.
+ *             the segment to map and the wake slot this worker owns;
+ *             generation is a decimal string (a JSON number is a double
+ *             and cannot carry 64 bits).
  *   DOORBELL  empty: records were published while the worker's wake
  *             slot was armed.
  */

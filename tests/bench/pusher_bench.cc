@@ -1917,7 +1917,9 @@ main(int argc, char **argv)
     long counted = sh.counted.load();
     Publisher pub(sh);
     int64_t t_pub0 = now_ns(), t_pub1 = t_pub0;
-    if (o.events > 0) {
+    if (o.events > 0 && o.subscribers > 0 && counted == 0) {
+        progress("nothing subscribed, not publishing");
+    } else if (o.events > 0) {
         progress("publishing %ld events (%s)", o.events,
                  o.burst ? "burst" : (std::to_string(o.rate) + "/s").c_str());
         pub.run();

@@ -6,7 +6,10 @@
 const assert = require('node:assert/strict');
 const { after } = require('node:test');
 
-const { startServer, test, waitUntil, socketWorker, SLOW } = require('./lib/harness');
+const fs = require('node:fs');
+
+const { startServer, test, waitUntil, sleep, socketWorker, SLOW } = require('./lib/harness');
+const { RawWs, OP } = require('./lib/rawws');
 const {
     connectRawAcrossWorkers, subscribeRaw, errorFrame, sdk, sdkTrigger, pusherJs, pjsSubscribe,
 } = require('./lib/clients');
@@ -92,6 +95,50 @@ test('5 reloads with 20 pusher-js clients: after each, every client is on a new 
     for (const c of clients) {
         c.disconnect();
     }
+    await srv.stop();
+});
+
+function shuttingDownOrGone(pid) {
+    try {
+        return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('shutting down');
+    } catch {
+        return true;
+    }
+}
+
+test('an upgrade that an old worker reads after it began shutting down is told to reconnect (4200); old workers exit', { timeout: 30000 * SLOW }, async () => {
+    const srv = await startServer();
+    servers.push(srv);
+    let openGate;
+    const gate = new Promise((resolve) => {
+        openGate = resolve;
+    });
+    /* TCP connections accepted by the old workers now, handshakes sent during their shutdown */
+    const pending = [];
+    for (let i = 0; i < 8; i++) {
+        pending.push(RawWs.connect(srv.port, `/app/${srv.key}?protocol=7`, { gate, allowFail: true }).catch((e) => e));
+    }
+    await sleep(200);
+    const { old } = await srv.reload();
+    await waitUntil(() => old.every(shuttingDownOrGone), 3000, `old workers ${old} shutting down`);
+    openGate();
+    const results = await Promise.all(pending);
+    const live = [];
+    await Promise.all(results.map(async (r) => {
+        if (r instanceof Error || !(r instanceof RawWs)) {
+            /* refused (reset, or an HTTP error status) is fine: pusher-js retries */
+            return;
+        }
+        srv.track(r);
+        const f = await r.next({ timeout: 2000, skip: true, pred: (x) => x.opcode === OP.CLOSE, what: 'close 4200 from a shutting-down worker' }).catch((e) => e);
+        if (f instanceof Error) {
+            live.push(`${r.frames.length ? r.frames[0].text : '(no frame)'}`);
+        } else {
+            assert.equal(f.code, 4200, r.dump());
+        }
+    }));
+    assert.deepEqual(live, [], `WebSockets left open on shutting-down workers ${old}`);
+    await srv.waitGone(old, 3000);
     await srv.stop();
 });
 

@@ -128,7 +128,8 @@ class RawWs {
      * Open a WebSocket.  opts: headers (extra/override, null value drops a
      * default header), key, extra (Buffer written in the same write as the
      * handshake), allowFail (a non-101 answer resolves {response} instead
-     * of throwing), splitHandshake (write it one byte at a time).
+     * of throwing), splitHandshake (write it one byte at a time), gate (a
+     * promise: connect TCP now, write the handshake once it resolves).
      */
     static connect(port, urlPath, opts = {}) {
         const key = opts.key || crypto.randomBytes(16).toString('base64');
@@ -156,10 +157,11 @@ class RawWs {
             sock.setNoDelay(true);
             let head = Buffer.alloc(0);
             let response = null;
-            const timer = setTimeout(() => {
+            const onTimeout = () => {
                 sock.destroy();
                 reject(new Error(`handshake to ${urlPath}: no complete response in ${timeout} ms; got ${JSON.stringify(head.toString('latin1'))}`));
-            }, timeout);
+            };
+            let timer = opts.gate ? null : setTimeout(onTimeout, timeout);
             const finishNon101 = () => {
                 clearTimeout(timer);
                 sock.destroy();
@@ -213,7 +215,14 @@ class RawWs {
                 clearTimeout(timer);
                 reject(e);
             });
-            if (opts.splitHandshake) {
+            if (opts.gate) {
+                /* connect now, send the handshake when the gate opens */
+                Promise.resolve(opts.gate).then(() => {
+                    clearTimeout(timer);
+                    timer = setTimeout(onTimeout, timeout);
+                    sock.write(request);
+                });
+            } else if (opts.splitHandshake) {
                 /* one byte per write */
                 (async () => {
                     for (let i = 0; i < request.length; i++) {
