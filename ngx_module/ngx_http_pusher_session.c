@@ -45,6 +45,16 @@ ngx_http_pusher_session_open(ngx_http_pusher_conn_t *pc)
         return;
     }
 
+    if (ngx_exiting || ngx_terminate) {
+        /*
+         * an upgrade read after ngx_close_idle_connections() ran: this
+         * worker is leaving, send the client to a new one
+         */
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_RECONNECT,
+                                      "Server is shutting down", 1);
+        return;
+    }
+
     pc->id = ++ngx_http_pusher_last_id;
 
     n = ngx_http_pusher_socket_id(pc, id);

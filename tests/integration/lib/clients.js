@@ -42,8 +42,10 @@ const SERVER_PING = '{"event":"pusher:ping","data":"{}"}';
  * Resolves the RawWs with .socketId and .worker (pid part) set.
  */
 async function connectRaw(srv, opts = {}) {
-    const key = opts.key || srv.key;
-    const ws = await RawWs.connect(srv.port, `/app/${key}?protocol=7&client=js&version=8.6.0&flash=false`, opts);
+    /* opts.key is the app key here, not Sec-WebSocket-Key */
+    const { key: appKey, activityTimeout, ...wsOpts } = opts;
+    const key = appKey || srv.key;
+    const ws = await RawWs.connect(srv.port, `/app/${key}?protocol=7&client=js&version=8.6.0&flash=false`, wsOpts);
     srv.track(ws);
     const f = await ws.next({ what: 'pusher:connection_established' });
     assert.equal(f.opcode, OP.TEXT, `first frame: ${ws.dump()}`);
@@ -51,7 +53,7 @@ async function connectRaw(srv, opts = {}) {
     assert.equal(j.event, 'pusher:connection_established', `first frame: ${f.text}`);
     const data = JSON.parse(j.data);
     assert.match(data.socket_id, SOCKET_ID_RE);
-    assert.equal(f.text, establishedFrame(data.socket_id, opts.activityTimeout || 30), 'connection_established bytes');
+    assert.equal(f.text, establishedFrame(data.socket_id, activityTimeout || 30), 'connection_established bytes');
     ws.socketId = data.socket_id;
     ws.worker = socketWorker(data.socket_id);
     return ws;

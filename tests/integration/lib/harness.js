@@ -395,6 +395,29 @@ class Server {
         return pids.sort((a, b) => a - b);
     }
 
+    /*
+     * Change app settings in nginx.conf (appId, key, secret, app, extraApps
+     * as in the constructor options); takes effect at the next reload().
+     */
+    rewriteConf(opts = {}) {
+        if (opts.appId) {
+            this.appId = opts.appId;
+        }
+        if (opts.key) {
+            this.key = opts.key;
+        }
+        if (opts.secret) {
+            this.secret = opts.secret;
+        }
+        if (opts.app) {
+            this.app = { ...this.app, ...opts.app };
+        }
+        if (opts.extraApps) {
+            this.extraApps = opts.extraApps;
+        }
+        fs.writeFileSync(this.file('nginx.conf'), renderConf(this));
+    }
+
     /* SIGHUP: reload; resolves {old, fresh} worker pids once 2 new workers run */
     async reload() {
         const old = this.workerPids();
@@ -407,6 +430,15 @@ class Server {
             5000,
             'new workers after SIGHUP',
         );
+        /* the master tells the old workers to stop accepting shortly after */
+        const accepting = () => old.filter((p) => {
+            try {
+                return !fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('shutting down');
+            } catch {
+                return false;
+            }
+        });
+        await waitUntil(() => accepting().length === 0, 5000, () => `old workers still accepting: ${accepting()}`, 10);
         return { old, fresh };
     }
 
