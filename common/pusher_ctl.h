@@ -24,6 +24,36 @@
  *             and cannot carry 64 bits).
  *   DOORBELL  empty: records were published while the worker's wake
  *             slot was armed.
+ *
+ * The uplink (contract 6 of ARCHITECTURE.md): what crosses workers goes up
+ * to the broker and comes back down the ring.  These payloads are a
+ * sequence of fields, each a uint32_t length (host order) and that many
+ * bytes, in the order listed; pusher_ctl_put() and pusher_ctl_get() write
+ * and read them.
+ *
+ * worker -> broker
+ *   CLIENT_EVENT     app_id, channel, socket_id, json
+ *                    a client event the worker has checked, as the exact
+ *                    JSON every subscriber receives; the broker appends it
+ *                    to the ring with socket_id excluded.
+ *   PRESENCE_JOIN    app_id, channel, socket_id, user_id, user_info,
+ *                    max_members, flags
+ *                    user_id is JSON text (a string or a number, as the
+ *                    client sent it), user_info JSON text or empty;
+ *                    max_members decimal; flags "r" for a re-join after a
+ *                    reconnect (no reply wanted), else empty.
+ *   PRESENCE_LEAVE   app_id, channel, socket_id
+ *
+ * broker -> worker
+ *   PRESENCE_JOINED  socket_id, channel, status, json
+ *                    status "ok" with json the subscription_succeeded
+ *                    message (presence count, ids, hash), or "limit"
+ *                    (members per channel reached) with json empty.
+ *
+ * The broker owns presence membership for the node: member_added and
+ * member_removed go down the ring once per user_id, on its first
+ * connection and after its last; a worker's memberships end when its
+ * control connection does.
  */
 
 #ifndef PUSHER_CTL_H
@@ -43,6 +73,10 @@ extern "C" {
 #define PUSHER_CTL_HELLO             1
 #define PUSHER_CTL_WELCOME           2
 #define PUSHER_CTL_DOORBELL          3
+#define PUSHER_CTL_CLIENT_EVENT      16
+#define PUSHER_CTL_PRESENCE_JOIN     17
+#define PUSHER_CTL_PRESENCE_LEAVE    18
+#define PUSHER_CTL_PRESENCE_JOINED   19
 
 #define PUSHER_CTL_HEADER_SIZE       8
 #define PUSHER_CTL_MAX_PAYLOAD       (4 * 1024 * 1024)
@@ -74,6 +108,49 @@ static inline void
 pusher_ctl_header_read(const uint8_t *in, pusher_ctl_header_t *h)
 {
     memcpy(h, in, sizeof(*h));
+}
+
+
+/* appends one field; returns the position after it */
+static inline uint8_t *
+pusher_ctl_put(uint8_t *p, const void *data, uint32_t len)
+{
+    memcpy(p, &len, sizeof(len));
+
+    if (len) {
+        memcpy(p + sizeof(len), data, len);
+    }
+
+    return p + sizeof(len) + len;
+}
+
+
+/* bytes pusher_ctl_put() needs for a field of len bytes */
+#define PUSHER_CTL_FIELD_SIZE(len)   (sizeof(uint32_t) + (len))
+
+
+/* reads one field; 0 on success, -1 if the payload ends early */
+static inline int
+pusher_ctl_get(const uint8_t **pos, const uint8_t *end, const uint8_t **data,
+    uint32_t *len)
+{
+    uint32_t  n;
+
+    if ((size_t) (end - *pos) < sizeof(n)) {
+        return -1;
+    }
+
+    memcpy(&n, *pos, sizeof(n));
+
+    if ((size_t) (end - *pos) - sizeof(n) < n) {
+        return -1;
+    }
+
+    *data = *pos + sizeof(n);
+    *len = n;
+    *pos += sizeof(n) + n;
+
+    return 0;
 }
 
 

@@ -773,24 +773,25 @@ pusher_ring_event_size(size_t app_id_len, size_t channel_len,
 }
 
 
-size_t
-pusher_ring_event_encode(uint8_t *out, const pusher_str_t *app_id,
+/*
+ * Writes the record header, the strings and the WebSocket frame header for
+ * a JSON text of json_len bytes; returns where the JSON goes, or NULL if
+ * the lengths do not fit a record.
+ */
+static uint8_t *
+pusher_ring_event_head(uint8_t *out, const pusher_str_t *app_id,
     const pusher_str_t *channel, const pusher_str_t *socket_id,
-    const uint8_t *name, size_t name_len, const uint8_t *data,
-    size_t data_len)
+    size_t json_len)
 {
-    size_t               size, json_len, hdr_len;
+    size_t               hdr_len;
     uint8_t             *p;
     pusher_ring_event_t  ev;
 
-    json_len = pusher_event_json_size(name, name_len,
-                                      (const uint8_t *) channel->data,
-                                      channel->len, data, data_len);
-
-    size = pusher_ring_event_size(app_id->len, channel->len, socket_id->len,
-                                  json_len);
-    if (size == 0) {
-        return 0;
+    if (pusher_ring_event_size(app_id->len, channel->len, socket_id->len,
+                               json_len)
+        == 0)
+    {
+        return NULL;
     }
 
     hdr_len = pusher_ws_frame_header_size(json_len);
@@ -817,8 +818,52 @@ pusher_ring_event_encode(uint8_t *out, const pusher_str_t *app_id,
     }
 
     p += pusher_ws_frame_header(p, PUSHER_WS_OP_TEXT, json_len);
+
+    return p;
+}
+
+
+size_t
+pusher_ring_event_encode(uint8_t *out, const pusher_str_t *app_id,
+    const pusher_str_t *channel, const pusher_str_t *socket_id,
+    const uint8_t *name, size_t name_len, const uint8_t *data,
+    size_t data_len)
+{
+    size_t    json_len;
+    uint8_t  *p;
+
+    json_len = pusher_event_json_size(name, name_len,
+                                      (const uint8_t *) channel->data,
+                                      channel->len, data, data_len);
+
+    p = pusher_ring_event_head(out, app_id, channel, socket_id, json_len);
+    if (p == NULL) {
+        return 0;
+    }
+
     p += pusher_event_json(p, name, name_len, (const uint8_t *) channel->data,
                            channel->len, data, data_len);
+
+    return (size_t) (p - out);
+}
+
+
+size_t
+pusher_ring_event_encode_json(uint8_t *out, const pusher_str_t *app_id,
+    const pusher_str_t *channel, const pusher_str_t *socket_id,
+    const uint8_t *json, size_t json_len)
+{
+    uint8_t  *p;
+
+    p = pusher_ring_event_head(out, app_id, channel, socket_id, json_len);
+    if (p == NULL) {
+        return 0;
+    }
+
+    if (json_len) {
+        memcpy(p, json, json_len);
+        p += json_len;
+    }
 
     return (size_t) (p - out);
 }

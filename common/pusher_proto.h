@@ -150,7 +150,8 @@ size_t pusher_event_json(uint8_t *buf, const uint8_t *name, size_t name_len,
  * PUSHER_RING_EVENT records (layout in pusher_shm.h).  The broker sizes a
  * record with pusher_ring_event_size(), claims it in the ring and fills it
  * with pusher_ring_event_encode(), which writes the WebSocket text frame
- * header and the event JSON.  Workers decode with pusher_ring_event_decode().
+ * header and the event JSON (or pusher_ring_event_encode_json() for JSON
+ * built elsewhere).  Workers decode with pusher_ring_event_decode().
  */
 typedef struct {
     pusher_str_t    app_id;
@@ -167,6 +168,15 @@ size_t pusher_ring_event_encode(uint8_t *out, const pusher_str_t *app_id,
     const pusher_str_t *channel, const pusher_str_t *socket_id,
     const uint8_t *name, size_t name_len, const uint8_t *data,
     size_t data_len);
+/*
+ * The same record for a JSON text the caller already has (client events,
+ * presence events): the frame carries exactly json.  The record size is
+ * pusher_ring_event_size(app_id->len, channel->len, socket_id->len,
+ * json_len); returns bytes written, 0 if the lengths do not fit.
+ */
+size_t pusher_ring_event_encode_json(uint8_t *out, const pusher_str_t *app_id,
+    const pusher_str_t *channel, const pusher_str_t *socket_id,
+    const uint8_t *json, size_t json_len);
 /* 0 on success, -1 if the record is malformed */
 int pusher_ring_event_decode(const uint8_t *rec, size_t len,
     pusher_ring_event_view_t *view);

@@ -5,13 +5,24 @@
 
 
 #include "ngx_http_pusher_module.h"
+#include "pusher_ctl.h"
 
 
 static ngx_http_pusher_channel_t *ngx_http_pusher_channel_lookup(
     ngx_http_pusher_app_t *app, u_char *name, size_t len, uint32_t hash);
 static void ngx_http_pusher_channel_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_pusher_sub_t *ngx_http_pusher_sub_add(
+    ngx_http_pusher_conn_t *pc, u_char *name, size_t len, size_t extra,
+    ngx_int_t *rc);
 static void ngx_http_pusher_sub_remove(ngx_http_pusher_sub_t *sub);
+static void ngx_http_pusher_presence_leave(ngx_http_pusher_sub_t *sub);
+static ngx_int_t ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub,
+    ngx_uint_t rejoin);
+
+
+/* presence subscriptions waiting for the broker's PRESENCE_JOINED */
+static ngx_queue_t  ngx_http_pusher_pending;
 
 
 void
@@ -26,6 +37,8 @@ ngx_http_pusher_channel_init_worker(ngx_http_pusher_main_conf_t *pmcf)
         ngx_rbtree_init(&app[i].channels, &app[i].sentinel,
                         ngx_http_pusher_channel_insert);
     }
+
+    ngx_queue_init(&ngx_http_pusher_pending);
 }
 
 
@@ -37,6 +50,64 @@ ngx_http_pusher_channel_init_worker(ngx_http_pusher_main_conf_t *pmcf)
 ngx_int_t
 ngx_http_pusher_subscribe(ngx_http_pusher_conn_t *pc, u_char *name,
     size_t len)
+{
+    ngx_int_t               rc;
+    ngx_http_pusher_sub_t  *sub;
+
+    sub = ngx_http_pusher_sub_add(pc, name, len, 0, &rc);
+    if (sub == NULL) {
+        return rc;
+    }
+
+    ngx_queue_insert_tail(&sub->channel->subscribers, &sub->in_channel);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A presence subscription: pending until the broker, which owns the
+ * membership, answers with PRESENCE_JOINED.  Without a broker link it
+ * waits, and the JOIN goes out when the link comes up.
+ */
+
+ngx_int_t
+ngx_http_pusher_subscribe_presence(ngx_http_pusher_conn_t *pc, u_char *name,
+    size_t len, ngx_str_t *user_id, ngx_str_t *user_info)
+{
+    u_char                 *p;
+    ngx_int_t               rc;
+    ngx_http_pusher_sub_t  *sub;
+
+    sub = ngx_http_pusher_sub_add(pc, name, len,
+                                  user_id->len + user_info->len, &rc);
+    if (sub == NULL) {
+        return rc;
+    }
+
+    p = (u_char *) (sub + 1);
+
+    sub->user_id.data = p;
+    sub->user_id.len = user_id->len;
+    p = ngx_cpymem(p, user_id->data, user_id->len);
+
+    sub->user_info.data = p;
+    sub->user_info.len = user_info->len;
+    ngx_memcpy(p, user_info->data, user_info->len);
+
+    sub->presence = 1;
+    sub->pending = 1;
+    ngx_queue_insert_tail(&ngx_http_pusher_pending, &sub->in_channel);
+
+    (void) ngx_http_pusher_presence_join(sub, 0);
+
+    return NGX_OK;
+}
+
+
+static ngx_http_pusher_sub_t *
+ngx_http_pusher_sub_add(ngx_http_pusher_conn_t *pc, u_char *name, size_t len,
+    size_t extra, ngx_int_t *rc)
 {
     uint32_t                    hash;
     ngx_uint_t                  n;
@@ -56,19 +127,23 @@ ngx_http_pusher_subscribe(ngx_http_pusher_conn_t *pc, u_char *name,
         sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_conn);
 
         if (ch && sub->channel == ch) {
-            return NGX_DECLINED;
+            *rc = NGX_DECLINED;
+            return NULL;
         }
 
         n++;
     }
 
     if (n >= NGX_HTTP_PUSHER_MAX_SUBSCRIPTIONS) {
-        return NGX_BUSY;
+        *rc = NGX_BUSY;
+        return NULL;
     }
 
-    sub = ngx_alloc(sizeof(ngx_http_pusher_sub_t), pc->connection->log);
+    sub = ngx_alloc(sizeof(ngx_http_pusher_sub_t) + extra,
+                    pc->connection->log);
     if (sub == NULL) {
-        return NGX_ERROR;
+        *rc = NGX_ERROR;
+        return NULL;
     }
 
     if (ch == NULL) {
@@ -76,7 +151,8 @@ ngx_http_pusher_subscribe(ngx_http_pusher_conn_t *pc, u_char *name,
                        pc->connection->log);
         if (ch == NULL) {
             ngx_free(sub);
-            return NGX_ERROR;
+            *rc = NGX_ERROR;
+            return NULL;
         }
 
         ch->node.key = hash;
@@ -89,19 +165,21 @@ ngx_http_pusher_subscribe(ngx_http_pusher_conn_t *pc, u_char *name,
         ngx_rbtree_insert(&pc->app->channels, &ch->node);
     }
 
+    ngx_memzero(sub, sizeof(ngx_http_pusher_sub_t));
+
     sub->conn = pc;
     sub->channel = ch;
-    ngx_queue_insert_tail(&ch->subscribers, &sub->in_channel);
     ngx_queue_insert_tail(&pc->subs, &sub->in_conn);
     ch->count++;
 
-    return NGX_OK;
+    *rc = NGX_OK;
+
+    return sub;
 }
 
 
-void
-ngx_http_pusher_unsubscribe(ngx_http_pusher_conn_t *pc, u_char *name,
-    size_t len)
+ngx_http_pusher_sub_t *
+ngx_http_pusher_find_sub(ngx_http_pusher_conn_t *pc, u_char *name, size_t len)
 {
     ngx_queue_t                *q;
     ngx_http_pusher_sub_t      *sub;
@@ -110,7 +188,7 @@ ngx_http_pusher_unsubscribe(ngx_http_pusher_conn_t *pc, u_char *name,
     ch = ngx_http_pusher_channel_lookup(pc->app, name, len,
                                         ngx_crc32_short(name, len));
     if (ch == NULL) {
-        return;
+        return NULL;
     }
 
     for (q = ngx_queue_head(&pc->subs);
@@ -120,9 +198,24 @@ ngx_http_pusher_unsubscribe(ngx_http_pusher_conn_t *pc, u_char *name,
         sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_conn);
 
         if (sub->channel == ch) {
-            ngx_http_pusher_sub_remove(sub);
-            return;
+            return sub;
         }
+    }
+
+    return NULL;
+}
+
+
+void
+ngx_http_pusher_unsubscribe(ngx_http_pusher_conn_t *pc, u_char *name,
+    size_t len)
+{
+    ngx_http_pusher_sub_t  *sub;
+
+    sub = ngx_http_pusher_find_sub(pc, name, len);
+
+    if (sub) {
+        ngx_http_pusher_sub_remove(sub);
     }
 }
 
@@ -148,6 +241,10 @@ ngx_http_pusher_sub_remove(ngx_http_pusher_sub_t *sub)
 
     ch = sub->channel;
 
+    if (sub->presence) {
+        ngx_http_pusher_presence_leave(sub);
+    }
+
     ngx_queue_remove(&sub->in_channel);
     ngx_queue_remove(&sub->in_conn);
     ngx_free(sub);
@@ -155,6 +252,174 @@ ngx_http_pusher_sub_remove(ngx_http_pusher_sub_t *sub)
     if (--ch->count == 0) {
         ngx_rbtree_delete(&ch->app->channels, &ch->node);
         ngx_free(ch);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub, ngx_uint_t rejoin)
+{
+    size_t                  n;
+    u_char                  id[NGX_INT64_LEN * 2 + 2];
+    u_char                  max[NGX_INT_T_LEN];
+    ngx_str_t               f[7];
+    ngx_http_pusher_app_t  *app;
+
+    app = sub->conn->app;
+    n = ngx_http_pusher_socket_id(sub->conn, id);
+
+    f[0] = app->id;
+    f[1].data = sub->channel->name;
+    f[1].len = sub->channel->len;
+    f[2].data = id;
+    f[2].len = n;
+    f[3] = sub->user_id;
+    f[4] = sub->user_info;
+    f[5].data = max;
+    f[5].len = ngx_sprintf(max, "%ui", app->presence_max_members) - max;
+    f[6].data = (u_char *) "r";
+    f[6].len = rejoin ? 1 : 0;
+
+    return ngx_http_pusher_uplink(PUSHER_CTL_PRESENCE_JOIN, f, 7);
+}
+
+
+static void
+ngx_http_pusher_presence_leave(ngx_http_pusher_sub_t *sub)
+{
+    size_t                  n;
+    u_char                  id[NGX_INT64_LEN * 2 + 2];
+    ngx_str_t               f[3];
+    ngx_http_pusher_app_t  *app;
+
+    app = sub->conn->app;
+    n = ngx_http_pusher_socket_id(sub->conn, id);
+
+    f[0] = app->id;
+    f[1].data = sub->channel->name;
+    f[1].len = sub->channel->len;
+    f[2].data = id;
+    f[2].len = n;
+
+    (void) ngx_http_pusher_uplink(PUSHER_CTL_PRESENCE_LEAVE, f, 3);
+}
+
+
+/* PRESENCE_JOINED from the broker: confirm or refuse a pending join */
+
+void
+ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
+    u_char *channel, size_t channel_len, ngx_str_t *status, ngx_str_t *json)
+{
+    size_t                   n;
+    u_char                   id[NGX_INT64_LEN * 2 + 2];
+    ngx_queue_t             *q;
+    pusher_str_t             name;
+    ngx_http_pusher_sub_t   *sub;
+    ngx_http_pusher_conn_t  *pc;
+
+    for (q = ngx_queue_head(&ngx_http_pusher_pending);
+         q != ngx_queue_sentinel(&ngx_http_pusher_pending);
+         q = ngx_queue_next(q))
+    {
+        sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
+        pc = sub->conn;
+
+        if (sub->channel->len != channel_len
+            || ngx_strncmp(sub->channel->name, channel, channel_len) != 0)
+        {
+            continue;
+        }
+
+        n = ngx_http_pusher_socket_id(pc, id);
+
+        if (n != socket_id_len || ngx_strncmp(id, socket_id, n) != 0) {
+            continue;
+        }
+
+        if (status->len == 2 && ngx_strncmp(status->data, "ok", 2) == 0) {
+            ngx_queue_remove(&sub->in_channel);
+            ngx_queue_insert_tail(&sub->channel->subscribers,
+                                  &sub->in_channel);
+            sub->pending = 0;
+
+            (void) ngx_http_pusher_send_text(pc, json->data, json->len);
+            return;
+        }
+
+        /* the broker has not added it: no PRESENCE_LEAVE */
+        sub->presence = 0;
+
+        name.data = (char *) channel;
+        name.len = channel_len;
+
+        ngx_http_pusher_session_subscription_error(pc, &name, "LimitReached",
+                         "The maximum members per presence channel limit "
+                         "was reached", PUSHER_ERR_OVER_CAPACITY);
+
+        ngx_http_pusher_sub_remove(sub);
+        return;
+    }
+}
+
+
+/*
+ * After (re)attaching to a broker: announce every presence membership of
+ * this worker again (the broker may have restarted and lost them), and
+ * send the JOINs that waited for the link.
+ */
+
+void
+ngx_http_pusher_presence_announce(ngx_http_pusher_main_conf_t *pmcf)
+{
+    ngx_uint_t                  i;
+    ngx_queue_t                *q;
+    pusher_channel_type_e       type;
+    ngx_rbtree_node_t          *node, *root, *sentinel;
+    ngx_http_pusher_app_t      *app;
+    ngx_http_pusher_sub_t      *sub;
+    ngx_http_pusher_channel_t  *ch;
+
+    app = pmcf->apps.elts;
+
+    for (i = 0; i < pmcf->apps.nelts; i++) {
+
+        root = app[i].channels.root;
+        sentinel = app[i].channels.sentinel;
+
+        if (root == sentinel) {
+            continue;
+        }
+
+        for (node = ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&app[i].channels, node))
+        {
+            ch = (ngx_http_pusher_channel_t *) node;
+            type = pusher_channel_type((char *) ch->name, ch->len);
+
+            if (type != PUSHER_CHANNEL_PRESENCE
+                && type != PUSHER_CHANNEL_PRESENCE_CACHE)
+            {
+                continue;
+            }
+
+            for (q = ngx_queue_head(&ch->subscribers);
+                 q != ngx_queue_sentinel(&ch->subscribers);
+                 q = ngx_queue_next(q))
+            {
+                sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
+                (void) ngx_http_pusher_presence_join(sub, 1);
+            }
+        }
+    }
+
+    for (q = ngx_queue_head(&ngx_http_pusher_pending);
+         q != ngx_queue_sentinel(&ngx_http_pusher_pending);
+         q = ngx_queue_next(q))
+    {
+        sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
+        (void) ngx_http_pusher_presence_join(sub, 0);
     }
 }
 

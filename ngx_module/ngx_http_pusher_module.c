@@ -18,6 +18,14 @@ static ngx_int_t ngx_http_pusher_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pusher_exit_process(ngx_cycle_t *cycle);
 
 
+static ngx_conf_enum_t  ngx_http_pusher_client_events[] = {
+    { ngx_string("none"), NGX_HTTP_PUSHER_CLIENT_EVENTS_NONE },
+    { ngx_string("members"), NGX_HTTP_PUSHER_CLIENT_EVENTS_MEMBERS },
+    { ngx_string("all"), NGX_HTTP_PUSHER_CLIENT_EVENTS_ALL },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_pusher_commands[] = {
 
     { ngx_string("pusher"),
@@ -93,6 +101,41 @@ static ngx_command_t  ngx_http_pusher_app_commands[] = {
       ngx_conf_set_size_slot,
       0,
       offsetof(ngx_http_pusher_app_t, max_message_size),
+      NULL },
+
+    { ngx_string("client_events"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, client_events),
+      &ngx_http_pusher_client_events },
+
+    { ngx_string("client_event_rate"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, client_event_rate),
+      NULL },
+
+    { ngx_string("presence_max_members"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, presence_max_members),
+      NULL },
+
+    { ngx_string("presence_max_user_info"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, presence_max_user_info),
+      NULL },
+
+    { ngx_string("signin_timeout"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, signin_timeout),
       NULL },
 
       ngx_null_command
@@ -204,6 +247,15 @@ ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf)
                                  NGX_HTTP_PUSHER_PONG_TIMEOUT);
         ngx_conf_init_size_value(app[i].max_message_size,
                                  PUSHER_WS_DEFAULT_MAX_MESSAGE);
+        ngx_conf_init_uint_value(app[i].client_events,
+                                 NGX_HTTP_PUSHER_CLIENT_EVENTS_MEMBERS);
+        ngx_conf_init_uint_value(app[i].client_event_rate,
+                                 NGX_HTTP_PUSHER_CLIENT_EVENT_RATE);
+        ngx_conf_init_uint_value(app[i].presence_max_members,
+                                 NGX_HTTP_PUSHER_PRESENCE_MEMBERS);
+        ngx_conf_init_size_value(app[i].presence_max_user_info,
+                                 NGX_HTTP_PUSHER_PRESENCE_INFO);
+        ngx_conf_init_msec_value(app[i].signin_timeout, 0);
 
         /* pusher-js needs a non-zero activity_timeout in the handshake */
         if (app[i].activity_timeout < 1) {
@@ -275,6 +327,11 @@ ngx_http_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     app->ping_interval = NGX_CONF_UNSET_MSEC;
     app->pong_timeout = NGX_CONF_UNSET_MSEC;
     app->max_message_size = NGX_CONF_UNSET_SIZE;
+    app->client_events = NGX_CONF_UNSET_UINT;
+    app->client_event_rate = NGX_CONF_UNSET_UINT;
+    app->presence_max_members = NGX_CONF_UNSET_UINT;
+    app->presence_max_user_info = NGX_CONF_UNSET_SIZE;
+    app->signin_timeout = NGX_CONF_UNSET_MSEC;
 
     save = *cf;
     cf->handler = ngx_http_pusher_app_directive;

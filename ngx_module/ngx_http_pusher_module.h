@@ -22,6 +22,14 @@
 #define NGX_HTTP_PUSHER_ACTIVITY_TIMEOUT   30          /* seconds */
 #define NGX_HTTP_PUSHER_PING_INTERVAL      60000       /* ms */
 #define NGX_HTTP_PUSHER_PONG_TIMEOUT       30000       /* ms */
+#define NGX_HTTP_PUSHER_CLIENT_EVENT_RATE  10          /* per second */
+#define NGX_HTTP_PUSHER_PRESENCE_MEMBERS   100
+#define NGX_HTTP_PUSHER_PRESENCE_INFO      2048        /* bytes */
+
+/* client_events */
+#define NGX_HTTP_PUSHER_CLIENT_EVENTS_NONE     0
+#define NGX_HTTP_PUSHER_CLIENT_EVENTS_MEMBERS  1
+#define NGX_HTTP_PUSHER_CLIENT_EVENTS_ALL      2
 
 /* per-worker socket read buffer; a whole message is parsed in place */
 #define NGX_HTTP_PUSHER_RECV_BUFFER        (64 * 1024)
@@ -61,6 +69,11 @@ typedef struct {
     ngx_msec_t                 ping_interval;
     ngx_msec_t                 pong_timeout;
     size_t                     max_message_size;
+    ngx_uint_t                 client_events;
+    ngx_uint_t                 client_event_rate;
+    ngx_uint_t                 presence_max_members;
+    size_t                     presence_max_user_info;
+    ngx_msec_t                 signin_timeout;     /* 0: no deadline */
 
     /* worker runtime: this app's channels, by name */
     ngx_rbtree_t               channels;
@@ -102,11 +115,21 @@ struct ngx_http_pusher_channel_s {
 };
 
 
+/*
+ * A socket's subscription.  A presence subscription waits in the worker's
+ * pending queue (linked through in_channel) until the broker confirms the
+ * membership; it keeps the member data to announce it again to a
+ * restarted broker.
+ */
 typedef struct {
     ngx_queue_t                in_channel;
     ngx_queue_t                in_conn;
     ngx_http_pusher_conn_t    *conn;
     ngx_http_pusher_channel_t *channel;
+    ngx_str_t                  user_id;            /* presence: JSON text */
+    ngx_str_t                  user_info;          /* presence: JSON text */
+    unsigned                   presence:1;
+    unsigned                   pending:1;
 } ngx_http_pusher_sub_t;
 
 
@@ -124,6 +147,10 @@ struct ngx_http_pusher_conn_s {
     size_t                     out_bytes;          /* queued, unsent */
 
     ngx_msec_t                 last_activity;
+    ngx_msec_t                 opened;
+    ngx_str_t                  user_id;            /* after pusher:signin */
+    ngx_msec_t                 rate_window;        /* client event window */
+    ngx_uint_t                 rate_count;
     ngx_msec_t                 ping_sent;
     ngx_uint_t                 id;                 /* socket_id "pid.id" */
 
@@ -132,6 +159,7 @@ struct ngx_http_pusher_conn_s {
     unsigned                   closing:1;          /* close frame queued */
     unsigned                   lingering:1;        /* close frame sent */
     unsigned                   in_dirty:1;
+    unsigned                   authorized:1;       /* signed in or private */
 
     pusher_ws_parser_t         parser;
 };
@@ -174,6 +202,9 @@ void ngx_http_pusher_session_ping(ngx_http_pusher_conn_t *pc);
 void ngx_http_pusher_session_error(ngx_http_pusher_conn_t *pc,
     ngx_uint_t code, const char *message, ngx_uint_t close);
 size_t ngx_http_pusher_socket_id(ngx_http_pusher_conn_t *pc, u_char *buf);
+void ngx_http_pusher_session_subscription_error(ngx_http_pusher_conn_t *pc,
+    pusher_str_t *channel, const char *type, const char *error,
+    ngx_uint_t status);
 
 /* ngx_http_pusher_channel.c */
 void ngx_http_pusher_channel_init_worker(ngx_http_pusher_main_conf_t *pmcf);
@@ -182,6 +213,13 @@ ngx_int_t ngx_http_pusher_subscribe(ngx_http_pusher_conn_t *pc,
 void ngx_http_pusher_unsubscribe(ngx_http_pusher_conn_t *pc,
     u_char *name, size_t len);
 void ngx_http_pusher_unsubscribe_all(ngx_http_pusher_conn_t *pc);
+ngx_int_t ngx_http_pusher_subscribe_presence(ngx_http_pusher_conn_t *pc,
+    u_char *name, size_t len, ngx_str_t *user_id, ngx_str_t *user_info);
+ngx_http_pusher_sub_t *ngx_http_pusher_find_sub(ngx_http_pusher_conn_t *pc,
+    u_char *name, size_t len);
+void ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
+    u_char *channel, size_t channel_len, ngx_str_t *status, ngx_str_t *json);
+void ngx_http_pusher_presence_announce(ngx_http_pusher_main_conf_t *pmcf);
 void ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
     pusher_ring_event_view_t *ev);
 
@@ -189,6 +227,8 @@ void ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
 ngx_int_t ngx_http_pusher_ring_init_worker(ngx_cycle_t *cycle,
     ngx_http_pusher_main_conf_t *pmcf);
 void ngx_http_pusher_ring_exit_worker(void);
+ngx_int_t ngx_http_pusher_uplink(ngx_uint_t type, ngx_str_t *fields,
+    ngx_uint_t n);
 
 
 #endif /* _NGX_HTTP_PUSHER_MODULE_H_INCLUDED_ */

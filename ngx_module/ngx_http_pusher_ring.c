@@ -10,8 +10,11 @@
 #include <cjson/cJSON.h>
 
 
-/* broker -> worker messages are small: WELCOME and DOORBELL */
+/* control input starts this big and grows for large PRESENCE_JOINED */
 #define NGX_HTTP_PUSHER_CTL_BUFFER  4096
+
+/* uplink bytes queued while the broker reads slowly; then the link drops */
+#define NGX_HTTP_PUSHER_UPLINK_MAX  (8 * 1024 * 1024)
 
 
 /*
@@ -35,9 +38,12 @@ typedef struct {
 
     u_char                       *in;
     size_t                        in_len;
-    u_char                       *out;
+    size_t                        in_cap;
+    u_char                       *out;             /* uplink queue */
     size_t                        out_len;
     size_t                        out_sent;
+    size_t                        out_cap;
+    ngx_uint_t                    welcomed;        /* WELCOME received */
 
     u_char                       *base;            /* mapped segment */
     size_t                        size;
@@ -55,6 +61,10 @@ static void ngx_http_pusher_ring_connect(ngx_event_t *ev);
 static void ngx_http_pusher_ring_retry(ngx_http_pusher_broker_t *b);
 static void ngx_http_pusher_ring_close(ngx_http_pusher_broker_t *b);
 static ngx_int_t ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b);
+static ngx_int_t ngx_http_pusher_ring_append(ngx_http_pusher_broker_t *b,
+    ngx_uint_t type, ngx_str_t *fields, ngx_uint_t n);
+static void ngx_http_pusher_ring_joined(ngx_http_pusher_broker_t *b,
+    u_char *data, size_t len);
 static void ngx_http_pusher_ring_read(ngx_event_t *rev);
 static void ngx_http_pusher_ring_write(ngx_event_t *wev);
 static ngx_int_t ngx_http_pusher_ring_welcome(ngx_http_pusher_broker_t *b,
@@ -91,6 +101,8 @@ ngx_http_pusher_ring_init_worker(ngx_cycle_t *cycle,
     if (b->in == NULL) {
         return NGX_ERROR;
     }
+
+    b->in_cap = NGX_HTTP_PUSHER_CTL_BUFFER;
 
     b->reconnect.handler = ngx_http_pusher_ring_connect;
     b->reconnect.data = b;
@@ -131,6 +143,11 @@ ngx_http_pusher_ring_exit_worker(void)
     if (b->in) {
         ngx_free(b->in);
         b->in = NULL;
+    }
+
+    if (b->out) {
+        ngx_free(b->out);
+        b->out = NULL;
     }
 
     b->pmcf = NULL;
@@ -274,10 +291,9 @@ ngx_http_pusher_ring_close(ngx_http_pusher_broker_t *b)
         b->conn = NULL;
     }
 
-    if (b->out) {
-        ngx_free(b->out);
-        b->out = NULL;
-    }
+    b->out_len = 0;
+    b->out_sent = 0;
+    b->welcomed = 0;
 
     /* the broker hands our wake slot to the next worker */
     b->wake = NULL;
@@ -344,12 +360,24 @@ ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b)
         return NGX_ERROR;
     }
 
+    b->out_len = 0;
+    b->out_sent = 0;
+
     len = ngx_strlen(json);
 
-    b->out = ngx_alloc(PUSHER_CTL_HEADER_SIZE + len, b->log);
-    if (b->out == NULL) {
-        cJSON_free(json);
-        return NGX_ERROR;
+    if (b->out_cap < PUSHER_CTL_HEADER_SIZE + len) {
+        if (b->out) {
+            ngx_free(b->out);
+        }
+
+        b->out_cap = ngx_max(PUSHER_CTL_HEADER_SIZE + len, 65536);
+
+        b->out = ngx_alloc(b->out_cap, b->log);
+        if (b->out == NULL) {
+            b->out_cap = 0;
+            cJSON_free(json);
+            return NGX_ERROR;
+        }
     }
 
     pusher_ctl_header_write(b->out, PUSHER_CTL_HELLO, (uint32_t) len);
@@ -357,7 +385,101 @@ ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b)
     cJSON_free(json);
 
     b->out_len = PUSHER_CTL_HEADER_SIZE + len;
-    b->out_sent = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Queues an uplink message; it is written from a posted write event, so a
+ * burst of messages goes out in one send().  Before WELCOME nothing is
+ * queued: the presence announcement after WELCOME covers that time, and a
+ * client event sent while the broker is away is lost.
+ */
+
+ngx_int_t
+ngx_http_pusher_uplink(ngx_uint_t type, ngx_str_t *fields, ngx_uint_t n)
+{
+    ngx_http_pusher_broker_t  *b;
+
+    b = &ngx_http_pusher_broker;
+
+    if (b->conn == NULL || !b->welcomed) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_pusher_ring_append(b, type, fields, n) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                      "pusher: the broker does not read its control "
+                      "socket, reconnecting");
+        ngx_http_pusher_ring_close(b);
+        ngx_http_pusher_ring_retry(b);
+        return NGX_ERROR;
+    }
+
+    ngx_post_event(b->conn->write, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pusher_ring_append(ngx_http_pusher_broker_t *b, ngx_uint_t type,
+    ngx_str_t *fields, ngx_uint_t n)
+{
+    u_char      *p;
+    size_t       len, cap;
+    ngx_uint_t   i;
+
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+        len += PUSHER_CTL_FIELD_SIZE(fields[i].len);
+    }
+
+    if (len > PUSHER_CTL_MAX_PAYLOAD) {
+        return NGX_DECLINED;
+    }
+
+    if (b->out_sent && b->out_sent == b->out_len) {
+        b->out_len = 0;
+        b->out_sent = 0;
+    }
+
+    if (b->out_len + PUSHER_CTL_HEADER_SIZE + len > b->out_cap) {
+        cap = ngx_max(b->out_cap * 2, b->out_len + PUSHER_CTL_HEADER_SIZE
+                                      + len);
+
+        if (cap > NGX_HTTP_PUSHER_UPLINK_MAX) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_alloc(cap, b->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, b->out + b->out_sent, b->out_len - b->out_sent);
+
+        if (b->out) {
+            ngx_free(b->out);
+        }
+
+        b->out = p;
+        b->out_len -= b->out_sent;
+        b->out_sent = 0;
+        b->out_cap = cap;
+    }
+
+    p = b->out + b->out_len;
+    pusher_ctl_header_write(p, (uint16_t) type, (uint32_t) len);
+    p += PUSHER_CTL_HEADER_SIZE;
+
+    for (i = 0; i < n; i++) {
+        p = pusher_ctl_put(p, fields[i].data, (uint32_t) fields[i].len);
+    }
+
+    b->out_len = p - b->out;
 
     return NGX_OK;
 }
@@ -373,7 +495,7 @@ ngx_http_pusher_ring_write(ngx_event_t *wev)
     c = wev->data;
     b = c->data;
 
-    while (b->out && wev->ready) {
+    while (b->out_sent < b->out_len && wev->ready) {
         n = c->send(c, b->out + b->out_sent, b->out_len - b->out_sent);
 
         if (n == NGX_AGAIN) {
@@ -387,11 +509,11 @@ ngx_http_pusher_ring_write(ngx_event_t *wev)
         }
 
         b->out_sent += n;
+    }
 
-        if (b->out_sent == b->out_len) {
-            ngx_free(b->out);
-            b->out = NULL;
-        }
+    if (b->out_sent == b->out_len) {
+        b->out_len = 0;
+        b->out_sent = 0;
     }
 
     if (ngx_handle_write_event(wev, 0) != NGX_OK) {
@@ -404,6 +526,7 @@ ngx_http_pusher_ring_write(ngx_event_t *wev)
 static void
 ngx_http_pusher_ring_read(ngx_event_t *rev)
 {
+    u_char                    *p;
     size_t                     len;
     ssize_t                    n;
     ngx_connection_t          *c;
@@ -420,8 +543,7 @@ ngx_http_pusher_ring_read(ngx_event_t *rev)
 
     for ( ;; ) {
 
-        n = c->recv(c, b->in + b->in_len,
-                    NGX_HTTP_PUSHER_CTL_BUFFER - b->in_len);
+        n = c->recv(c, b->in + b->in_len, b->in_cap - b->in_len);
 
         if (n == NGX_AGAIN) {
             break;
@@ -443,8 +565,7 @@ ngx_http_pusher_ring_read(ngx_event_t *rev)
 
             pusher_ctl_header_read(b->in, &h);
 
-            if (h.length > NGX_HTTP_PUSHER_CTL_BUFFER - PUSHER_CTL_HEADER_SIZE)
-            {
+            if (h.length > PUSHER_CTL_MAX_PAYLOAD) {
                 ngx_log_error(NGX_LOG_ERR, b->log, 0,
                               "pusher: broker sent a %uD byte message",
                               h.length);
@@ -456,6 +577,21 @@ ngx_http_pusher_ring_read(ngx_event_t *rev)
             len = PUSHER_CTL_HEADER_SIZE + h.length;
 
             if (b->in_len < len) {
+
+                if (len > b->in_cap) {
+                    p = ngx_alloc(len, b->log);
+                    if (p == NULL) {
+                        ngx_http_pusher_ring_close(b);
+                        ngx_http_pusher_ring_retry(b);
+                        return;
+                    }
+
+                    ngx_memcpy(p, b->in, b->in_len);
+                    ngx_free(b->in);
+                    b->in = p;
+                    b->in_cap = len;
+                }
+
                 break;
             }
 
@@ -477,6 +613,11 @@ ngx_http_pusher_ring_read(ngx_event_t *rev)
 
             case PUSHER_CTL_DOORBELL:
                 ngx_http_pusher_ring_drain(&b->drain);
+                break;
+
+            case PUSHER_CTL_PRESENCE_JOINED:
+                ngx_http_pusher_ring_joined(b, b->in + PUSHER_CTL_HEADER_SIZE,
+                                            h.length);
                 break;
 
             default:
@@ -546,13 +687,48 @@ ngx_http_pusher_ring_welcome(ngx_http_pusher_broker_t *b, u_char *data,
 
     b->backoff = NGX_HTTP_PUSHER_RECONNECT_MIN;
     b->reported = 0;
+    b->welcomed = 1;
 
     ngx_log_error(NGX_LOG_INFO, b->log, 0,
                   "pusher: attached to broker generation %uL", generation);
 
+    ngx_http_pusher_presence_announce(b->pmcf);
+
     ngx_http_pusher_ring_drain(&b->drain);
 
     return NGX_OK;
+}
+
+
+/* PRESENCE_JOINED: socket_id, channel, status, json */
+
+static void
+ngx_http_pusher_ring_joined(ngx_http_pusher_broker_t *b, u_char *data,
+    size_t len)
+{
+    uint32_t        n[4];
+    ngx_str_t       status, json;
+    ngx_uint_t      i;
+    const uint8_t  *pos, *end, *f[4];
+
+    pos = data;
+    end = data + len;
+
+    for (i = 0; i < 4; i++) {
+        if (pusher_ctl_get(&pos, end, &f[i], &n[i]) != 0) {
+            ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                          "pusher: broker sent an invalid PRESENCE_JOINED");
+            return;
+        }
+    }
+
+    status.data = (u_char *) f[2];
+    status.len = n[2];
+    json.data = (u_char *) f[3];
+    json.len = n[3];
+
+    ngx_http_pusher_presence_joined((u_char *) f[0], n[0], (u_char *) f[1],
+                                    n[1], &status, &json);
 }
 
 

@@ -6,6 +6,9 @@
 
 #include "ngx_http_pusher_module.h"
 #include "pusher_auth.h"
+#include "pusher_ctl.h"
+
+#include <cjson/cJSON.h>
 
 
 /* largest frame built here: a subscription_error with a 200-byte name */
@@ -14,9 +17,12 @@
 
 static void ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
     pusher_msg_t *m);
-static void ngx_http_pusher_subscription_error(ngx_http_pusher_conn_t *pc,
-    pusher_str_t *channel, const char *type, const char *error,
-    ngx_uint_t status);
+static void ngx_http_pusher_subscribe_presence_message(
+    ngx_http_pusher_conn_t *pc, pusher_msg_t *m);
+static void ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc,
+    pusher_msg_t *m);
+static void ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc,
+    pusher_msg_t *m);
 
 
 /* socket_id "pid.n": unique among the live workers of this host */
@@ -107,14 +113,11 @@ ngx_http_pusher_session_message(ngx_http_pusher_conn_t *pc,
         break;
 
     case PUSHER_MSG_CLIENT_EVENT:
-        ngx_http_pusher_session_error(pc, PUSHER_ERR_CLIENT_EVENT,
-                                      "Client events are not supported", 0);
+        ngx_http_pusher_client_event(pc, &m);
         break;
 
     case PUSHER_MSG_SIGNIN:
-        ngx_http_pusher_session_error(pc, PUSHER_ERR_RECONNECT,
-                                      "User authentication is not "
-                                      "supported", 0);
+        ngx_http_pusher_signin(pc, &m);
         break;
 
     default: /* PUSHER_MSG_UNKNOWN */
@@ -143,7 +146,7 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
     ch = &m->channel;
 
     if (!pusher_channel_name_valid(ch->data, ch->len)) {
-        ngx_http_pusher_subscription_error(pc, ch, "InvalidChannel",
+        ngx_http_pusher_session_subscription_error(pc, ch, "InvalidChannel",
                                            "Invalid channel name",
                                            PUSHER_ERR_UNAUTHORIZED);
         return;
@@ -155,11 +158,25 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
 
     case PUSHER_CHANNEL_PRESENCE:
     case PUSHER_CHANNEL_PRESENCE_CACHE:
-    case PUSHER_CHANNEL_SERVER_TO_USER:
-        ngx_http_pusher_subscription_error(pc, ch, "UnsupportedChannel",
-                                           "Channel type not supported",
-                                           PUSHER_ERR_UNAUTHORIZED);
+        ngx_http_pusher_subscribe_presence_message(pc, m);
         return;
+
+    case PUSHER_CHANNEL_SERVER_TO_USER:
+        /* only the socket signed in as that user: #server-to-user-{id} */
+        n = sizeof("#server-to-user-") - 1;
+
+        if (pc->user_id.len == 0
+            || ch->len != n + pc->user_id.len
+            || ngx_strncmp(ch->data + n, pc->user_id.data, pc->user_id.len)
+               != 0)
+        {
+            ngx_http_pusher_session_subscription_error(pc, ch, "AuthError",
+                                            "Not signed in as this user",
+                                            401);
+            return;
+        }
+
+        break;
 
     default:
         break;
@@ -178,7 +195,7 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
             ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
                           "pusher: invalid auth for channel \"%*s\"",
                           ch->len, ch->data);
-            ngx_http_pusher_subscription_error(pc, ch, "AuthError",
+            ngx_http_pusher_session_subscription_error(pc, ch, "AuthError",
                                                "Invalid signature", 401);
             return;
         }
@@ -187,16 +204,20 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
     rc = ngx_http_pusher_subscribe(pc, (u_char *) ch->data, ch->len);
 
     if (rc == NGX_ERROR) {
-        ngx_http_pusher_subscription_error(pc, ch, "ServerError",
+        ngx_http_pusher_session_subscription_error(pc, ch, "ServerError",
                                            "Server error", 500);
         return;
     }
 
     if (rc == NGX_BUSY) {
-        ngx_http_pusher_subscription_error(pc, ch, "LimitReached",
+        ngx_http_pusher_session_subscription_error(pc, ch, "LimitReached",
                                            "Too many subscriptions",
                                            PUSHER_ERR_OVER_CAPACITY);
         return;
+    }
+
+    if (pusher_channel_needs_auth(type)) {
+        pc->authorized = 1;
     }
 
     /* NGX_OK, or NGX_DECLINED for a repeated subscribe: confirm again */
@@ -209,7 +230,382 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
 
 
 static void
-ngx_http_pusher_subscription_error(ngx_http_pusher_conn_t *pc,
+ngx_http_pusher_subscribe_presence_message(ngx_http_pusher_conn_t *pc,
+    pusher_msg_t *m)
+{
+    char                   *id_json, *info_json;
+    size_t                  n;
+    cJSON                  *data, *uid, *info;
+    ngx_int_t               rc;
+    ngx_str_t               user_id, user_info;
+    pusher_str_t           *ch;
+    ngx_http_pusher_app_t  *app;
+    u_char                  id[NGX_INT64_LEN * 2 + 2];
+
+    app = pc->app;
+    ch = &m->channel;
+    n = ngx_http_pusher_socket_id(pc, id);
+
+    if (!pusher_auth_channel_ok(app->secret.data, app->secret.len,
+                                app->key.data, app->key.len, id, n,
+                                (const uint8_t *) ch->data, ch->len,
+                                (const uint8_t *) m->channel_data.data,
+                                m->channel_data.len,
+                                (const uint8_t *) m->auth.data, m->auth.len)
+        || m->channel_data.len == 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
+                      "pusher: invalid auth for channel \"%*s\"",
+                      ch->len, ch->data);
+        ngx_http_pusher_session_subscription_error(pc, ch, "AuthError",
+                                                   "Invalid signature", 401);
+        return;
+    }
+
+    if (ngx_http_pusher_find_sub(pc, (u_char *) ch->data, ch->len)) {
+        /* a repeated subscribe: the membership stands */
+        return;
+    }
+
+    data = cJSON_ParseWithLength(m->channel_data.data, m->channel_data.len);
+    uid = cJSON_GetObjectItemCaseSensitive(data, "user_id");
+    info = cJSON_GetObjectItemCaseSensitive(data, "user_info");
+
+    if (!cJSON_IsObject(data)
+        || !(cJSON_IsString(uid) || cJSON_IsNumber(uid))
+        || (cJSON_IsString(uid) && uid->valuestring[0] == '\0'))
+    {
+        cJSON_Delete(data);
+        ngx_http_pusher_session_subscription_error(pc, ch, "AuthError",
+                                                   "Invalid channel_data",
+                                                   401);
+        return;
+    }
+
+    id_json = cJSON_PrintUnformatted(uid);
+    info_json = (info && !cJSON_IsNull(info)) ? cJSON_PrintUnformatted(info)
+                                               : NULL;
+    cJSON_Delete(data);
+
+    if (id_json == NULL || (info && !cJSON_IsNull(info) && info_json == NULL))
+    {
+        cJSON_free(id_json);
+        cJSON_free(info_json);
+        return;
+    }
+
+    user_id.data = (u_char *) id_json;
+    user_id.len = ngx_strlen(id_json);
+    user_info.data = (u_char *) info_json;
+    user_info.len = info_json ? ngx_strlen(info_json) : 0;
+
+    if (user_info.len > app->presence_max_user_info) {
+        cJSON_free(id_json);
+        cJSON_free(info_json);
+        ngx_http_pusher_session_subscription_error(pc, ch, "LimitReached",
+                                     "The maximum size of user info was "
+                                     "exceeded", PUSHER_ERR_CLIENT_EVENT);
+        return;
+    }
+
+    rc = ngx_http_pusher_subscribe_presence(pc, (u_char *) ch->data, ch->len,
+                                            &user_id, &user_info);
+
+    if (rc == NGX_OK) {
+        pc->authorized = 1;
+    }
+
+    cJSON_free(id_json);
+    cJSON_free(info_json);
+
+    if (rc == NGX_BUSY) {
+        ngx_http_pusher_session_subscription_error(pc, ch, "LimitReached",
+                                                   "Too many subscriptions",
+                                                   PUSHER_ERR_OVER_CAPACITY);
+
+    } else if (rc == NGX_ERROR) {
+        ngx_http_pusher_session_subscription_error(pc, ch, "ServerError",
+                                                   "Server error", 500);
+    }
+}
+
+
+/*
+ * A client event, checked here and relayed through the broker so that
+ * every worker's subscribers get it in one order; the frame is built once,
+ * here, and the sender is excluded by its socket_id.
+ */
+
+static void
+ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
+{
+    char                   *data;
+    u_char                 *p, *json;
+    size_t                  n, len, uid_len;
+    ngx_str_t               f[4];
+    pusher_str_t           *ch;
+    ngx_msec_t              now;
+    ngx_http_pusher_app_t  *app;
+    ngx_http_pusher_sub_t  *sub;
+    pusher_channel_type_e   type;
+    u_char                  id[NGX_INT64_LEN * 2 + 2];
+
+    app = pc->app;
+    ch = &m->channel;
+
+    if (app->client_events == NGX_HTTP_PUSHER_CLIENT_EVENTS_NONE) {
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_CLIENT_EVENT,
+                                      "The app does not have client "
+                                      "messaging enabled", 0);
+        return;
+    }
+
+    if (!pusher_channel_name_valid(ch->data, ch->len)) {
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_CLIENT_EVENT,
+                                      "Invalid channel name", 0);
+        return;
+    }
+
+    type = pusher_channel_type(ch->data, ch->len);
+
+    if (type == PUSHER_CHANNEL_PRIVATE_ENCRYPTED) {
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_CLIENT_EVENT,
+                                      "Client events are not allowed on "
+                                      "encrypted channels", 0);
+        return;
+    }
+
+    if (type != PUSHER_CHANNEL_PRIVATE
+        && type != PUSHER_CHANNEL_PRIVATE_CACHE
+        && type != PUSHER_CHANNEL_PRESENCE
+        && type != PUSHER_CHANNEL_PRESENCE_CACHE)
+    {
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_CLIENT_EVENT,
+                                      "Client events are only allowed on "
+                                      "private and presence channels", 0);
+        return;
+    }
+
+    sub = ngx_http_pusher_find_sub(pc, (u_char *) ch->data, ch->len);
+
+    if (sub && sub->pending) {
+        sub = NULL;
+    }
+
+    if (sub == NULL
+        && app->client_events == NGX_HTTP_PUSHER_CLIENT_EVENTS_MEMBERS)
+    {
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_UNAUTHORIZED,
+                                      "The client is not a member of the "
+                                      "specified channel", 0);
+        return;
+    }
+
+    if (m->event.len > PUSHER_EVENT_NAME_MAX) {
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_CLIENT_EVENT,
+                                      "Event name is too long", 0);
+        return;
+    }
+
+    /* a fixed one-second window per connection */
+
+    now = ngx_current_msec;
+
+    if (now - pc->rate_window >= 1000) {
+        pc->rate_window = now;
+        pc->rate_count = 0;
+    }
+
+    if (++pc->rate_count > app->client_event_rate) {
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_CLIENT_EVENT,
+                                      "Client event rejected due to rate "
+                                      "limit", 0);
+        return;
+    }
+
+    data = m->data ? cJSON_PrintUnformatted(m->data) : NULL;
+    len = data ? ngx_strlen(data) : 0;
+
+    uid_len = 0;
+
+    if (sub && sub->presence) {
+        uid_len = sub->user_id.len;
+    }
+
+    /* {"event":"E","channel":"C","data":D,"user_id":"U"}: names are valid */
+
+    n = sizeof("{\"event\":\"\",\"channel\":\"\",\"data\":,"
+               "\"user_id\":\"\"}") + pusher_json_escape(NULL,
+                                           (const uint8_t *) m->event.data,
+                                           m->event.len)
+        + ch->len + len + 2 * uid_len + 8;
+
+    json = ngx_alloc(n, pc->connection->log);
+    if (json == NULL) {
+        cJSON_free(data);
+        return;
+    }
+
+    p = ngx_cpymem(json, "{\"event\":\"", sizeof("{\"event\":\"") - 1);
+    p += pusher_json_escape(p, (const uint8_t *) m->event.data, m->event.len);
+    p = ngx_cpymem(p, "\",\"channel\":\"", sizeof("\",\"channel\":\"") - 1);
+    p = ngx_cpymem(p, ch->data, ch->len);
+    p = ngx_cpymem(p, "\"", 1);
+
+    if (data) {
+        p = ngx_cpymem(p, ",\"data\":", sizeof(",\"data\":") - 1);
+        p = ngx_cpymem(p, data, len);
+    }
+
+    if (uid_len) {
+        /* the string form of the user_id JSON text */
+        p = ngx_cpymem(p, ",\"user_id\":", sizeof(",\"user_id\":") - 1);
+
+        if (sub->user_id.data[0] == '"') {
+            p = ngx_cpymem(p, sub->user_id.data, sub->user_id.len);
+
+        } else {
+            *p++ = '"';
+            p = ngx_cpymem(p, sub->user_id.data, sub->user_id.len);
+            *p++ = '"';
+        }
+    }
+
+    *p++ = '}';
+
+    cJSON_free(data);
+
+    n = ngx_http_pusher_socket_id(pc, id);
+
+    f[0] = app->id;
+    f[1].data = (u_char *) ch->data;
+    f[1].len = ch->len;
+    f[2].data = id;
+    f[2].len = n;
+    f[3].data = json;
+    f[3].len = p - json;
+
+    (void) ngx_http_pusher_uplink(PUSHER_CTL_CLIENT_EVENT, f, 4);
+
+    ngx_free(json);
+}
+
+
+/*
+ * pusher:signin: auth over "socket_id::user::user_data", user_data a JSON
+ * object with a non-empty string "id".  The socket may then subscribe to
+ * #server-to-user-{id}, where the HTTP API sends to that user.
+ */
+
+static void
+ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
+{
+    char                   *inner;
+    u_char                 *p;
+    size_t                  n, len;
+    cJSON                  *data, *id, *obj;
+    ngx_http_pusher_app_t  *app;
+    u_char                  sid[NGX_INT64_LEN * 2 + 2];
+
+    app = pc->app;
+    n = ngx_http_pusher_socket_id(pc, sid);
+
+    if (!pusher_auth_user_ok(app->secret.data, app->secret.len,
+                             app->key.data, app->key.len, sid, n,
+                             (const uint8_t *) m->user_data.data,
+                             m->user_data.len,
+                             (const uint8_t *) m->auth.data, m->auth.len))
+    {
+        ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
+                      "pusher: invalid pusher:signin auth");
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_UNAUTHORIZED,
+                                      "Connection not authorized", 1);
+        return;
+    }
+
+    data = cJSON_ParseWithLength(m->user_data.data, m->user_data.len);
+    id = cJSON_GetObjectItemCaseSensitive(data, "id");
+
+    if (!cJSON_IsObject(data) || !cJSON_IsString(id)
+        || id->valuestring[0] == '\0'
+        || ngx_strlen(id->valuestring) > PUSHER_CHANNEL_MAX
+                                         - (sizeof("#server-to-user-") - 1)
+        || !pusher_channel_name_valid(id->valuestring,
+                                      ngx_strlen(id->valuestring)))
+    {
+        cJSON_Delete(data);
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_UNAUTHORIZED,
+                                      "The user data must contain a string id", 1);
+        return;
+    }
+
+    len = ngx_strlen(id->valuestring);
+
+    p = ngx_alloc(len, pc->connection->log);
+    if (p == NULL) {
+        cJSON_Delete(data);
+        return;
+    }
+
+    ngx_memcpy(p, id->valuestring, len);
+    cJSON_Delete(data);
+
+    if (pc->user_id.data) {
+        ngx_free(pc->user_id.data);
+    }
+
+    pc->user_id.data = p;
+    pc->user_id.len = len;
+    pc->authorized = 1;
+
+    /* {"event":"pusher:signin_success","data":"{\"user_data\":\"...\"}"} */
+
+    obj = cJSON_CreateObject();
+    if (obj == NULL) {
+        return;
+    }
+
+    if (cJSON_AddStringToObject(obj, "user_data",
+                                m->user_data.data) == NULL)
+    {
+        cJSON_Delete(obj);
+        return;
+    }
+
+    inner = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+
+    if (inner == NULL) {
+        return;
+    }
+
+    len = ngx_strlen(inner);
+    n = sizeof("{\"event\":\"pusher:signin_success\",\"data\":\"\"}") - 1
+        + pusher_json_escape(NULL, (const uint8_t *) inner, len);
+
+    p = ngx_alloc(n, pc->connection->log);
+    if (p == NULL) {
+        cJSON_free(inner);
+        return;
+    }
+
+    n = ngx_cpymem(p, "{\"event\":\"pusher:signin_success\",\"data\":\"",
+                   sizeof("{\"event\":\"pusher:signin_success\",\"data\":\"")
+                   - 1) - p;
+    n += pusher_json_escape(p + n, (const uint8_t *) inner, len);
+    p[n++] = '"';
+    p[n++] = '}';
+
+    cJSON_free(inner);
+
+    (void) ngx_http_pusher_send_text(pc, p, n);
+
+    ngx_free(p);
+}
+
+
+void
+ngx_http_pusher_session_subscription_error(ngx_http_pusher_conn_t *pc,
     pusher_str_t *channel, const char *type, const char *error,
     ngx_uint_t status)
 {

@@ -93,11 +93,15 @@ ngx_http_pusher_ws_start(ngx_http_pusher_conn_t *pc, u_char *pipelined,
                           ngx_http_pusher_parser_free, c->log);
 
     pc->last_activity = ngx_current_msec;
+    pc->opened = ngx_current_msec;
 
     ngx_http_pusher_session_open(pc);
 
     if (pc->app && !pc->closing) {
-        ngx_add_timer(c->read, pc->app->ping_interval);
+        ngx_add_timer(c->read, pc->app->signin_timeout
+                               ? ngx_min(pc->app->ping_interval,
+                                         pc->app->signin_timeout)
+                               : pc->app->ping_interval);
     }
 
     if (pipelined
@@ -263,7 +267,7 @@ ngx_http_pusher_process(ngx_http_pusher_conn_t *pc, u_char *pos, u_char *end)
 static void
 ngx_http_pusher_timer(ngx_http_pusher_conn_t *pc)
 {
-    ngx_msec_t              idle;
+    ngx_msec_t              idle, age, next;
     ngx_http_pusher_app_t  *app;
 
     app = pc->app;
@@ -272,6 +276,20 @@ ngx_http_pusher_timer(ngx_http_pusher_conn_t *pc)
         ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
                       "pusher: client did not complete the close handshake");
         ngx_http_pusher_finalize(pc);
+        return;
+    }
+
+    /* the optional deadline for pusher:signin or a private subscription */
+
+    age = ngx_current_msec - pc->opened;
+
+    if (app->signin_timeout && !pc->authorized && age >= app->signin_timeout)
+    {
+        ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
+                      "pusher: client did not sign in in time");
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_UNAUTHORIZED,
+                                      "Connection not authorized within "
+                                      "timeout", 1);
         return;
     }
 
@@ -286,14 +304,20 @@ ngx_http_pusher_timer(ngx_http_pusher_conn_t *pc)
     idle = ngx_current_msec - pc->last_activity;
 
     if (idle < app->ping_interval) {
-        ngx_add_timer(pc->connection->read, app->ping_interval - idle);
-        return;
+        next = app->ping_interval - idle;
+
+    } else {
+        ngx_http_pusher_session_ping(pc);
+
+        pc->pinged = 1;
+        next = app->pong_timeout;
     }
 
-    ngx_http_pusher_session_ping(pc);
+    if (app->signin_timeout && !pc->authorized) {
+        next = ngx_min(next, app->signin_timeout - age);
+    }
 
-    pc->pinged = 1;
-    ngx_add_timer(pc->connection->read, app->pong_timeout);
+    ngx_add_timer(pc->connection->read, next);
 }
 
 
@@ -699,6 +723,11 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
     }
 
     pusher_ws_parser_free(&pc->parser);
+
+    if (pc->user_id.data) {
+        ngx_free(pc->user_id.data);
+        pc->user_id.data = NULL;
+    }
 
     ngx_http_close_connection(c);
 }

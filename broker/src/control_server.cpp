@@ -6,14 +6,16 @@
 #include "json.hpp"
 #include "log.hpp"
 #include "pusher_ctl.h"
+#include "pusher_proto.h"
 #include "pusher_ring.h"
 
 namespace pusher::broker {
 
 namespace {
 
-// a worker that does not read its WELCOMEs is dropped, not buffered for
-constexpr std::size_t max_queued_messages = 16;
+// a worker that does not read its control socket is dropped, not buffered
+// for; replies carry presence lists, so the bound is in bytes
+constexpr std::size_t max_queued_bytes = 16 * 1024 * 1024;
 
 const std::array<std::uint8_t, PUSHER_CTL_HEADER_SIZE> &doorbell_message()
 {
@@ -45,15 +47,113 @@ std::int64_t json_integer(const cJSON *obj, const char *name)
     return static_cast<std::int64_t>(item->valuedouble);
 }
 
+// Splits an uplink payload into its first N fields (pusher_ctl.h); fields
+// after them are left for later protocol versions.  False if the payload
+// ends inside a field or has fewer than N.
+template <std::size_t N>
+bool split_fields(std::string_view payload,
+                  std::array<std::string_view, N> &out)
+{
+    const auto *pos = reinterpret_cast<const std::uint8_t *>(payload.data());
+    const auto *end = pos + payload.size();
+    for (std::string_view &field : out) {
+        const std::uint8_t *data = nullptr;
+        std::uint32_t len = 0;
+        if (pusher_ctl_get(&pos, end, &data, &len) != 0) {
+            return false;
+        }
+        field = std::string_view(reinterpret_cast<const char *>(data), len);
+    }
+    return true;
+}
+
+bool valid_channel(std::string_view c)
+{
+    return pusher_channel_name_valid(c.data(), c.size()) != 0;
+}
+
+bool valid_socket_id(std::string_view s)
+{
+    return pusher_socket_id_valid(s.data(), s.size()) != 0;
+}
+
+bool presence_channel(std::string_view c)
+{
+    pusher_channel_type_e t = pusher_channel_type(c.data(), c.size());
+    return t == PUSHER_CHANNEL_PRESENCE || t == PUSHER_CHANNEL_PRESENCE_CACHE;
+}
+
+// max_members: decimal digits, 0 for no limit
+bool parse_count(std::string_view s, std::uint64_t &out)
+{
+    if (s.empty() || s.size() > 18) {
+        return false;
+    }
+    std::uint64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') {
+            return false;
+        }
+        v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    out = v;
+    return true;
+}
+
+// The user key of a user_id JSON text: a string's value or a number's
+// text, so that "1" and 1 are one user (ids compare as strings, as in
+// Reverb).  False for anything else.
+bool user_key_of(std::string_view user_id, std::string &key)
+{
+    json::value v = json::parse(user_id);
+    if (cJSON_IsString(v.get())) {
+        key.assign(v->valuestring);
+        return !key.empty();
+    }
+    if (cJSON_IsNumber(v.get())) {
+        std::size_t b = user_id.find_first_not_of(" \t\r\n");
+        std::size_t e = user_id.find_last_not_of(" \t\r\n");
+        key.assign(user_id.substr(b, e - b + 1));
+        return true;
+    }
+    return false;
+}
+
+std::string joined_message(std::string_view socket_id,
+                           std::string_view channel, std::string_view status,
+                           std::string_view json)
+{
+    std::size_t len = PUSHER_CTL_FIELD_SIZE(socket_id.size())
+                      + PUSHER_CTL_FIELD_SIZE(channel.size())
+                      + PUSHER_CTL_FIELD_SIZE(status.size())
+                      + PUSHER_CTL_FIELD_SIZE(json.size());
+    std::string out(PUSHER_CTL_HEADER_SIZE + len, '\0');
+    auto *p = reinterpret_cast<std::uint8_t *>(out.data());
+    pusher_ctl_header_write(p, PUSHER_CTL_PRESENCE_JOINED,
+                            static_cast<std::uint32_t>(len));
+    p += PUSHER_CTL_HEADER_SIZE;
+    p = pusher_ctl_put(p, socket_id.data(),
+                       static_cast<std::uint32_t>(socket_id.size()));
+    p = pusher_ctl_put(p, channel.data(),
+                       static_cast<std::uint32_t>(channel.size()));
+    p = pusher_ctl_put(p, status.data(),
+                       static_cast<std::uint32_t>(status.size()));
+    pusher_ctl_put(p, json.data(), static_cast<std::uint32_t>(json.size()));
+    return out;
+}
+
 } // namespace
 
 struct control_server::worker {
     explicit worker(unix_stream::socket s) : socket(std::move(s)) {}
 
     unix_stream::socket socket;
+    std::uint64_t id = 0;           // presence memberships are keyed by it
     std::int64_t pid = 0;
     int slot = -1;
+    std::uint64_t ignored = 0;      // uplink messages ignored
     std::deque<std::string> queue;  // framed messages, front being written
+    std::size_t queued_bytes = 0;
     bool writing = false;
     bool writing_doorbell = false;
     bool doorbell = false;          // a doorbell waits to be written
@@ -111,8 +211,9 @@ net::awaitable<void> control_server::accept_loop()
                 net::redirect_error(net::use_awaitable, ec));
             continue;
         }
-        net::co_spawn(ioc_, run_worker(std::make_shared<worker>(std::move(s))),
-                      net::detached);
+        auto w = std::make_shared<worker>(std::move(s));
+        w->id = next_conn_++;
+        net::co_spawn(ioc_, run_worker(std::move(w)), net::detached);
     }
 }
 
@@ -144,12 +245,34 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
             break;
         }
 
-        if (h.type == PUSHER_CTL_HELLO) {
-            if (!on_hello(w, payload)) {
-                break;
-            }
+        if (h.type == PUSHER_CTL_HELLO && !on_hello(w, payload)) {
+            break;
         }
-        // other types are for later protocol versions: ignored
+
+        switch (h.type) {
+        case PUSHER_CTL_CLIENT_EVENT:
+            on_client_event(w, payload);
+            break;
+        case PUSHER_CTL_PRESENCE_JOIN:
+            on_presence_join(w, payload);
+            break;
+        case PUSHER_CTL_PRESENCE_LEAVE:
+            on_presence_leave(w, payload);
+            break;
+        default:
+            // other types are for later protocol versions: ignored
+            break;
+        }
+    }
+
+    // the worker's presence memberships end with its connection
+    removed_.clear();
+    presence_.drop(w->id, removed_);
+    publish_members(removed_, false, {});
+    if (w->ignored > 1) {
+        log_line("nginx worker pid " + std::to_string(w->pid) + ": "
+                 + std::to_string(w->ignored)
+                 + " uplink message(s) ignored in all");
     }
 
     if (!why.empty() || w->slot >= 0) {
@@ -273,12 +396,16 @@ void control_server::flush_doorbells()
 
 void control_server::send(const worker_ptr &w, std::string message)
 {
-    if (w->queue.size() >= max_queued_messages) {
+    if (!w->socket.is_open()) {
+        return;
+    }
+    if (w->queued_bytes + message.size() > max_queued_bytes) {
         log_line("nginx worker pid " + std::to_string(w->pid)
                  + " dropped: it does not read its control socket");
         w->close();
         return;
     }
+    w->queued_bytes += message.size();
     w->queue.push_back(std::move(message));
     pump(w);
 }
@@ -313,10 +440,168 @@ void control_server::pump(const worker_ptr &w)
                 return;
             }
             if (!w->writing_doorbell) {
+                w->queued_bytes -= w->queue.front().size();
                 w->queue.pop_front();
             }
             pump(w);
         });
+}
+
+void control_server::ignore(worker &w, std::string_view type,
+                            std::string_view why)
+{
+    // the first one per connection is logged, never the data; the count
+    // goes to the log when the worker detaches
+    if (w.ignored++ == 0) {
+        log_line("nginx worker pid " + std::to_string(w.pid) + ": "
+                 + std::string(type) + " ignored: " + std::string(why));
+    }
+}
+
+void control_server::publish(std::string_view app_id, std::string_view channel,
+                             std::string_view socket_id, std::string_view json)
+{
+    if (!seg_.publish_json(app_id, channel, socket_id, json)) {
+        log_line("a record of " + std::to_string(json.size())
+                 + " bytes does not fit the ring: dropped");
+        return;
+    }
+    notify_published();
+}
+
+void control_server::publish_members(
+    const std::vector<presence_table::member_event> &events, bool added,
+    std::string_view socket_id)
+{
+    for (const auto &ev : events) {
+        std::string json = added
+            ? member_added_json(ev.channel, ev.user_id, ev.user_info)
+            : member_removed_json(ev.channel, ev.user_id);
+        publish(ev.app_id, ev.channel, socket_id, json);
+    }
+}
+
+// app_id, channel, socket_id, json
+void control_server::on_client_event(const worker_ptr &w,
+                                     std::string_view payload)
+{
+    constexpr std::string_view type = "CLIENT_EVENT";
+    std::array<std::string_view, 4> f;
+    if (w->slot < 0) {
+        ignore(*w, type, "before HELLO");
+        return;
+    }
+    if (!split_fields(payload, f)) {
+        ignore(*w, type, "malformed payload");
+        return;
+    }
+    auto [app_id, channel, socket_id, json] = f;
+    if (apps_.find(app_id) == nullptr) {
+        ignore(*w, type, "unknown app");
+        return;
+    }
+    if (!valid_channel(channel) || !valid_socket_id(socket_id)
+        || json.empty())
+    {
+        ignore(*w, type, "bad channel, socket_id or json");
+        return;
+    }
+    publish(app_id, channel, socket_id, json);
+}
+
+// app_id, channel, socket_id, user_id, user_info, max_members, flags
+void control_server::on_presence_join(const worker_ptr &w,
+                                      std::string_view payload)
+{
+    constexpr std::string_view type = "PRESENCE_JOIN";
+    std::array<std::string_view, 7> f;
+    if (w->slot < 0) {
+        ignore(*w, type, "before HELLO");
+        return;
+    }
+    if (!split_fields(payload, f)) {
+        ignore(*w, type, "malformed payload");
+        return;
+    }
+    auto [app_id, channel, socket_id, user_id, user_info, max_members,
+          flags] = f;
+    if (apps_.find(app_id) == nullptr) {
+        ignore(*w, type, "unknown app");
+        return;
+    }
+
+    presence_table::join_request req;
+    std::string key;
+    if (!valid_channel(channel) || !presence_channel(channel)
+        || !valid_socket_id(socket_id)
+        || !parse_count(max_members, req.max_members)
+        || (!flags.empty() && flags != "r"))
+    {
+        ignore(*w, type, "bad channel, socket_id, max_members or flags");
+        return;
+    }
+    if (!user_key_of(user_id, key)) {
+        ignore(*w, type, "user_id is not a JSON string or number");
+        return;
+    }
+    if (!user_info.empty() && !json::parse(user_info)) {
+        ignore(*w, type, "user_info is not JSON");
+        return;
+    }
+
+    req.app_id = app_id;
+    req.channel = channel;
+    req.socket_id = socket_id;
+    req.user_key = key;
+    req.user_id = user_id;
+    req.user_info = user_info;
+    req.rejoin = flags == "r";
+    req.conn = w->id;
+
+    removed_.clear();
+    added_.clear();
+    presence_table::join_status st = presence_.join(req, removed_, added_);
+    // a socket that changed user: its old user may have gone
+    publish_members(removed_, false, socket_id);
+    publish_members(added_, true, socket_id);
+
+    if (req.rejoin) {
+        return;
+    }
+    if (st == presence_table::join_status::limit) {
+        send(w, joined_message(socket_id, channel, "limit", {}));
+        return;
+    }
+
+    std::string json = presence_.subscription_succeeded(app_id, channel);
+    if (json.size() + 512 > PUSHER_CTL_MAX_PAYLOAD) {
+        // cannot be sent: the socket stays out of the channel
+        removed_.clear();
+        presence_.leave(app_id, channel, socket_id, removed_);
+        publish_members(removed_, false, socket_id);
+        ignore(*w, type, "member list too large for a reply");
+        send(w, joined_message(socket_id, channel, "limit", {}));
+        return;
+    }
+    send(w, joined_message(socket_id, channel, "ok", json));
+}
+
+// app_id, channel, socket_id
+void control_server::on_presence_leave(const worker_ptr &w,
+                                       std::string_view payload)
+{
+    constexpr std::string_view type = "PRESENCE_LEAVE";
+    std::array<std::string_view, 3> f;
+    if (!split_fields(payload, f)) {
+        ignore(*w, type, "malformed payload");
+        return;
+    }
+    auto [app_id, channel, socket_id] = f;
+    // no app check: a membership of an app that a reload removed still
+    // ends; unknown memberships are ignored by the table
+    removed_.clear();
+    presence_.leave(app_id, channel, socket_id, removed_);
+    publish_members(removed_, false, {});
 }
 
 } // namespace pusher::broker

@@ -6,9 +6,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "asio.hpp"
 #include "app_registry.hpp"
+#include "presence.hpp"
 #include "segment.hpp"
 #include "unix_socket_path.hpp"
 
@@ -19,6 +21,10 @@ namespace pusher::broker {
 // the worker a wake slot and a WELCOME; EOF frees the slot.  After a
 // publish the broker rings the doorbell of each worker whose slot was
 // armed.  Writes are asynchronous and never block the broker.
+//
+// The uplink messages (client events, presence joins and leaves) are
+// handled here too: the broker owns presence membership for the node and
+// a worker's memberships end with its connection.
 class control_server {
 public:
     control_server(net::io_context &ioc, const std::string &path, mode_t mode,
@@ -56,6 +62,17 @@ private:
     void send(const worker_ptr &w, std::string message);
     void pump(const worker_ptr &w);
 
+    // uplink; each ignores (and logs) a malformed message
+    void on_client_event(const worker_ptr &w, std::string_view payload);
+    void on_presence_join(const worker_ptr &w, std::string_view payload);
+    void on_presence_leave(const worker_ptr &w, std::string_view payload);
+    void ignore(worker &w, std::string_view type, std::string_view why);
+    // member_added / member_removed records for what the table reported
+    void publish_members(const std::vector<presence_table::member_event> &ev,
+                         bool added, std::string_view socket_id);
+    void publish(std::string_view app_id, std::string_view channel,
+                 std::string_view socket_id, std::string_view json);
+
     net::io_context &ioc_;
     segment &seg_;
     app_registry &apps_;
@@ -64,6 +81,11 @@ private:
     std::array<worker_ptr, PUSHER_SHM_WAKE_SLOTS> slots_;
     std::size_t attached_ = 0;
     bool flush_posted_ = false;
+    std::uint64_t next_conn_ = 1;
+    presence_table presence_;
+    // scratch, reused: the broker is single-threaded
+    std::vector<presence_table::member_event> removed_;
+    std::vector<presence_table::member_event> added_;
 };
 
 } // namespace pusher::broker

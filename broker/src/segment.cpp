@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "log.hpp"
+#include "pusher_proto.h"
 
 namespace pusher::broker {
 
@@ -97,5 +98,29 @@ segment::segment(const std::string &name, std::uint64_t capacity, mode_t mode)
 }
 
 segment::~segment() = default;
+
+bool segment::publish_json(std::string_view app_id, std::string_view channel,
+                           std::string_view socket_id, std::string_view json)
+{
+    std::size_t size = pusher_ring_event_size(app_id.size(), channel.size(),
+                                              socket_id.size(), json.size());
+    if (size == 0 || size > ring_.max_record) {
+        return false;
+    }
+    // NULL if the record with its header exceeds max_record
+    std::uint8_t *p = pusher_ring_claim(&ring_, PUSHER_RING_EVENT,
+                                        static_cast<std::uint32_t>(size));
+    if (p == nullptr) {
+        return false;
+    }
+    pusher_str_t a{app_id.data(), app_id.size()};
+    pusher_str_t c{channel.data(), channel.size()};
+    pusher_str_t s{socket_id.data(), socket_id.size()};
+    pusher_ring_event_encode_json(
+        p, &a, &c, &s, reinterpret_cast<const std::uint8_t *>(json.data()),
+        json.size());
+    pusher_ring_commit(&ring_);
+    return true;
+}
 
 } // namespace pusher::broker

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 
 #include <boost/interprocess/mapped_region.hpp>
@@ -28,6 +29,12 @@ public:
     std::uint64_t generation() const noexcept { return generation_; }
     std::uint64_t size() const noexcept { return size_; }
     pusher_ring_t &ring() noexcept { return ring_; }
+
+    // Appends a PUSHER_RING_EVENT record whose frame carries exactly json
+    // (socket_id empty: no exclusion).  The caller rings the doorbells.
+    // False if the record cannot fit the ring.
+    bool publish_json(std::string_view app_id, std::string_view channel,
+                      std::string_view socket_id, std::string_view json);
 
     pusher_shm_wake_t *wake(std::uint32_t slot) noexcept
     {

@@ -1080,6 +1080,104 @@ ring_event_frame_bytes_are_exact(void **state)
 
 
 /* payloads around the 7-bit, 16-bit and 64-bit length encodings */
+/*
+ * pusher_ring_event_encode_json: the frame carries exactly the given JSON
+ * (client events, presence events); the header is the same as for
+ * pusher_ring_event_encode.
+ */
+static void
+ring_event_encode_json_frame_bytes_are_exact(void **state)
+{
+    size_t                    len, size, off, i;
+    uint8_t                  *rec;
+    uint8_t                   big[300];
+    pusher_str_t              app_id, channel, socket_id, none;
+    pusher_ring_event_t       ev;
+    pusher_ring_event_view_t  v;
+    static const char  json[] =
+        "{\"event\":\"client-typing\",\"channel\":\"private-chat\","
+        "\"data\":{\"id\":1}}";
+
+    app_id.data = "app-1";
+    app_id.len = 5;
+    channel.data = "private-chat";
+    channel.len = 12;
+    socket_id.data = "12.34";
+    socket_id.len = 5;
+
+    size = pusher_ring_event_size(5, 12, 5, sizeof(json) - 1);
+    assert_int_equal(size, sizeof(pusher_ring_event_t) + 5 + 12 + 5 + 2
+                           + sizeof(json) - 1);
+
+    rec = malloc(size + 1);
+    assert_non_null(rec);
+    rec[size] = GUARD;
+
+    len = pusher_ring_event_encode_json(rec, &app_id, &channel, &socket_id,
+                                        S(json));
+    assert_int_equal(len, size);
+    assert_int_equal(rec[size], GUARD);
+
+    memcpy(&ev, rec, sizeof(ev));
+    assert_int_equal(ev.frame_len, 2 + sizeof(json) - 1);
+    assert_int_equal(ev.app_id_len, 5);
+    assert_int_equal(ev.channel_len, 12);
+    assert_int_equal(ev.socket_id_len, 5);
+    assert_int_equal(ev.flags, 0);
+
+    off = sizeof(pusher_ring_event_t);
+    assert_memory_equal(rec + off, "app-1private-chat12.34", 22);
+    off += 22;
+    assert_int_equal(rec[off], 0x81);
+    assert_int_equal(rec[off + 1], sizeof(json) - 1);
+    assert_memory_equal(rec + off + 2, json, sizeof(json) - 1);
+
+    assert_int_equal(pusher_ring_event_decode(rec, len, &v), 0);
+    assert_str(v.app_id, "app-1");
+    assert_str(v.channel, "private-chat");
+    assert_str(v.socket_id, "12.34");
+    assert_ptr_equal(v.frame, rec + off);
+    assert_int_equal(v.frame_len, 2 + sizeof(json) - 1);
+
+    free(rec);
+
+    /* no exclusion, and a 16-bit frame length */
+    for (i = 0; i < sizeof(big); i++) {
+        big[i] = (uint8_t) ('a' + i % 26);
+    }
+
+    none.data = NULL;
+    none.len = 0;
+
+    size = pusher_ring_event_size(5, 12, 0, sizeof(big));
+    assert_int_equal(size, sizeof(pusher_ring_event_t) + 5 + 12 + 4
+                           + sizeof(big));
+
+    rec = malloc(size);
+    assert_non_null(rec);
+
+    len = pusher_ring_event_encode_json(rec, &app_id, &channel, &none, big,
+                                        sizeof(big));
+    assert_int_equal(len, size);
+
+    assert_int_equal(pusher_ring_event_decode(rec, len, &v), 0);
+    assert_int_equal(v.socket_id.len, 0);
+    assert_int_equal(v.frame_len, 4 + sizeof(big));
+    assert_int_equal(v.frame[0], 0x81);
+    assert_int_equal(v.frame[1], 126);
+    assert_int_equal(v.frame[2], sizeof(big) >> 8);
+    assert_int_equal(v.frame[3], sizeof(big) & 0xff);
+    assert_memory_equal(v.frame + 4, big, sizeof(big));
+
+    free(rec);
+
+    /* lengths a record cannot hold */
+    channel.len = 0;
+    assert_int_equal(pusher_ring_event_encode_json(big, &app_id, &channel,
+                                                   &none, S("{}")), 0);
+}
+
+
 static void
 ring_event_roundtrips_every_header_size(void **state)
 {
@@ -1489,6 +1587,7 @@ main(void)
         cmocka_unit_test(socket_ids_are_two_digit_runs),
         cmocka_unit_test(event_json_is_exact_and_sized_exactly),
         cmocka_unit_test(ring_event_frame_bytes_are_exact),
+        cmocka_unit_test(ring_event_encode_json_frame_bytes_are_exact),
         cmocka_unit_test(ring_event_roundtrips_every_header_size),
         cmocka_unit_test(ring_event_size_rejects_unrepresentable_lengths),
         cmocka_unit_test(ring_event_decode_rejects_truncated_records),

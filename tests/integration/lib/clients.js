@@ -80,6 +80,106 @@ async function connectRawAcrossWorkers(srv, n, opts = {}) {
     throw new Error(`64 connections all landed on worker(s) ${[...new Set(socks.map((s) => s.worker))]}; reuseport not spreading?`);
 }
 
+/*
+ * n raw Pusher sockets alternating between the two nginx workers:
+ * result[i].worker is W0 for even i and W1 for odd i (W0 != W1).  Extra
+ * sockets opened to get there are closed.  opts as connectRaw.
+ */
+async function connectAlternating(srv, n, opts = {}) {
+    const buckets = new Map();
+    const all = [];
+    const need = [Math.ceil(n / 2), Math.floor(n / 2)];
+    for (let i = 0; i < 64 + 2 * n; i++) {
+        const ws = await connectRaw(srv, opts);
+        all.push(ws);
+        if (!buckets.has(ws.worker)) {
+            buckets.set(ws.worker, []);
+        }
+        buckets.get(ws.worker).push(ws);
+        const bs = [...buckets.values()].sort((a, b) => b.length - a.length);
+        if (bs.length >= 2 && bs[0].length >= need[0] && bs[1].length >= need[1]) {
+            const out = [];
+            for (let k = 0; k < n; k++) {
+                out.push(bs[k % 2][k >> 1]);
+            }
+            for (const w of all) {
+                if (!out.includes(w)) {
+                    w.close();
+                }
+            }
+            return out;
+        }
+    }
+    throw new Error(`could not get ${n} sockets alternating between 2 workers: ${[...buckets].map(([w, b]) => `${w}:${b.length}`).join(' ')}`);
+}
+
+/* ---- presence ---- */
+
+function presenceChannelData(userId, userInfo) {
+    const o = { user_id: userId };
+    if (userInfo !== undefined) {
+        o.user_info = userInfo;
+    }
+    return JSON.stringify(o);
+}
+
+/*
+ * Send a presence subscribe for (userId, userInfo) signed for this socket.
+ * o: key, secret (default srv's), channelData (raw string override),
+ * auth (override).  Returns the channel_data sent.
+ */
+function sendPresenceSubscribe(srv, ws, channel, userId, userInfo, o = {}) {
+    const channelData = o.channelData !== undefined ? o.channelData : presenceChannelData(userId, userInfo);
+    const auth = o.auth !== undefined ? o.auth : channelAuth(o.key || srv.key, o.secret || srv.secret, ws.socketId, channel, channelData);
+    ws.sendJson({ event: 'pusher:subscribe', data: { auth, channel_data: channelData, channel } });
+    return channelData;
+}
+
+/*
+ * Join a presence channel; the next frame must be subscription_succeeded
+ * for it with string data.  Resolves the decoded {count, ids, hash}.
+ */
+async function joinPresence(srv, ws, channel, userId, userInfo, o = {}) {
+    sendPresenceSubscribe(srv, ws, channel, userId, userInfo, o);
+    const e = await ws.nextEvent({ what: `subscription_succeeded for ${channel}`, timeout: o.timeout || 3000 });
+    if (e.event !== 'pusher_internal:subscription_succeeded' || e.channel !== channel) {
+        throw new Error(`${ws.socketId} joining ${channel} as ${JSON.stringify(userId)}: expected subscription_succeeded, got ${e.raw}\nframes:\n${ws.dump()}`);
+    }
+    assert.equal(typeof e.data, 'string', `subscription_succeeded data must be a JSON string: ${e.raw}`);
+    assert.deepEqual(Object.keys(e.dataParsed), ['presence'], e.raw);
+    assert.deepEqual(Object.keys(e.dataParsed.presence), ['count', 'ids', 'hash'], e.raw);
+    return e.dataParsed.presence;
+}
+
+function presenceSucceededFrame(channel, members) {
+    /* members: [[id, info], ...] in first-join order */
+    const hash = {};
+    for (const [id, info] of members) {
+        hash[String(id)] = info === undefined ? null : info;
+    }
+    return JSON.stringify({
+        event: 'pusher_internal:subscription_succeeded',
+        channel,
+        data: JSON.stringify({ presence: { count: members.length, ids: members.map(([id]) => id), hash } }),
+    });
+}
+
+function memberAddedFrame(channel, userId, userInfo) {
+    return JSON.stringify({
+        event: 'pusher_internal:member_added',
+        channel,
+        data: JSON.stringify({ user_id: userId, user_info: userInfo === undefined ? null : userInfo }),
+    });
+}
+
+function memberRemovedFrame(channel, userId) {
+    return JSON.stringify({ event: 'pusher_internal:member_removed', channel, data: JSON.stringify({ user_id: userId }) });
+}
+
+function subscriptionErrorFrame(channel, type, error, status) {
+    return JSON.stringify({ event: 'pusher:subscription_error', channel, data: JSON.stringify({ type, error, status }) });
+}
+
 function sdk(srv, overrides = {}) {
     return new PusherServer({
         appId: srv.appId,
@@ -210,6 +310,14 @@ module.exports = {
     connectRaw,
     subscribeRaw,
     connectRawAcrossWorkers,
+    connectAlternating,
+    presenceChannelData,
+    sendPresenceSubscribe,
+    joinPresence,
+    presenceSucceededFrame,
+    memberAddedFrame,
+    memberRemovedFrame,
+    subscriptionErrorFrame,
     sdk,
     sdkTrigger,
     pusherJs,
