@@ -68,7 +68,10 @@ test('a subscriber that never reads: others get every event in order, the worker
     }
     const rss1 = rssKb(worker);
     t.diagnostic(`worker ${worker} RSS ${rss0} kB -> ${rss1} kB with ~${(N * 10) / 1000} MB sent to a subscriber that does not read`);
-    assert.ok(rss1 - rss0 < 32 * 1024, `worker RSS grew by ${rss1 - rss0} kB for one slow subscriber`);
+    /* ASan keeps freed memory in its quarantine: RSS says nothing there */
+    if (process.env.PUSHER_SANITIZE !== '1') {
+        assert.ok(rss1 - rss0 < 32 * 1024, `worker RSS grew by ${rss1 - rss0} kB for one slow subscriber`);
+    }
     /* the slow socket was either dropped, or it catches up in order */
     slow.sock.resume();
     await new Promise((r) => setTimeout(r, 1000));
