@@ -10,7 +10,8 @@
  *
  * worker -> broker
  *   HELLO     JSON {"pid":123,"conf_time":1732630000123,
- *                   "apps":[{"id":"..","key":"..","secret":".."}, ...]}
+ *                   "apps":[{"id":"..","key":"..","secret":"..",
+ *                            "cache_ttl":1800}, ...]}
  *             sent first on every (re)connect.  nginx.conf is the only
  *             place apps are written: the broker takes the app table of
  *             the HELLO with the highest conf_time (the newest nginx
@@ -43,12 +44,23 @@
  *                    max_members decimal; flags "r" for a re-join after a
  *                    reconnect (no reply wanted), else empty.
  *   PRESENCE_LEAVE   app_id, channel, socket_id
+ *   CACHE_GET        app_id, channel, socket_id
+ *                    a socket subscribed to a cache channel (cache-,
+ *                    private-cache-, presence-cache-) and wants the last
+ *                    event the HTTP API sent to it.
  *
  * broker -> worker
  *   PRESENCE_JOINED  socket_id, channel, status, json
  *                    status "ok" with json the subscription_succeeded
  *                    message (presence count, ids, hash), or "limit"
  *                    (members per channel reached) with json empty.
+ *   CACHE            socket_id, channel, json
+ *                    the answer to CACHE_GET: the cached event as the
+ *                    exact JSON subscribers receive, or empty for a miss.
+ *
+ * The broker keeps the last HTTP-triggered event of each cache channel
+ * for the app's cache_ttl (seconds, from HELLO; default 1800), whether or
+ * not anyone is subscribed.
  *
  * The broker owns presence membership for the node: member_added and
  * member_removed go down the ring once per user_id, on its first
@@ -77,6 +89,8 @@ extern "C" {
 #define PUSHER_CTL_PRESENCE_JOIN     17
 #define PUSHER_CTL_PRESENCE_LEAVE    18
 #define PUSHER_CTL_PRESENCE_JOINED   19
+#define PUSHER_CTL_CACHE_GET         20
+#define PUSHER_CTL_CACHE             21
 
 #define PUSHER_CTL_HEADER_SIZE       8
 #define PUSHER_CTL_MAX_PAYLOAD       (4 * 1024 * 1024)

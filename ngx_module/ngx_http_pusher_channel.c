@@ -17,12 +17,25 @@ static ngx_http_pusher_sub_t *ngx_http_pusher_sub_add(
     ngx_int_t *rc);
 static void ngx_http_pusher_sub_remove(ngx_http_pusher_sub_t *sub);
 static void ngx_http_pusher_presence_leave(ngx_http_pusher_sub_t *sub);
+static void ngx_http_pusher_cache_send(ngx_http_pusher_conn_t *pc,
+    u_char *channel, size_t channel_len, ngx_str_t *json);
 static ngx_int_t ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub,
     ngx_uint_t rejoin);
 
 
 /* presence subscriptions waiting for the broker's PRESENCE_JOINED */
 static ngx_queue_t  ngx_http_pusher_pending;
+
+
+/* a CACHE_GET waiting for the broker's CACHE */
+typedef struct {
+    ngx_queue_t                 queue;
+    ngx_http_pusher_conn_t     *conn;
+    size_t                      len;
+    u_char                      name[1];
+} ngx_http_pusher_cache_req_t;
+
+static ngx_queue_t  ngx_http_pusher_cache_reqs;
 
 
 void
@@ -39,6 +52,7 @@ ngx_http_pusher_channel_init_worker(ngx_http_pusher_main_conf_t *pmcf)
     }
 
     ngx_queue_init(&ngx_http_pusher_pending);
+    ngx_queue_init(&ngx_http_pusher_cache_reqs);
 }
 
 
@@ -344,6 +358,13 @@ ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
             sub->pending = 0;
 
             (void) ngx_http_pusher_send_text(pc, json->data, json->len);
+
+            if (pusher_channel_type((char *) channel, channel_len)
+                == PUSHER_CHANNEL_PRESENCE_CACHE)
+            {
+                ngx_http_pusher_cache_get(pc, channel, channel_len);
+            }
+
             return;
         }
 
@@ -420,6 +441,146 @@ ngx_http_pusher_presence_announce(ngx_http_pusher_main_conf_t *pmcf)
     {
         sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
         (void) ngx_http_pusher_presence_join(sub, 0);
+    }
+}
+
+
+/*
+ * Cache channels: right after subscription_succeeded the socket gets the
+ * channel's last HTTP event from the broker, or pusher:cache_miss.
+ */
+
+void
+ngx_http_pusher_cache_get(ngx_http_pusher_conn_t *pc, u_char *name,
+    size_t len)
+{
+    size_t                        n;
+    u_char                        id[NGX_INT64_LEN * 2 + 2];
+    ngx_str_t                     f[3], miss;
+    ngx_http_pusher_cache_req_t  *req;
+
+    req = ngx_alloc(offsetof(ngx_http_pusher_cache_req_t, name) + len,
+                    pc->connection->log);
+    if (req == NULL) {
+        return;
+    }
+
+    n = ngx_http_pusher_socket_id(pc, id);
+
+    f[0] = pc->app->id;
+    f[1].data = name;
+    f[1].len = len;
+    f[2].data = id;
+    f[2].len = n;
+
+    if (ngx_http_pusher_uplink(PUSHER_CTL_CACHE_GET, f, 3) != NGX_OK) {
+        /* no broker, no cache */
+        ngx_free(req);
+
+        miss.len = 0;
+        miss.data = NULL;
+        ngx_http_pusher_cache_send(pc, name, len, &miss);
+        return;
+    }
+
+    req->conn = pc;
+    req->len = len;
+    ngx_memcpy(req->name, name, len);
+    ngx_queue_insert_tail(&ngx_http_pusher_cache_reqs, &req->queue);
+
+    pc->cache_reqs++;
+}
+
+
+void
+ngx_http_pusher_cache_answer(u_char *socket_id, size_t socket_id_len,
+    u_char *channel, size_t channel_len, ngx_str_t *json)
+{
+    size_t                        n;
+    ngx_queue_t                  *q;
+    ngx_http_pusher_conn_t       *pc;
+    ngx_http_pusher_cache_req_t  *req;
+    u_char                        id[NGX_INT64_LEN * 2 + 2];
+
+    pc = NULL;
+
+    for (q = ngx_queue_head(&ngx_http_pusher_cache_reqs);
+         q != ngx_queue_sentinel(&ngx_http_pusher_cache_reqs);
+         q = ngx_queue_next(q))
+    {
+        req = ngx_queue_data(q, ngx_http_pusher_cache_req_t, queue);
+
+        if (req->len != channel_len
+            || ngx_strncmp(req->name, channel, channel_len) != 0)
+        {
+            continue;
+        }
+
+        n = ngx_http_pusher_socket_id(req->conn, id);
+
+        if (n == socket_id_len && ngx_strncmp(id, socket_id, n) == 0) {
+            pc = req->conn;
+            pc->cache_reqs--;
+            ngx_queue_remove(q);
+            ngx_free(req);
+            break;
+        }
+    }
+
+    if (pc) {
+        ngx_http_pusher_cache_send(pc, channel, channel_len, json);
+    }
+}
+
+
+static void
+ngx_http_pusher_cache_send(ngx_http_pusher_conn_t *pc, u_char *channel,
+    size_t channel_len, ngx_str_t *json)
+{
+    u_char  *p;
+    u_char   buf[PUSHER_CHANNEL_MAX + 64];
+
+    if (channel_len > PUSHER_CHANNEL_MAX
+        || ngx_http_pusher_find_sub(pc, channel, channel_len) == NULL)
+    {
+        /* unsubscribed meanwhile */
+        return;
+    }
+
+    if (json->len) {
+        (void) ngx_http_pusher_send_text(pc, json->data, json->len);
+        return;
+    }
+
+    p = ngx_cpymem(buf, "{\"event\":\"pusher:cache_miss\",\"channel\":\"",
+                   sizeof("{\"event\":\"pusher:cache_miss\",\"channel\":\"")
+                   - 1);
+    p = ngx_cpymem(p, channel, channel_len);
+    *p++ = '"';
+    *p++ = '}';
+
+    (void) ngx_http_pusher_send_text(pc, buf, p - buf);
+}
+
+
+void
+ngx_http_pusher_cache_cancel(ngx_http_pusher_conn_t *pc)
+{
+    ngx_queue_t                  *q, *next;
+    ngx_http_pusher_cache_req_t  *req;
+
+    for (q = ngx_queue_head(&ngx_http_pusher_cache_reqs);
+         pc->cache_reqs && q != ngx_queue_sentinel(&ngx_http_pusher_cache_reqs);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        req = ngx_queue_data(q, ngx_http_pusher_cache_req_t, queue);
+
+        if (req->conn == pc) {
+            pc->cache_reqs--;
+            ngx_queue_remove(q);
+            ngx_free(req);
+        }
     }
 }
 

@@ -138,6 +138,13 @@ static ngx_command_t  ngx_http_pusher_app_commands[] = {
       offsetof(ngx_http_pusher_app_t, signin_timeout),
       NULL },
 
+    { ngx_string("cache_ttl"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, cache_ttl),
+      NULL },
+
       ngx_null_command
 };
 
@@ -256,6 +263,7 @@ ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_init_size_value(app[i].presence_max_user_info,
                                  NGX_HTTP_PUSHER_PRESENCE_INFO);
         ngx_conf_init_msec_value(app[i].signin_timeout, 0);
+        ngx_conf_init_value(app[i].cache_ttl, NGX_HTTP_PUSHER_CACHE_TTL);
 
         /* pusher-js needs a non-zero activity_timeout in the handshake */
         if (app[i].activity_timeout < 1) {
@@ -332,6 +340,7 @@ ngx_http_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     app->presence_max_members = NGX_CONF_UNSET_UINT;
     app->presence_max_user_info = NGX_CONF_UNSET_SIZE;
     app->signin_timeout = NGX_CONF_UNSET_MSEC;
+    app->cache_ttl = NGX_CONF_UNSET;
 
     save = *cf;
     cf->handler = ngx_http_pusher_app_directive;

@@ -25,6 +25,7 @@
 #define NGX_HTTP_PUSHER_CLIENT_EVENT_RATE  10          /* per second */
 #define NGX_HTTP_PUSHER_PRESENCE_MEMBERS   100
 #define NGX_HTTP_PUSHER_PRESENCE_INFO      2048        /* bytes */
+#define NGX_HTTP_PUSHER_CACHE_TTL          1800        /* seconds */
 
 /* client_events */
 #define NGX_HTTP_PUSHER_CLIENT_EVENTS_NONE     0
@@ -74,6 +75,7 @@ typedef struct {
     ngx_uint_t                 presence_max_members;
     size_t                     presence_max_user_info;
     ngx_msec_t                 signin_timeout;     /* 0: no deadline */
+    time_t                     cache_ttl;          /* seconds */
 
     /* worker runtime: this app's channels, by name */
     ngx_rbtree_t               channels;
@@ -151,6 +153,7 @@ struct ngx_http_pusher_conn_s {
     ngx_str_t                  user_id;            /* after pusher:signin */
     ngx_msec_t                 rate_window;        /* client event window */
     ngx_uint_t                 rate_count;
+    ngx_uint_t                 cache_reqs;         /* CACHE_GETs in flight */
     ngx_msec_t                 ping_sent;
     ngx_uint_t                 id;                 /* socket_id "pid.id" */
 
@@ -220,6 +223,11 @@ ngx_http_pusher_sub_t *ngx_http_pusher_find_sub(ngx_http_pusher_conn_t *pc,
 void ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
     u_char *channel, size_t channel_len, ngx_str_t *status, ngx_str_t *json);
 void ngx_http_pusher_presence_announce(ngx_http_pusher_main_conf_t *pmcf);
+void ngx_http_pusher_cache_get(ngx_http_pusher_conn_t *pc, u_char *name,
+    size_t len);
+void ngx_http_pusher_cache_answer(u_char *socket_id, size_t socket_id_len,
+    u_char *channel, size_t channel_len, ngx_str_t *json);
+void ngx_http_pusher_cache_cancel(ngx_http_pusher_conn_t *pc);
 void ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
     pusher_ring_event_view_t *ev);
 

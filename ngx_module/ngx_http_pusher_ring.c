@@ -65,6 +65,8 @@ static ngx_int_t ngx_http_pusher_ring_append(ngx_http_pusher_broker_t *b,
     ngx_uint_t type, ngx_str_t *fields, ngx_uint_t n);
 static void ngx_http_pusher_ring_joined(ngx_http_pusher_broker_t *b,
     u_char *data, size_t len);
+static void ngx_http_pusher_ring_cache(ngx_http_pusher_broker_t *b,
+    u_char *data, size_t len);
 static void ngx_http_pusher_ring_read(ngx_event_t *rev);
 static void ngx_http_pusher_ring_write(ngx_event_t *wev);
 static ngx_int_t ngx_http_pusher_ring_welcome(ngx_http_pusher_broker_t *b,
@@ -346,6 +348,9 @@ ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b)
                == NULL
             || cJSON_AddStringToObject(app, "secret",
                                        (char *) a[i].secret.data)
+               == NULL
+            || cJSON_AddNumberToObject(app, "cache_ttl",
+                                       (double) a[i].cache_ttl)
                == NULL)
         {
             cJSON_Delete(root);
@@ -620,6 +625,11 @@ ngx_http_pusher_ring_read(ngx_event_t *rev)
                                             h.length);
                 break;
 
+            case PUSHER_CTL_CACHE:
+                ngx_http_pusher_ring_cache(b, b->in + PUSHER_CTL_HEADER_SIZE,
+                                           h.length);
+                break;
+
             default:
                 ngx_log_debug1(NGX_LOG_DEBUG_HTTP, b->log, 0,
                                "pusher ring: control message %uD ignored",
@@ -635,6 +645,9 @@ ngx_http_pusher_ring_read(ngx_event_t *rev)
             break;
         }
     }
+
+    /* frames queued for PRESENCE_JOINED and CACHE answers */
+    ngx_http_pusher_flush_dirty();
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
         ngx_http_pusher_ring_close(b);
@@ -729,6 +742,36 @@ ngx_http_pusher_ring_joined(ngx_http_pusher_broker_t *b, u_char *data,
 
     ngx_http_pusher_presence_joined((u_char *) f[0], n[0], (u_char *) f[1],
                                     n[1], &status, &json);
+}
+
+
+/* CACHE: socket_id, channel, json */
+
+static void
+ngx_http_pusher_ring_cache(ngx_http_pusher_broker_t *b, u_char *data,
+    size_t len)
+{
+    uint32_t        n[3];
+    ngx_str_t       json;
+    ngx_uint_t      i;
+    const uint8_t  *pos, *end, *f[3];
+
+    pos = data;
+    end = data + len;
+
+    for (i = 0; i < 3; i++) {
+        if (pusher_ctl_get(&pos, end, &f[i], &n[i]) != 0) {
+            ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                          "pusher: broker sent an invalid CACHE");
+            return;
+        }
+    }
+
+    json.data = (u_char *) f[2];
+    json.len = n[2];
+
+    ngx_http_pusher_cache_answer((u_char *) f[0], n[0], (u_char *) f[1], n[1],
+                                 &json);
 }
 
 

@@ -226,6 +226,10 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
                                               ch->len);
 
     (void) ngx_http_pusher_send_text(pc, buf, len);
+
+    if (type == PUSHER_CHANNEL_CACHE || type == PUSHER_CHANNEL_PRIVATE_CACHE) {
+        ngx_http_pusher_cache_get(pc, (u_char *) ch->data, ch->len);
+    }
 }
 
 

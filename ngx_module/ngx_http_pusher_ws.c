@@ -712,6 +712,7 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
     }
 
     ngx_http_pusher_unsubscribe_all(pc);
+    ngx_http_pusher_cache_cancel(pc);
 
     while (pc->out) {
         out = pc->out;

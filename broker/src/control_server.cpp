@@ -108,7 +108,7 @@ bool user_key_of(std::string_view user_id, std::string &key)
     json::value v = json::parse(user_id);
     if (cJSON_IsString(v.get())) {
         key.assign(v->valuestring);
-        return !key.empty();
+        return true;
     }
     if (cJSON_IsNumber(v.get())) {
         std::size_t b = user_id.find_first_not_of(" \t\r\n");
@@ -450,11 +450,13 @@ void control_server::pump(const worker_ptr &w)
 void control_server::ignore(worker &w, std::string_view type,
                             std::string_view why)
 {
-    // the first one per connection is logged, never the data; the count
-    // goes to the log when the worker detaches
-    if (w.ignored++ == 0) {
+    // logged at the 1st, 2nd, 4th, 8th, ... per connection, never the
+    // data; the total goes to the log when the worker detaches
+    std::uint64_t n = ++w.ignored;
+    if ((n & (n - 1)) == 0) {
         log_line("nginx worker pid " + std::to_string(w.pid) + ": "
-                 + std::string(type) + " ignored: " + std::string(why));
+                 + std::string(type) + " ignored: " + std::string(why)
+                 + (n > 1 ? " (" + std::to_string(n) + " so far)" : ""));
     }
 }
 
