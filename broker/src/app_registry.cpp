@@ -66,6 +66,7 @@ bool app_registry::update(std::int64_t conf_time, const cJSON *apps)
         a.max_channels = optional_limit(item, "max_channels",
                                         default_max_channels);
         a.max_batch = optional_limit(item, "max_batch", default_max_batch);
+        a.cache_ttl = optional_limit(item, "cache_ttl", default_cache_ttl);
         a.max_event_name = optional_limit(item, "max_event_name",
                                           default_max_event_name);
         if (a.id.size() > PUSHER_APP_ID_MAX) {

@@ -16,6 +16,7 @@ inline constexpr std::uint32_t default_max_event_data = 10240;
 inline constexpr std::uint32_t default_max_channels = 100;
 inline constexpr std::uint32_t default_max_batch = 10;
 inline constexpr std::uint32_t default_max_event_name = 200;
+inline constexpr std::uint32_t default_cache_ttl = 1800;   // seconds
 
 struct app {
     std::string id;
@@ -25,6 +26,7 @@ struct app {
     std::uint32_t max_channels = default_max_channels;
     std::uint32_t max_batch = default_max_batch;
     std::uint32_t max_event_name = default_max_event_name;
+    std::uint32_t cache_ttl = default_cache_ttl;
 };
 
 // The app table of the newest nginx configuration: the apps of the HELLO

@@ -1,6 +1,7 @@
 #include "control_server.hpp"
 
 #include <cmath>
+#include <initializer_list>
 #include <stdexcept>
 
 #include "json.hpp"
@@ -119,27 +120,30 @@ bool user_key_of(std::string_view user_id, std::string &key)
     return false;
 }
 
+// a broker -> worker message of length-prefixed fields (pusher_ctl.h)
+std::string fields_message(std::uint16_t type,
+                           std::initializer_list<std::string_view> fields)
+{
+    std::size_t len = 0;
+    for (std::string_view f : fields) {
+        len += PUSHER_CTL_FIELD_SIZE(f.size());
+    }
+    std::string out(PUSHER_CTL_HEADER_SIZE + len, '\0');
+    auto *p = reinterpret_cast<std::uint8_t *>(out.data());
+    pusher_ctl_header_write(p, type, static_cast<std::uint32_t>(len));
+    p += PUSHER_CTL_HEADER_SIZE;
+    for (std::string_view f : fields) {
+        p = pusher_ctl_put(p, f.data(), static_cast<std::uint32_t>(f.size()));
+    }
+    return out;
+}
+
 std::string joined_message(std::string_view socket_id,
                            std::string_view channel, std::string_view status,
                            std::string_view json)
 {
-    std::size_t len = PUSHER_CTL_FIELD_SIZE(socket_id.size())
-                      + PUSHER_CTL_FIELD_SIZE(channel.size())
-                      + PUSHER_CTL_FIELD_SIZE(status.size())
-                      + PUSHER_CTL_FIELD_SIZE(json.size());
-    std::string out(PUSHER_CTL_HEADER_SIZE + len, '\0');
-    auto *p = reinterpret_cast<std::uint8_t *>(out.data());
-    pusher_ctl_header_write(p, PUSHER_CTL_PRESENCE_JOINED,
-                            static_cast<std::uint32_t>(len));
-    p += PUSHER_CTL_HEADER_SIZE;
-    p = pusher_ctl_put(p, socket_id.data(),
-                       static_cast<std::uint32_t>(socket_id.size()));
-    p = pusher_ctl_put(p, channel.data(),
-                       static_cast<std::uint32_t>(channel.size()));
-    p = pusher_ctl_put(p, status.data(),
-                       static_cast<std::uint32_t>(status.size()));
-    pusher_ctl_put(p, json.data(), static_cast<std::uint32_t>(json.size()));
-    return out;
+    return fields_message(PUSHER_CTL_PRESENCE_JOINED,
+                          {socket_id, channel, status, json});
 }
 
 } // namespace
@@ -258,6 +262,9 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
             break;
         case PUSHER_CTL_PRESENCE_LEAVE:
             on_presence_leave(w, payload);
+            break;
+        case PUSHER_CTL_CACHE_GET:
+            on_cache_get(w, payload);
             break;
         default:
             // other types are for later protocol versions: ignored
@@ -509,6 +516,29 @@ void control_server::on_client_event(const worker_ptr &w,
         return;
     }
     publish(app_id, channel, socket_id, json);
+}
+
+// app_id, channel, socket_id -> CACHE socket_id, channel, json (empty: miss)
+void control_server::on_cache_get(const worker_ptr &w,
+                                  std::string_view payload)
+{
+    constexpr std::string_view type = "CACHE_GET";
+    std::array<std::string_view, 3> f;
+    if (w->slot < 0) {
+        ignore(*w, type, "before HELLO");
+        return;
+    }
+    if (!split_fields(payload, f)) {
+        ignore(*w, type, "malformed payload");
+        return;
+    }
+    auto [app_id, channel, socket_id] = f;
+    if (!valid_channel(channel) || !valid_socket_id(socket_id)) {
+        ignore(*w, type, "bad channel or socket_id");
+        return;
+    }
+    send(w, fields_message(PUSHER_CTL_CACHE,
+                           {socket_id, channel, cache_.get(app_id, channel)}));
 }
 
 // app_id, channel, socket_id, user_id, user_info, max_members, flags

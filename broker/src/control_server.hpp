@@ -10,6 +10,7 @@
 
 #include "asio.hpp"
 #include "app_registry.hpp"
+#include "cache.hpp"
 #include "presence.hpp"
 #include "segment.hpp"
 #include "unix_socket_path.hpp"
@@ -49,6 +50,9 @@ public:
 
     std::size_t attached() const noexcept { return attached_; }
 
+    // the last event of each cache channel; trigger_api stores into it
+    cache_store &cache() noexcept { return cache_; }
+
 private:
     struct worker;
     using worker_ptr = std::shared_ptr<worker>;
@@ -66,6 +70,7 @@ private:
     void on_client_event(const worker_ptr &w, std::string_view payload);
     void on_presence_join(const worker_ptr &w, std::string_view payload);
     void on_presence_leave(const worker_ptr &w, std::string_view payload);
+    void on_cache_get(const worker_ptr &w, std::string_view payload);
     void ignore(worker &w, std::string_view type, std::string_view why);
     // member_added / member_removed records for what the table reported
     void publish_members(const std::vector<presence_table::member_event> &ev,
@@ -83,6 +88,7 @@ private:
     bool flush_posted_ = false;
     std::uint64_t next_conn_ = 1;
     presence_table presence_;
+    cache_store cache_;
     // scratch, reused: the broker is single-threaded
     std::vector<presence_table::member_event> removed_;
     std::vector<presence_table::member_event> added_;

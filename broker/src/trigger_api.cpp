@@ -316,6 +316,31 @@ void trigger_api::publish(const app &a, const event &ev)
         pusher_str_t ch{channel.data(), channel.size()};
         pusher_ring_event_encode(p, &app_id, &ch, &socket_id, name,
                                  ev.name.size(), data, ev.data.size());
+
+        switch (pusher_channel_type(channel.data(), channel.size())) {
+        case PUSHER_CHANNEL_CACHE:
+        case PUSHER_CHANNEL_PRIVATE_CACHE:
+        case PUSHER_CHANNEL_PRESENCE_CACHE: {
+            // the JSON is the tail of the frame just encoded
+            pusher_ring_event_view_t view;
+            std::size_t json_len = ev.json_base + channel.size();
+            if (pusher_ring_event_decode(p, size, &view) == 0
+                && view.frame_len >= json_len)
+            {
+                control_.cache().put(
+                    a.id, channel,
+                    std::string_view(reinterpret_cast<const char *>(
+                                         view.frame + view.frame_len
+                                         - json_len),
+                                     json_len),
+                    a.cache_ttl);
+            }
+            break;
+        }
+        default:
+            break;
+        }
+
         pusher_ring_commit(&ring);
     });
 }

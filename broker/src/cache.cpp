@@ -1,0 +1,65 @@
+#include "cache.hpp"
+
+namespace pusher::broker {
+
+std::string cache_store::key(std::string_view app_id, std::string_view channel)
+{
+    // app ids hold no NUL (they come from nginx.conf tokens)
+    std::string k;
+    k.reserve(app_id.size() + 1 + channel.size());
+    k.append(app_id);
+    k.push_back('\0');
+    k.append(channel);
+    return k;
+}
+
+void cache_store::put(std::string_view app_id, std::string_view channel,
+                      std::string_view json, std::uint32_t ttl_seconds)
+{
+    clock::time_point now = clock::now();
+
+    if (++puts_ % (max_entries / 4) == 0) {
+        sweep(now);
+    }
+
+    std::string k = key(app_id, channel);
+    auto it = entries_.find(k);
+    if (it == entries_.end()) {
+        if (entries_.size() >= max_entries) {
+            sweep(now);
+            if (entries_.size() >= max_entries) {
+                return;
+            }
+        }
+        it = entries_.emplace(std::move(k), entry{}).first;
+    }
+    it->second.json.assign(json);
+    it->second.expires = now + std::chrono::seconds(ttl_seconds);
+}
+
+std::string_view cache_store::get(std::string_view app_id,
+                                  std::string_view channel)
+{
+    auto it = entries_.find(key(app_id, channel));
+    if (it == entries_.end()) {
+        return {};
+    }
+    if (it->second.expires <= clock::now()) {
+        entries_.erase(it);
+        return {};
+    }
+    return it->second.json;
+}
+
+void cache_store::sweep(clock::time_point now)
+{
+    for (auto it = entries_.begin(); it != entries_.end();) {
+        if (it->second.expires <= now) {
+            it = entries_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+} // namespace pusher::broker
