@@ -11,7 +11,8 @@
  * worker -> broker
  *   HELLO     JSON {"pid":123,"conf_time":1732630000123,
  *                   "apps":[{"id":"..","key":"..","secret":"..",
- *                            "cache_ttl":1800}, ...]}
+ *                            "cache_ttl":1800,
+ *                            "subscription_count":false}, ...]}
  *             sent first on every (re)connect.  nginx.conf is the only
  *             place apps are written: the broker takes the app table of
  *             the HELLO with the highest conf_time (the newest nginx
@@ -48,6 +49,16 @@
  *                    a socket subscribed to a cache channel (cache-,
  *                    private-cache-, presence-cache-) and wants the last
  *                    event the HTTP API sent to it.
+ *   OCCUPANCY        app_id, channel, count
+ *                    this worker's confirmed subscribers of the channel
+ *                    (decimal), sent when it changes and for every channel
+ *                    after WELCOME; "0" when the worker has none left.
+ *   USER_ONLINE      app_id, user_id, socket_id, watchlist
+ *                    a socket signed in (pusher:signin); watchlist is the
+ *                    JSON array of user ids from its user_data, or empty.
+ *                    Sent again for every signed-in socket after WELCOME.
+ *   USER_OFFLINE     app_id, user_id, socket_id
+ *                    a signed-in socket closed.
  *
  * broker -> worker
  *   PRESENCE_JOINED  socket_id, channel, status, json
@@ -57,6 +68,18 @@
  *   CACHE            socket_id, channel, json
  *                    the answer to CACHE_GET: the cached event as the
  *                    exact JSON subscribers receive, or empty for a miss.
+ *
+ * The broker adds the OCCUPANCY counts of all workers; for an app with
+ * subscription_count (HELLO) it sends, at most once per second per
+ * channel, {"event":"pusher_internal:subscription_count","channel":C,
+ * "data":"{\"subscription_count\":N}"} down the ring (not for presence
+ * channels).  USER_ONLINE/OFFLINE make a user online from its first
+ * signed-in socket to its last; watchers (users whose watchlist names it)
+ * get {"event":"pusher_internal:watchlist_events","channel":
+ * "#server-to-user-W","data":"{\"events\":[{\"name\":\"online\",
+ * \"user_ids\":[\"U\"]}]}"} (or "offline") on their #server-to-user
+ * channel, and a socket that signs in gets the online part of its own
+ * watchlist there.
  *
  * The broker keeps the last HTTP-triggered event of each cache channel
  * for the app's cache_ttl (seconds, from HELLO; default 1800), whether or
@@ -91,6 +114,9 @@ extern "C" {
 #define PUSHER_CTL_PRESENCE_JOINED   19
 #define PUSHER_CTL_CACHE_GET         20
 #define PUSHER_CTL_CACHE             21
+#define PUSHER_CTL_OCCUPANCY         22
+#define PUSHER_CTL_USER_ONLINE       23
+#define PUSHER_CTL_USER_OFFLINE      24
 
 #define PUSHER_CTL_HEADER_SIZE       8
 #define PUSHER_CTL_MAX_PAYLOAD       (4 * 1024 * 1024)

@@ -19,6 +19,7 @@ static void ngx_http_pusher_sub_remove(ngx_http_pusher_sub_t *sub);
 static void ngx_http_pusher_presence_leave(ngx_http_pusher_sub_t *sub);
 static void ngx_http_pusher_cache_send(ngx_http_pusher_conn_t *pc,
     u_char *channel, size_t channel_len, ngx_str_t *json);
+static void ngx_http_pusher_occupancy(ngx_http_pusher_channel_t *ch);
 static ngx_int_t ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub,
     ngx_uint_t rejoin);
 
@@ -74,6 +75,8 @@ ngx_http_pusher_subscribe(ngx_http_pusher_conn_t *pc, u_char *name,
     }
 
     ngx_queue_insert_tail(&sub->channel->subscribers, &sub->in_channel);
+    sub->channel->confirmed++;
+    ngx_http_pusher_occupancy(sub->channel);
 
     return NGX_OK;
 }
@@ -172,6 +175,7 @@ ngx_http_pusher_sub_add(ngx_http_pusher_conn_t *pc, u_char *name, size_t len,
         ch->node.key = hash;
         ch->app = pc->app;
         ch->count = 0;
+        ch->confirmed = 0;
         ch->len = len;
         ngx_memcpy(ch->name, name, len);
         ngx_queue_init(&ch->subscribers);
@@ -261,6 +265,12 @@ ngx_http_pusher_sub_remove(ngx_http_pusher_sub_t *sub)
 
     ngx_queue_remove(&sub->in_channel);
     ngx_queue_remove(&sub->in_conn);
+
+    if (!sub->pending) {
+        ch->confirmed--;
+        ngx_http_pusher_occupancy(ch);
+    }
+
     ngx_free(sub);
 
     if (--ch->count == 0) {
@@ -356,6 +366,8 @@ ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
             ngx_queue_insert_tail(&sub->channel->subscribers,
                                   &sub->in_channel);
             sub->pending = 0;
+            sub->channel->confirmed++;
+            ngx_http_pusher_occupancy(sub->channel);
 
             (void) ngx_http_pusher_send_text(pc, json->data, json->len);
 
@@ -385,13 +397,13 @@ ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
 
 
 /*
- * After (re)attaching to a broker: announce every presence membership of
- * this worker again (the broker may have restarted and lost them), and
- * send the JOINs that waited for the link.
+ * After (re)attaching to a broker (which may have restarted and lost it
+ * all): announce this worker's subscriber counts, presence memberships and
+ * signed-in users again, and send the JOINs that waited for the link.
  */
 
 void
-ngx_http_pusher_presence_announce(ngx_http_pusher_main_conf_t *pmcf)
+ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf)
 {
     ngx_uint_t                  i;
     ngx_queue_t                *q;
@@ -417,20 +429,31 @@ ngx_http_pusher_presence_announce(ngx_http_pusher_main_conf_t *pmcf)
              node = ngx_rbtree_next(&app[i].channels, node))
         {
             ch = (ngx_http_pusher_channel_t *) node;
-            type = pusher_channel_type((char *) ch->name, ch->len);
 
-            if (type != PUSHER_CHANNEL_PRESENCE
-                && type != PUSHER_CHANNEL_PRESENCE_CACHE)
-            {
-                continue;
+            if (ch->confirmed) {
+                ngx_http_pusher_occupancy(ch);
             }
+
+            type = pusher_channel_type((char *) ch->name, ch->len);
 
             for (q = ngx_queue_head(&ch->subscribers);
                  q != ngx_queue_sentinel(&ch->subscribers);
                  q = ngx_queue_next(q))
             {
                 sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
-                (void) ngx_http_pusher_presence_join(sub, 1);
+
+                if (type == PUSHER_CHANNEL_PRESENCE
+                    || type == PUSHER_CHANNEL_PRESENCE_CACHE)
+                {
+                    (void) ngx_http_pusher_presence_join(sub, 1);
+
+                } else if (type == PUSHER_CHANNEL_SERVER_TO_USER
+                           && sub->conn->online)
+                {
+                    /* every signed-in socket is in its #server-to-user */
+                    sub->conn->online = 0;
+                    ngx_http_pusher_user_online(sub->conn);
+                }
             }
         }
     }
@@ -442,6 +465,24 @@ ngx_http_pusher_presence_announce(ngx_http_pusher_main_conf_t *pmcf)
         sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
         (void) ngx_http_pusher_presence_join(sub, 0);
     }
+}
+
+
+/* OCCUPANCY: this worker's confirmed subscribers of a channel */
+
+static void
+ngx_http_pusher_occupancy(ngx_http_pusher_channel_t *ch)
+{
+    u_char     count[NGX_INT_T_LEN];
+    ngx_str_t  f[3];
+
+    f[0] = ch->app->id;
+    f[1].data = ch->name;
+    f[1].len = ch->len;
+    f[2].data = count;
+    f[2].len = ngx_sprintf(count, "%ui", ch->confirmed) - count;
+
+    (void) ngx_http_pusher_uplink(PUSHER_CTL_OCCUPANCY, f, 3);
 }
 
 

@@ -145,6 +145,13 @@ static ngx_command_t  ngx_http_pusher_app_commands[] = {
       offsetof(ngx_http_pusher_app_t, cache_ttl),
       NULL },
 
+    { ngx_string("subscription_count"),
+      NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, subscription_count),
+      NULL },
+
       ngx_null_command
 };
 
@@ -264,6 +271,11 @@ ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf)
                                  NGX_HTTP_PUSHER_PRESENCE_INFO);
         ngx_conf_init_msec_value(app[i].signin_timeout, 0);
         ngx_conf_init_value(app[i].cache_ttl, NGX_HTTP_PUSHER_CACHE_TTL);
+        ngx_conf_init_value(app[i].subscription_count, 0);
+
+        if (app[i].cache_ttl < 1) {
+            app[i].cache_ttl = 1;
+        }
 
         /* pusher-js needs a non-zero activity_timeout in the handshake */
         if (app[i].activity_timeout < 1) {
@@ -341,6 +353,7 @@ ngx_http_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     app->presence_max_user_info = NGX_CONF_UNSET_SIZE;
     app->signin_timeout = NGX_CONF_UNSET_MSEC;
     app->cache_ttl = NGX_CONF_UNSET;
+    app->subscription_count = NGX_CONF_UNSET;
 
     save = *cf;
     cf->handler = ngx_http_pusher_app_directive;
@@ -407,7 +420,8 @@ ngx_http_pusher_app_directive(ngx_conf_t *cf, ngx_command_t *dummy,
         }
 
         if (argc >= NGX_CONF_MAX_ARGS
-            || !(cmd->type & ngx_http_pusher_argument_number[argc]))
+            || ((cmd->type & NGX_CONF_FLAG) ? argc != 1
+                : !(cmd->type & ngx_http_pusher_argument_number[argc])))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid number of arguments in \"%V\" "

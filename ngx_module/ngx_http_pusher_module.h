@@ -76,6 +76,7 @@ typedef struct {
     size_t                     presence_max_user_info;
     ngx_msec_t                 signin_timeout;     /* 0: no deadline */
     time_t                     cache_ttl;          /* seconds */
+    ngx_flag_t                 subscription_count;
 
     /* worker runtime: this app's channels, by name */
     ngx_rbtree_t               channels;
@@ -110,7 +111,8 @@ struct ngx_http_pusher_out_s {
 struct ngx_http_pusher_channel_s {
     ngx_rbtree_node_t          node;               /* key: crc32 of name */
     ngx_queue_t                subscribers;        /* ngx_http_pusher_sub_t */
-    ngx_uint_t                 count;
+    ngx_uint_t                 count;              /* subs, pending too */
+    ngx_uint_t                 confirmed;          /* in subscribers */
     ngx_http_pusher_app_t     *app;
     size_t                     len;
     u_char                     name[1];
@@ -151,6 +153,7 @@ struct ngx_http_pusher_conn_s {
     ngx_msec_t                 last_activity;
     ngx_msec_t                 opened;
     ngx_str_t                  user_id;            /* after pusher:signin */
+    ngx_str_t                  watchlist;          /* JSON array or empty */
     ngx_msec_t                 rate_window;        /* client event window */
     ngx_uint_t                 rate_count;
     ngx_uint_t                 cache_reqs;         /* CACHE_GETs in flight */
@@ -163,6 +166,7 @@ struct ngx_http_pusher_conn_s {
     unsigned                   lingering:1;        /* close frame sent */
     unsigned                   in_dirty:1;
     unsigned                   authorized:1;       /* signed in or private */
+    unsigned                   online:1;           /* USER_ONLINE sent */
 
     pusher_ws_parser_t         parser;
 };
@@ -205,6 +209,8 @@ void ngx_http_pusher_session_ping(ngx_http_pusher_conn_t *pc);
 void ngx_http_pusher_session_error(ngx_http_pusher_conn_t *pc,
     ngx_uint_t code, const char *message, ngx_uint_t close);
 size_t ngx_http_pusher_socket_id(ngx_http_pusher_conn_t *pc, u_char *buf);
+void ngx_http_pusher_user_online(ngx_http_pusher_conn_t *pc);
+void ngx_http_pusher_user_offline(ngx_http_pusher_conn_t *pc);
 void ngx_http_pusher_session_subscription_error(ngx_http_pusher_conn_t *pc,
     pusher_str_t *channel, const char *type, const char *error,
     ngx_uint_t status);
@@ -222,7 +228,7 @@ ngx_http_pusher_sub_t *ngx_http_pusher_find_sub(ngx_http_pusher_conn_t *pc,
     u_char *name, size_t len);
 void ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
     u_char *channel, size_t channel_len, ngx_str_t *status, ngx_str_t *json);
-void ngx_http_pusher_presence_announce(ngx_http_pusher_main_conf_t *pmcf);
+void ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf);
 void ngx_http_pusher_cache_get(ngx_http_pusher_conn_t *pc, u_char *name,
     size_t len);
 void ngx_http_pusher_cache_answer(u_char *socket_id, size_t socket_id_len,

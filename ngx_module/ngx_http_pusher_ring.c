@@ -351,6 +351,9 @@ ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b)
                == NULL
             || cJSON_AddNumberToObject(app, "cache_ttl",
                                        (double) a[i].cache_ttl)
+               == NULL
+            || cJSON_AddBoolToObject(app, "subscription_count",
+                                     a[i].subscription_count ? 1 : 0)
                == NULL)
         {
             cJSON_Delete(root);
@@ -705,7 +708,7 @@ ngx_http_pusher_ring_welcome(ngx_http_pusher_broker_t *b, u_char *data,
     ngx_log_error(NGX_LOG_INFO, b->log, 0,
                   "pusher: attached to broker generation %uL", generation);
 
-    ngx_http_pusher_presence_announce(b->pmcf);
+    ngx_http_pusher_announce(b->pmcf);
 
     ngx_http_pusher_ring_drain(&b->drain);
 

@@ -504,12 +504,13 @@ ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
 static void
 ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
 {
-    char                   *inner;
+    char                   *inner, *wl;
     u_char                 *p;
-    size_t                  n, len;
-    cJSON                  *data, *id, *obj;
+    size_t                  n, len, wl_len;
+    cJSON                  *data, *id, *obj, *watch;
     ngx_http_pusher_app_t  *app;
     u_char                  sid[NGX_INT64_LEN * 2 + 2];
+    u_char                  channel[PUSHER_CHANNEL_MAX];
 
     app = pc->app;
     n = ngx_http_pusher_socket_id(pc, sid);
@@ -529,6 +530,7 @@ ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
 
     data = cJSON_ParseWithLength(m->user_data.data, m->user_data.len);
     id = cJSON_GetObjectItemCaseSensitive(data, "id");
+    watch = cJSON_GetObjectItemCaseSensitive(data, "watchlist");
 
     if (!cJSON_IsObject(data) || !cJSON_IsString(id)
         || id->valuestring[0] == '\0'
@@ -539,28 +541,62 @@ ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     {
         cJSON_Delete(data);
         ngx_http_pusher_session_error(pc, PUSHER_ERR_UNAUTHORIZED,
-                                      "The user data must contain a string id", 1);
+                                      "The user data must contain a string id",
+                                      1);
         return;
     }
 
-    len = ngx_strlen(id->valuestring);
+    wl = cJSON_IsArray(watch) ? cJSON_PrintUnformatted(watch) : NULL;
 
-    p = ngx_alloc(len, pc->connection->log);
+    len = ngx_strlen(id->valuestring);
+    wl_len = wl ? ngx_strlen(wl) : 0;
+
+    p = ngx_alloc(len + wl_len, pc->connection->log);
     if (p == NULL) {
+        cJSON_free(wl);
         cJSON_Delete(data);
         return;
     }
 
     ngx_memcpy(p, id->valuestring, len);
+
+    if (wl) {
+        ngx_memcpy(p + len, wl, wl_len);
+        cJSON_free(wl);
+    }
+
     cJSON_Delete(data);
 
+    /* a second sign-in replaces the first */
+
     if (pc->user_id.data) {
+        ngx_http_pusher_user_offline(pc);
+
+        n = sizeof("#server-to-user-") - 1;
+        ngx_memcpy(channel, "#server-to-user-", n);
+        ngx_memcpy(channel + n, pc->user_id.data, pc->user_id.len);
+        ngx_http_pusher_unsubscribe(pc, channel, n + pc->user_id.len);
+
         ngx_free(pc->user_id.data);
     }
 
     pc->user_id.data = p;
     pc->user_id.len = len;
+    pc->watchlist.data = p + len;
+    pc->watchlist.len = wl_len;
     pc->authorized = 1;
+
+    /*
+     * the socket joins #server-to-user-{id} now, before signin_success:
+     * what the broker sends there (watchlist events) is not missed
+     */
+
+    n = sizeof("#server-to-user-") - 1;
+    ngx_memcpy(channel, "#server-to-user-", n);
+    ngx_memcpy(channel + n, pc->user_id.data, pc->user_id.len);
+    (void) ngx_http_pusher_subscribe(pc, channel, n + pc->user_id.len);
+
+    ngx_http_pusher_user_online(pc);
 
     /* {"event":"pusher:signin_success","data":"{\"user_data\":\"...\"}"} */
 
@@ -605,6 +641,58 @@ ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     (void) ngx_http_pusher_send_text(pc, p, n);
 
     ngx_free(p);
+}
+
+
+/* USER_ONLINE / USER_OFFLINE: the broker tracks who is online */
+
+void
+ngx_http_pusher_user_online(ngx_http_pusher_conn_t *pc)
+{
+    size_t     n;
+    u_char     id[NGX_INT64_LEN * 2 + 2];
+    ngx_str_t  f[4];
+
+    if (pc->user_id.len == 0) {
+        return;
+    }
+
+    n = ngx_http_pusher_socket_id(pc, id);
+
+    f[0] = pc->app->id;
+    f[1] = pc->user_id;
+    f[2].data = id;
+    f[2].len = n;
+    f[3] = pc->watchlist;
+
+    /* without a link the announcement after WELCOME sends it */
+    (void) ngx_http_pusher_uplink(PUSHER_CTL_USER_ONLINE, f, 4);
+
+    pc->online = 1;
+}
+
+
+void
+ngx_http_pusher_user_offline(ngx_http_pusher_conn_t *pc)
+{
+    size_t     n;
+    u_char     id[NGX_INT64_LEN * 2 + 2];
+    ngx_str_t  f[3];
+
+    if (!pc->online) {
+        return;
+    }
+
+    pc->online = 0;
+
+    n = ngx_http_pusher_socket_id(pc, id);
+
+    f[0] = pc->app->id;
+    f[1] = pc->user_id;
+    f[2].data = id;
+    f[2].len = n;
+
+    (void) ngx_http_pusher_uplink(PUSHER_CTL_USER_OFFLINE, f, 3);
 }
 
 

@@ -533,6 +533,7 @@ ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
     }
 
     ngx_http_pusher_unsubscribe_all(pc);
+    ngx_http_pusher_user_offline(pc);
 
     msg = ngx_http_pusher_msg_alloc(2 + PUSHER_WS_CONTROL_MAX);
 
@@ -712,6 +713,7 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
     }
 
     ngx_http_pusher_unsubscribe_all(pc);
+    ngx_http_pusher_user_offline(pc);
     ngx_http_pusher_cache_cancel(pc);
 
     while (pc->out) {
