@@ -34,6 +34,19 @@ std::uint32_t optional_limit(const cJSON *obj, const char *name,
     return static_cast<std::uint32_t>(item->valuedouble);
 }
 
+bool optional_bool(const cJSON *obj, const char *name, bool fallback)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (item == nullptr) {
+        return fallback;
+    }
+    if (!cJSON_IsBool(item)) {
+        throw std::invalid_argument(std::string("app with a bad \"") + name
+                                    + "\"");
+    }
+    return cJSON_IsTrue(item) != 0;
+}
+
 } // namespace
 
 const app *app_registry::find(std::string_view id) const
@@ -69,6 +82,8 @@ bool app_registry::update(std::int64_t conf_time, const cJSON *apps)
         a.cache_ttl = optional_limit(item, "cache_ttl", default_cache_ttl);
         a.max_event_name = optional_limit(item, "max_event_name",
                                           default_max_event_name);
+        a.subscription_count = optional_bool(item, "subscription_count",
+                                             false);
         if (a.id.size() > PUSHER_APP_ID_MAX) {
             throw std::invalid_argument("app id longer than 255 bytes");
         }

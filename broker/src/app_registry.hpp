@@ -27,6 +27,8 @@ struct app {
     std::uint32_t max_batch = default_max_batch;
     std::uint32_t max_event_name = default_max_event_name;
     std::uint32_t cache_ttl = default_cache_ttl;
+    // pusher_internal:subscription_count for non-presence channels
+    bool subscription_count = false;
 };
 
 // The app table of the newest nginx configuration: the apps of the HELLO

@@ -1,7 +1,10 @@
 #include "control_server.hpp"
 
+#include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <stdexcept>
 
 #include "json.hpp"
@@ -17,6 +20,14 @@ namespace {
 // a worker that does not read its control socket is dropped, not buffered
 // for; replies carry presence lists, so the bound is in bytes
 constexpr std::size_t max_queued_bytes = 16 * 1024 * 1024;
+
+// how often waiting subscription_counts are looked at; each channel gets
+// at most one per occupancy_table::min_interval
+constexpr std::chrono::milliseconds count_tick{250};
+
+// user ids (pusher:signin user_data.id) and the watchlist of a signin
+constexpr std::size_t max_user_id = 200;
+constexpr std::size_t max_watchlist = 100;
 
 const std::array<std::uint8_t, PUSHER_CTL_HEADER_SIZE> &doorbell_message()
 {
@@ -120,6 +131,43 @@ bool user_key_of(std::string_view user_id, std::string &key)
     return false;
 }
 
+bool valid_user_id(std::string_view u)
+{
+    return !u.empty() && u.size() <= max_user_id;
+}
+
+// A watchlist: empty, or a JSON array of user ids of which the first
+// max_watchlist count (the rest is ignored).  Entries that cannot be user
+// ids (not strings, empty, too long) are skipped: nginx passes the array
+// of user_data as it is, and a stray number must not keep the user from
+// being online.  False if it is not an array.
+bool parse_watchlist(std::string_view text, std::vector<std::string> &out)
+{
+    out.clear();
+    if (text.empty()) {
+        return true;
+    }
+    json::value v = json::parse(text);
+    if (!cJSON_IsArray(v.get())) {
+        return false;
+    }
+    std::size_t n = 0;
+    const cJSON *item = nullptr;
+    cJSON_ArrayForEach(item, v.get()) {
+        if (n++ == max_watchlist) {
+            break;
+        }
+        if (!cJSON_IsString(item)) {
+            continue;
+        }
+        std::string_view id = json::string_of(item);
+        if (valid_user_id(id)) {
+            out.emplace_back(id);
+        }
+    }
+    return true;
+}
+
 // a broker -> worker message of length-prefixed fields (pusher_ctl.h)
 std::string fields_message(std::uint16_t type,
                            std::initializer_list<std::string_view> fields)
@@ -171,7 +219,8 @@ struct control_server::worker {
 
 control_server::control_server(net::io_context &ioc, const std::string &path,
                                mode_t mode, segment &seg, app_registry &apps)
-    : ioc_(ioc), seg_(seg), apps_(apps), file_(path), acceptor_(ioc)
+    : ioc_(ioc), seg_(seg), apps_(apps), file_(path), acceptor_(ioc),
+      count_timer_(ioc)
 {
     unix_stream::endpoint ep(path);
     acceptor_.open(ep.protocol());
@@ -190,6 +239,8 @@ void control_server::start()
 void control_server::stop()
 {
     boost::system::error_code ignored;
+    stopped_ = true;
+    count_timer_.cancel();
     acceptor_.close(ignored);
     for (auto &w : slots_) {
         if (w) {
@@ -266,6 +317,15 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
         case PUSHER_CTL_CACHE_GET:
             on_cache_get(w, payload);
             break;
+        case PUSHER_CTL_OCCUPANCY:
+            on_occupancy(w, payload);
+            break;
+        case PUSHER_CTL_USER_ONLINE:
+            on_user_online(w, payload);
+            break;
+        case PUSHER_CTL_USER_OFFLINE:
+            on_user_offline(w, payload);
+            break;
         default:
             // other types are for later protocol versions: ignored
             break;
@@ -276,6 +336,15 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
     removed_.clear();
     presence_.drop(w->id, removed_);
     publish_members(removed_, false, {});
+    // and so do its signed-in sockets and its subscriber counts
+    notices_.clear();
+    users_.drop(w->id, notices_);
+    publish_notices(notices_);
+    count_changed_.clear();
+    occupancy_.drop(w->id, count_changed_);
+    for (const auto &c : count_changed_) {
+        count_changed(c.app_id, c.channel);
+    }
     if (w->ignored > 1) {
         log_line("nginx worker pid " + std::to_string(w->pid) + ": "
                  + std::to_string(w->ignored)
@@ -634,6 +703,150 @@ void control_server::on_presence_leave(const worker_ptr &w,
     removed_.clear();
     presence_.leave(app_id, channel, socket_id, removed_);
     publish_members(removed_, false, {});
+}
+
+void control_server::count_changed(std::string_view app_id,
+                                   std::string_view channel)
+{
+    const app *a = apps_.find(app_id);
+    if (a == nullptr || !a->subscription_count || presence_channel(channel)) {
+        return;
+    }
+    std::optional<std::uint64_t> n = occupancy_.changed(
+        app_id, channel, occupancy_table::clock::now());
+    if (n) {
+        publish(app_id, channel, {}, subscription_count_json(channel, *n));
+    } else if (occupancy_.waiting()) {
+        arm_count_timer();
+    }
+}
+
+void control_server::arm_count_timer()
+{
+    if (count_timer_armed_ || stopped_) {
+        return;
+    }
+    count_timer_armed_ = true;
+    count_timer_.expires_after(count_tick);
+    count_timer_.async_wait([this](boost::system::error_code ec) {
+        count_timer_armed_ = false;
+        if (!ec) {
+            on_count_timer();
+        }
+    });
+}
+
+void control_server::on_count_timer()
+{
+    counts_due_.clear();
+    occupancy_.take_due(occupancy_table::clock::now(), counts_due_);
+    for (const auto &d : counts_due_) {
+        // the app may have lost subscription_count in a reload meanwhile
+        const app *a = apps_.find(d.app_id);
+        if (a != nullptr && a->subscription_count) {
+            publish(d.app_id, d.channel, {},
+                    subscription_count_json(d.channel, d.total));
+        }
+    }
+    if (occupancy_.waiting()) {
+        arm_count_timer();
+    }
+}
+
+void control_server::publish_notices(
+    const std::vector<user_table::notice> &notices)
+{
+    for (const auto &n : notices) {
+        std::string channel = server_to_user_channel(n.to);
+        // nobody can subscribe to a channel with a bad name
+        if (!valid_channel(channel)) {
+            continue;
+        }
+        publish(n.app_id, channel, {},
+                watchlist_events_json(n.to, n.online, n.user_ids));
+    }
+}
+
+// app_id, channel, count
+void control_server::on_occupancy(const worker_ptr &w,
+                                  std::string_view payload)
+{
+    constexpr std::string_view type = "OCCUPANCY";
+    std::array<std::string_view, 3> f;
+    if (w->slot < 0) {
+        ignore(*w, type, "before HELLO");
+        return;
+    }
+    if (!split_fields(payload, f)) {
+        ignore(*w, type, "malformed payload");
+        return;
+    }
+    auto [app_id, channel, count_text] = f;
+    std::uint64_t count = 0;
+    if (!valid_channel(channel) || !parse_count(count_text, count)
+        || count > UINT32_MAX)
+    {
+        ignore(*w, type, "bad channel or count");
+        return;
+    }
+    // a count of an app that a reload removed may still go to 0
+    if (count != 0 && apps_.find(app_id) == nullptr) {
+        ignore(*w, type, "unknown app");
+        return;
+    }
+    if (occupancy_.set(w->id, app_id, channel, count)) {
+        count_changed(app_id, channel);
+    }
+}
+
+// app_id, user_id, socket_id, watchlist
+void control_server::on_user_online(const worker_ptr &w,
+                                    std::string_view payload)
+{
+    constexpr std::string_view type = "USER_ONLINE";
+    std::array<std::string_view, 4> f;
+    if (w->slot < 0) {
+        ignore(*w, type, "before HELLO");
+        return;
+    }
+    if (!split_fields(payload, f)) {
+        ignore(*w, type, "malformed payload");
+        return;
+    }
+    auto [app_id, user_id, socket_id, watchlist] = f;
+    if (apps_.find(app_id) == nullptr) {
+        ignore(*w, type, "unknown app");
+        return;
+    }
+    if (!valid_user_id(user_id) || !valid_socket_id(socket_id)) {
+        ignore(*w, type, "bad user_id or socket_id");
+        return;
+    }
+    std::vector<std::string> list;
+    if (!parse_watchlist(watchlist, list)) {
+        ignore(*w, type, "watchlist is not a JSON array");
+        return;
+    }
+    notices_.clear();
+    users_.online(w->id, app_id, user_id, socket_id, list, notices_);
+    publish_notices(notices_);
+}
+
+// app_id, user_id, socket_id
+void control_server::on_user_offline(const worker_ptr &w,
+                                     std::string_view payload)
+{
+    constexpr std::string_view type = "USER_OFFLINE";
+    std::array<std::string_view, 3> f;
+    if (!split_fields(payload, f)) {
+        ignore(*w, type, "malformed payload");
+        return;
+    }
+    auto [app_id, user_id, socket_id] = f;
+    // no app check, as for PRESENCE_LEAVE; unknown sockets are ignored
+    notices_.clear();
+    users_.offline(app_id, user_id, socket_id, notices_);
+    publish_notices(notices_);
 }
 
 } // namespace pusher::broker

@@ -11,9 +11,11 @@
 #include "asio.hpp"
 #include "app_registry.hpp"
 #include "cache.hpp"
+#include "occupancy.hpp"
 #include "presence.hpp"
 #include "segment.hpp"
 #include "unix_socket_path.hpp"
+#include "users.hpp"
 
 namespace pusher::broker {
 
@@ -25,7 +27,10 @@ namespace pusher::broker {
 //
 // The uplink messages (client events, presence joins and leaves) are
 // handled here too: the broker owns presence membership for the node and
-// a worker's memberships end with its connection.
+// a worker's memberships end with its connection.  So do channel
+// occupancy (OCCUPANCY counts, summed over workers, with the coalesced
+// pusher_internal:subscription_count) and signed-in users (USER_ONLINE /
+// USER_OFFLINE, with the watchlist_events of their watchers).
 class control_server {
 public:
     control_server(net::io_context &ioc, const std::string &path, mode_t mode,
@@ -53,6 +58,9 @@ public:
     // the last event of each cache channel; trigger_api stores into it
     cache_store &cache() noexcept { return cache_; }
 
+    // the subscribers of each channel of the node, summed over workers
+    const occupancy_table &occupancy() const noexcept { return occupancy_; }
+
 private:
     struct worker;
     using worker_ptr = std::shared_ptr<worker>;
@@ -71,12 +79,20 @@ private:
     void on_presence_join(const worker_ptr &w, std::string_view payload);
     void on_presence_leave(const worker_ptr &w, std::string_view payload);
     void on_cache_get(const worker_ptr &w, std::string_view payload);
+    void on_occupancy(const worker_ptr &w, std::string_view payload);
+    void on_user_online(const worker_ptr &w, std::string_view payload);
+    void on_user_offline(const worker_ptr &w, std::string_view payload);
     void ignore(worker &w, std::string_view type, std::string_view why);
     // member_added / member_removed records for what the table reported
     void publish_members(const std::vector<presence_table::member_event> &ev,
                          bool added, std::string_view socket_id);
     void publish(std::string_view app_id, std::string_view channel,
                  std::string_view socket_id, std::string_view json);
+    // the total of the channel changed: subscription_count now or later
+    void count_changed(std::string_view app_id, std::string_view channel);
+    void arm_count_timer();
+    void on_count_timer();
+    void publish_notices(const std::vector<user_table::notice> &notices);
 
     net::io_context &ioc_;
     segment &seg_;
@@ -89,9 +105,18 @@ private:
     std::uint64_t next_conn_ = 1;
     presence_table presence_;
     cache_store cache_;
+    occupancy_table occupancy_;
+    user_table users_;
+    // waiting subscription_counts go out on its ticks
+    net::steady_timer count_timer_;
+    bool count_timer_armed_ = false;
+    bool stopped_ = false;
     // scratch, reused: the broker is single-threaded
     std::vector<presence_table::member_event> removed_;
     std::vector<presence_table::member_event> added_;
+    std::vector<occupancy_table::channel_ref> count_changed_;
+    std::vector<occupancy_table::due> counts_due_;
+    std::vector<user_table::notice> notices_;
 };
 
 } // namespace pusher::broker

@@ -11,24 +11,6 @@ constexpr std::string_view channel_part = "\",\"channel\":\"";
 constexpr std::string_view data_part = "\",\"data\":\"";
 constexpr std::string_view event_tail = "\"}";
 
-// {"event":"<event>","channel":"<channel>","data":"<data, escaped>"}
-std::string internal_event(std::string_view event, std::string_view channel,
-                           std::string_view data)
-{
-    std::string out;
-    out.reserve(event_head.size() + event.size() + channel_part.size()
-                + channel.size() + data_part.size() + data.size() * 2
-                + event_tail.size());
-    out += event_head;
-    out += event;
-    out += channel_part;
-    append_json_escaped(out, channel);
-    out += data_part;
-    append_json_escaped(out, data);
-    out += event_tail;
-    return out;
-}
-
 std::string_view json_or_null(const std::string &json)
 {
     return json.empty() ? std::string_view("null") : std::string_view(json);
@@ -46,6 +28,24 @@ void append_json_escaped(std::string &out, std::string_view s)
                        s.size());
 }
 
+std::string internal_event_json(std::string_view event,
+                                std::string_view channel,
+                                std::string_view data)
+{
+    std::string out;
+    out.reserve(event_head.size() + event.size() + channel_part.size()
+                + channel.size() + data_part.size() + data.size() * 2
+                + event_tail.size());
+    out += event_head;
+    out += event;
+    out += channel_part;
+    append_json_escaped(out, channel);
+    out += data_part;
+    append_json_escaped(out, data);
+    out += event_tail;
+    return out;
+}
+
 std::string member_added_json(std::string_view channel,
                               std::string_view user_id,
                               std::string_view user_info)
@@ -57,7 +57,8 @@ std::string member_added_json(std::string_view channel,
     data += ",\"user_info\":";
     data += user_info.empty() ? std::string_view("null") : user_info;
     data += '}';
-    return internal_event("pusher_internal:member_added", channel, data);
+    return internal_event_json("pusher_internal:member_added", channel,
+                               data);
 }
 
 std::string member_removed_json(std::string_view channel,
@@ -68,7 +69,8 @@ std::string member_removed_json(std::string_view channel,
     data += "{\"user_id\":";
     data += user_id;
     data += '}';
-    return internal_event("pusher_internal:member_removed", channel, data);
+    return internal_event_json("pusher_internal:member_removed", channel,
+                               data);
 }
 
 std::string presence_table::channel_key(std::string_view app_id,
@@ -263,8 +265,8 @@ std::string presence_table::subscription_succeeded(
     }
     data += "}}}";
 
-    return internal_event("pusher_internal:subscription_succeeded",
-                          ch->name, data);
+    return internal_event_json("pusher_internal:subscription_succeeded",
+                               ch->name, data);
 }
 
 } // namespace pusher::broker

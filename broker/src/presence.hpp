@@ -151,4 +151,10 @@ std::string member_removed_json(std::string_view channel,
 // Appends s to out as the inside of a JSON string (no quotes).
 void append_json_escaped(std::string &out, std::string_view s);
 
+// {"event":"<event>","channel":"<channel>","data":"<data, escaped>"}
+// (event copied verbatim, channel escaped)
+std::string internal_event_json(std::string_view event,
+                                std::string_view channel,
+                                std::string_view data);
+
 } // namespace pusher::broker
