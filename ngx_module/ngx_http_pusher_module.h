@@ -154,6 +154,7 @@ struct ngx_http_pusher_conn_s {
     ngx_msec_t                 opened;
     ngx_str_t                  user_id;            /* after pusher:signin */
     ngx_str_t                  watchlist;          /* JSON array or empty */
+    ngx_str_t                  user_info;          /* JSON from user_data */
     ngx_msec_t                 rate_window;        /* client event window */
     ngx_uint_t                 rate_count;
     ngx_uint_t                 cache_reqs;         /* CACHE_GETs in flight */

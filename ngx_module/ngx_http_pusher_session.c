@@ -238,6 +238,7 @@ ngx_http_pusher_subscribe_presence_message(ngx_http_pusher_conn_t *pc,
     pusher_msg_t *m)
 {
     char                   *id_json, *info_json;
+    u_char                 *p;
     size_t                  n;
     cJSON                  *data, *uid, *info;
     ngx_int_t               rc;
@@ -256,7 +257,7 @@ ngx_http_pusher_subscribe_presence_message(ngx_http_pusher_conn_t *pc,
                                 (const uint8_t *) m->channel_data.data,
                                 m->channel_data.len,
                                 (const uint8_t *) m->auth.data, m->auth.len)
-        || m->channel_data.len == 0)
+        || (m->channel_data.len == 0 && pc->user_id.len == 0))
     {
         ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
                       "pusher: invalid auth for channel \"%*s\"",
@@ -269,6 +270,30 @@ ngx_http_pusher_subscribe_presence_message(ngx_http_pusher_conn_t *pc,
     if (ngx_http_pusher_find_sub(pc, (u_char *) ch->data, ch->len)) {
         /* a repeated subscribe: the membership stands */
         return;
+    }
+
+    if (m->channel_data.len == 0) {
+        /*
+         * a signed-in socket whose auth carried no channel_data (Pusher's
+         * authorized connections): the member is the signed-in user
+         */
+
+        p = ngx_alloc(2 + 6 * pc->user_id.len, pc->connection->log);
+        if (p == NULL) {
+            return;
+        }
+
+        user_id.data = p;
+        *p++ = '"';
+        p += pusher_json_escape(p, pc->user_id.data, pc->user_id.len);
+        *p++ = '"';
+        user_id.len = p - user_id.data;
+
+        rc = ngx_http_pusher_subscribe_presence(pc, (u_char *) ch->data,
+                                                ch->len, &user_id,
+                                                &pc->user_info);
+        ngx_free(user_id.data);
+        goto done;
     }
 
     data = cJSON_ParseWithLength(m->channel_data.data, m->channel_data.len);
@@ -315,12 +340,14 @@ ngx_http_pusher_subscribe_presence_message(ngx_http_pusher_conn_t *pc,
     rc = ngx_http_pusher_subscribe_presence(pc, (u_char *) ch->data, ch->len,
                                             &user_id, &user_info);
 
+    cJSON_free(id_json);
+    cJSON_free(info_json);
+
+done:
+
     if (rc == NGX_OK) {
         pc->authorized = 1;
     }
-
-    cJSON_free(id_json);
-    cJSON_free(info_json);
 
     if (rc == NGX_BUSY) {
         ngx_http_pusher_session_subscription_error(pc, ch, "LimitReached",
@@ -504,10 +531,10 @@ ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
 static void
 ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
 {
-    char                   *inner, *wl;
+    char                   *inner, *wl, *ui;
     u_char                 *p;
-    size_t                  n, len, wl_len;
-    cJSON                  *data, *id, *obj, *watch;
+    size_t                  n, len, wl_len, ui_len;
+    cJSON                  *data, *id, *obj, *watch, *info;
     ngx_http_pusher_app_t  *app;
     u_char                  sid[NGX_INT64_LEN * 2 + 2];
     u_char                  channel[PUSHER_CHANNEL_MAX];
@@ -547,13 +574,22 @@ ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     }
 
     wl = cJSON_IsArray(watch) ? cJSON_PrintUnformatted(watch) : NULL;
+    info = cJSON_GetObjectItemCaseSensitive(data, "user_info");
+    ui = (info && !cJSON_IsNull(info)) ? cJSON_PrintUnformatted(info) : NULL;
 
     len = ngx_strlen(id->valuestring);
     wl_len = wl ? ngx_strlen(wl) : 0;
+    ui_len = ui ? ngx_strlen(ui) : 0;
 
-    p = ngx_alloc(len + wl_len, pc->connection->log);
+    if (ui_len > app->presence_max_user_info) {
+        /* unusable as a presence member: as if absent */
+        ui_len = 0;
+    }
+
+    p = ngx_alloc(len + wl_len + ui_len, pc->connection->log);
     if (p == NULL) {
         cJSON_free(wl);
+        cJSON_free(ui);
         cJSON_Delete(data);
         return;
     }
@@ -562,9 +598,14 @@ ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
 
     if (wl) {
         ngx_memcpy(p + len, wl, wl_len);
-        cJSON_free(wl);
     }
 
+    if (ui_len) {
+        ngx_memcpy(p + len + wl_len, ui, ui_len);
+    }
+
+    cJSON_free(wl);
+    cJSON_free(ui);
     cJSON_Delete(data);
 
     /* a second sign-in replaces the first */
@@ -584,6 +625,8 @@ ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     pc->user_id.len = len;
     pc->watchlist.data = p + len;
     pc->watchlist.len = wl_len;
+    pc->user_info.data = p + len + wl_len;
+    pc->user_info.len = ui_len;
     pc->authorized = 1;
 
     /*

@@ -129,6 +129,31 @@ describe('user sign-in', () => {
         ws.close();
     });
 
+    test('a signed-in socket joins a presence channel without channel_data as its signed-in user', async () => {
+        const ws = await connectRaw(srv);
+        ws.sendText(signinFrame(srv, ws, { id: '55', user_info: { name: 'Zed' } }));
+        await nextText(ws);
+        ws.sendText(JSON.stringify({
+            event: 'pusher:subscribe',
+            data: { auth: channelAuth(srv.key, srv.secret, ws.socketId, 'presence-authorized'),
+                    channel: 'presence-authorized' },
+        }));
+        const f = await ws.waitEvent('pusher_internal:subscription_succeeded', 'presence-authorized');
+        assert.equal(f.data, JSON.stringify({ presence: { count: 1, ids: ['55'], hash: { 55: { name: 'Zed' } } } }));
+
+        /* not signed in: the same subscribe is refused */
+        const other = await connectRaw(srv);
+        other.sendText(JSON.stringify({
+            event: 'pusher:subscribe',
+            data: { auth: channelAuth(srv.key, srv.secret, other.socketId, 'presence-authorized'),
+                    channel: 'presence-authorized' },
+        }));
+        const e = JSON.parse(await nextText(other));
+        assert.equal(e.event, 'pusher:subscription_error');
+        ws.close();
+        other.close();
+    });
+
     test('a bad signin signature gets pusher:error 4009 and close 4009', async () => {
         const ws = await connectRaw(srv);
         const user_data = JSON.stringify({ id: '1' });
