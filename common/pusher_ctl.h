@@ -60,14 +60,11 @@
  *   USER_OFFLINE     app_id, user_id, socket_id
  *                    a signed-in socket closed.
  *
- * broker -> worker
- *   PRESENCE_JOINED  socket_id, channel, status, json
- *                    status "ok" with json the subscription_succeeded
- *                    message (presence count, ids, hash), or "limit"
- *                    (members per channel reached) with json empty.
- *   CACHE            socket_id, channel, json
- *                    the answer to CACHE_GET: the cached event as the
- *                    exact JSON subscribers receive, or empty for a miss.
+ * The answers to PRESENCE_JOIN and CACHE_GET come down the ring, not over
+ * this connection (PUSHER_RING_PRESENCE_JOINED and PUSHER_RING_CACHE in
+ * pusher_shm.h), so that each is ordered with the events around it: the
+ * socket's subscription starts exactly at its answer.  A worker that was
+ * lapped asks again for the subscriptions still waiting.
  *
  * The broker adds the OCCUPANCY counts of all workers; for an app with
  * subscription_count (HELLO) it sends, at most once per second per
@@ -111,9 +108,7 @@ extern "C" {
 #define PUSHER_CTL_CLIENT_EVENT      16
 #define PUSHER_CTL_PRESENCE_JOIN     17
 #define PUSHER_CTL_PRESENCE_LEAVE    18
-#define PUSHER_CTL_PRESENCE_JOINED   19
 #define PUSHER_CTL_CACHE_GET         20
-#define PUSHER_CTL_CACHE             21
 #define PUSHER_CTL_OCCUPANCY         22
 #define PUSHER_CTL_USER_ONLINE       23
 #define PUSHER_CTL_USER_OFFLINE      24

@@ -120,6 +120,23 @@ typedef struct {
 #define PUSHER_RING_PADDING          (-1)
 #define PUSHER_RING_EVENT            1
 
+/*
+ * Answers to one socket, in the ring so that they are ordered with the
+ * events around them: the socket receives exactly the records after its
+ * answer.  The payload is a sequence of fields as in pusher_ctl.h
+ * (uint32_t length + bytes each); every worker reads them, the one that
+ * holds the socket acts.
+ *
+ *   PRESENCE_JOINED  socket_id, channel, status, json, cache
+ *                    status "ok" (json: the subscription_succeeded
+ *                    message) or "limit"; for presence-cache- channels
+ *                    cache holds the cached event JSON ("" for a miss)
+ *   CACHE            socket_id, channel, json
+ *                    the cached event of a cache channel, "" for a miss
+ */
+#define PUSHER_RING_PRESENCE_JOINED  2
+#define PUSHER_RING_CACHE            3
+
 
 /*
  * PUSHER_RING_EVENT payload: one event for one channel, already encoded as

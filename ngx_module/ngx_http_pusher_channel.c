@@ -17,26 +17,24 @@ static ngx_http_pusher_sub_t *ngx_http_pusher_sub_add(
     ngx_int_t *rc);
 static void ngx_http_pusher_sub_remove(ngx_http_pusher_sub_t *sub);
 static void ngx_http_pusher_presence_leave(ngx_http_pusher_sub_t *sub);
+static ngx_http_pusher_sub_t *ngx_http_pusher_pending_sub(u_char *socket_id,
+    size_t socket_id_len, u_char *channel, size_t channel_len);
+static void ngx_http_pusher_activate(ngx_http_pusher_sub_t *sub);
 static void ngx_http_pusher_cache_send(ngx_http_pusher_conn_t *pc,
     u_char *channel, size_t channel_len, ngx_str_t *json);
+static ngx_int_t ngx_http_pusher_cache_get(ngx_http_pusher_sub_t *sub);
 static void ngx_http_pusher_occupancy(ngx_http_pusher_channel_t *ch);
 static ngx_int_t ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub,
     ngx_uint_t rejoin);
 
 
-/* presence subscriptions waiting for the broker's PRESENCE_JOINED */
+/*
+ * presence and cache subscriptions waiting for their answer in the ring
+ * (PUSHER_RING_PRESENCE_JOINED, PUSHER_RING_CACHE)
+ */
 static ngx_queue_t  ngx_http_pusher_pending;
 
 
-/* a CACHE_GET waiting for the broker's CACHE */
-typedef struct {
-    ngx_queue_t                 queue;
-    ngx_http_pusher_conn_t     *conn;
-    size_t                      len;
-    u_char                      name[1];
-} ngx_http_pusher_cache_req_t;
-
-static ngx_queue_t  ngx_http_pusher_cache_reqs;
 
 
 void
@@ -53,7 +51,6 @@ ngx_http_pusher_channel_init_worker(ngx_http_pusher_main_conf_t *pmcf)
     }
 
     ngx_queue_init(&ngx_http_pusher_pending);
-    ngx_queue_init(&ngx_http_pusher_cache_reqs);
 }
 
 
@@ -329,25 +326,20 @@ ngx_http_pusher_presence_leave(ngx_http_pusher_sub_t *sub)
 }
 
 
-/* PRESENCE_JOINED from the broker: confirm or refuse a pending join */
-
-void
-ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
-    u_char *channel, size_t channel_len, ngx_str_t *status, ngx_str_t *json)
+static ngx_http_pusher_sub_t *
+ngx_http_pusher_pending_sub(u_char *socket_id, size_t socket_id_len,
+    u_char *channel, size_t channel_len)
 {
-    size_t                   n;
-    u_char                   id[NGX_INT64_LEN * 2 + 2];
-    ngx_queue_t             *q;
-    pusher_str_t             name;
-    ngx_http_pusher_sub_t   *sub;
-    ngx_http_pusher_conn_t  *pc;
+    size_t                  n;
+    u_char                  id[NGX_INT64_LEN * 2 + 2];
+    ngx_queue_t            *q;
+    ngx_http_pusher_sub_t  *sub;
 
     for (q = ngx_queue_head(&ngx_http_pusher_pending);
          q != ngx_queue_sentinel(&ngx_http_pusher_pending);
          q = ngx_queue_next(q))
     {
         sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
-        pc = sub->conn;
 
         if (sub->channel->len != channel_len
             || ngx_strncmp(sub->channel->name, channel, channel_len) != 0)
@@ -355,43 +347,186 @@ ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
             continue;
         }
 
-        n = ngx_http_pusher_socket_id(pc, id);
+        n = ngx_http_pusher_socket_id(sub->conn, id);
 
-        if (n != socket_id_len || ngx_strncmp(id, socket_id, n) != 0) {
-            continue;
+        if (n == socket_id_len && ngx_strncmp(id, socket_id, n) == 0) {
+            return sub;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* from now on the socket gets the channel's records */
+
+static void
+ngx_http_pusher_activate(ngx_http_pusher_sub_t *sub)
+{
+    ngx_queue_remove(&sub->in_channel);
+    ngx_queue_insert_tail(&sub->channel->subscribers, &sub->in_channel);
+    sub->pending = 0;
+    sub->channel->confirmed++;
+
+    ngx_http_pusher_occupancy(sub->channel);
+}
+
+
+/*
+ * PUSHER_RING_PRESENCE_JOINED: confirm or refuse a pending join.  The
+ * answer is a ring record, so the member list it carries is exact as of
+ * this point of the ring, and the socket gets every record after it.
+ */
+
+void
+ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
+    u_char *channel, size_t channel_len, ngx_str_t *status, ngx_str_t *json,
+    ngx_str_t *cache)
+{
+    pusher_str_t             name;
+    ngx_http_pusher_sub_t   *sub;
+    ngx_http_pusher_conn_t  *pc;
+
+    sub = ngx_http_pusher_pending_sub(socket_id, socket_id_len, channel,
+                                      channel_len);
+    if (sub == NULL || !sub->presence) {
+        return;
+    }
+
+    pc = sub->conn;
+
+    if (status->len == 2 && ngx_strncmp(status->data, "ok", 2) == 0) {
+        ngx_http_pusher_activate(sub);
+
+        (void) ngx_http_pusher_send_text(pc, json->data, json->len);
+
+        if (pusher_channel_type((char *) channel, channel_len)
+            == PUSHER_CHANNEL_PRESENCE_CACHE)
+        {
+            ngx_http_pusher_cache_send(pc, channel, channel_len, cache);
         }
 
-        if (status->len == 2 && ngx_strncmp(status->data, "ok", 2) == 0) {
-            ngx_queue_remove(&sub->in_channel);
-            ngx_queue_insert_tail(&sub->channel->subscribers,
-                                  &sub->in_channel);
-            sub->pending = 0;
-            sub->channel->confirmed++;
-            ngx_http_pusher_occupancy(sub->channel);
+        return;
+    }
 
-            (void) ngx_http_pusher_send_text(pc, json->data, json->len);
+    /* the broker has not added it: no PRESENCE_LEAVE */
+    sub->presence = 0;
 
-            if (pusher_channel_type((char *) channel, channel_len)
-                == PUSHER_CHANNEL_PRESENCE_CACHE)
-            {
-                ngx_http_pusher_cache_get(pc, channel, channel_len);
-            }
+    name.data = (char *) channel;
+    name.len = channel_len;
 
+    ngx_http_pusher_session_subscription_error(pc, &name, "LimitReached",
+                     "The maximum members per presence channel limit "
+                     "was reached", PUSHER_ERR_OVER_CAPACITY);
+
+    ngx_http_pusher_sub_remove(sub);
+}
+
+
+/*
+ * Cache channels (cache-, private-cache-): the subscription waits for the
+ * broker's PUSHER_RING_CACHE record, then the socket gets
+ * subscription_succeeded, the cached event or pusher:cache_miss, and every
+ * record after it: nothing twice, nothing missed.
+ */
+
+ngx_int_t
+ngx_http_pusher_subscribe_cache(ngx_http_pusher_conn_t *pc, u_char *name,
+    size_t len)
+{
+    ngx_int_t               rc;
+    ngx_str_t               miss;
+    ngx_http_pusher_sub_t  *sub;
+
+    sub = ngx_http_pusher_sub_add(pc, name, len, 0, &rc);
+    if (sub == NULL) {
+        return rc;
+    }
+
+    sub->pending = 1;
+    ngx_queue_insert_tail(&ngx_http_pusher_pending, &sub->in_channel);
+
+    if (ngx_http_pusher_cache_get(sub) != NGX_OK) {
+        /* no broker, no cache */
+        miss.len = 0;
+        miss.data = NULL;
+        ngx_http_pusher_cache_answer(NULL, 0, name, len, &miss, sub);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pusher_cache_get(ngx_http_pusher_sub_t *sub)
+{
+    size_t     n;
+    u_char     id[NGX_INT64_LEN * 2 + 2];
+    ngx_str_t  f[3];
+
+    n = ngx_http_pusher_socket_id(sub->conn, id);
+
+    f[0] = sub->conn->app->id;
+    f[1].data = sub->channel->name;
+    f[1].len = sub->channel->len;
+    f[2].data = id;
+    f[2].len = n;
+
+    return ngx_http_pusher_uplink(PUSHER_CTL_CACHE_GET, f, 3);
+}
+
+
+/* PUSHER_RING_CACHE, or a miss for sub when there is no broker */
+
+void
+ngx_http_pusher_cache_answer(u_char *socket_id, size_t socket_id_len,
+    u_char *channel, size_t channel_len, ngx_str_t *json,
+    ngx_http_pusher_sub_t *sub)
+{
+    size_t                   len;
+    ngx_http_pusher_conn_t  *pc;
+    u_char                   buf[PUSHER_CHANNEL_MAX + 128];
+
+    if (sub == NULL) {
+        sub = ngx_http_pusher_pending_sub(socket_id, socket_id_len, channel,
+                                          channel_len);
+        if (sub == NULL || sub->presence) {
             return;
         }
+    }
 
-        /* the broker has not added it: no PRESENCE_LEAVE */
-        sub->presence = 0;
+    pc = sub->conn;
 
-        name.data = (char *) channel;
-        name.len = channel_len;
+    ngx_http_pusher_activate(sub);
 
-        ngx_http_pusher_session_subscription_error(pc, &name, "LimitReached",
-                         "The maximum members per presence channel limit "
-                         "was reached", PUSHER_ERR_OVER_CAPACITY);
+    len = pusher_build_subscription_succeeded(buf, sizeof(buf),
+                                              (char *) channel, channel_len);
+    (void) ngx_http_pusher_send_text(pc, buf, len);
 
-        ngx_http_pusher_sub_remove(sub);
-        return;
+    ngx_http_pusher_cache_send(pc, channel, channel_len, json);
+}
+
+
+/* after the ring lapped us: the answers may be lost, ask again */
+
+void
+ngx_http_pusher_pending_retry(void)
+{
+    ngx_queue_t            *q;
+    ngx_http_pusher_sub_t  *sub;
+
+    for (q = ngx_queue_head(&ngx_http_pusher_pending);
+         q != ngx_queue_sentinel(&ngx_http_pusher_pending);
+         q = ngx_queue_next(q))
+    {
+        sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
+
+        if (sub->presence) {
+            (void) ngx_http_pusher_presence_join(sub, 0);
+
+        } else {
+            (void) ngx_http_pusher_cache_get(sub);
+        }
     }
 }
 
@@ -458,13 +593,7 @@ ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf)
         }
     }
 
-    for (q = ngx_queue_head(&ngx_http_pusher_pending);
-         q != ngx_queue_sentinel(&ngx_http_pusher_pending);
-         q = ngx_queue_next(q))
-    {
-        sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
-        (void) ngx_http_pusher_presence_join(sub, 0);
-    }
+    ngx_http_pusher_pending_retry();
 }
 
 
@@ -486,94 +615,6 @@ ngx_http_pusher_occupancy(ngx_http_pusher_channel_t *ch)
 }
 
 
-/*
- * Cache channels: right after subscription_succeeded the socket gets the
- * channel's last HTTP event from the broker, or pusher:cache_miss.
- */
-
-void
-ngx_http_pusher_cache_get(ngx_http_pusher_conn_t *pc, u_char *name,
-    size_t len)
-{
-    size_t                        n;
-    u_char                        id[NGX_INT64_LEN * 2 + 2];
-    ngx_str_t                     f[3], miss;
-    ngx_http_pusher_cache_req_t  *req;
-
-    req = ngx_alloc(offsetof(ngx_http_pusher_cache_req_t, name) + len,
-                    pc->connection->log);
-    if (req == NULL) {
-        return;
-    }
-
-    n = ngx_http_pusher_socket_id(pc, id);
-
-    f[0] = pc->app->id;
-    f[1].data = name;
-    f[1].len = len;
-    f[2].data = id;
-    f[2].len = n;
-
-    if (ngx_http_pusher_uplink(PUSHER_CTL_CACHE_GET, f, 3) != NGX_OK) {
-        /* no broker, no cache */
-        ngx_free(req);
-
-        miss.len = 0;
-        miss.data = NULL;
-        ngx_http_pusher_cache_send(pc, name, len, &miss);
-        return;
-    }
-
-    req->conn = pc;
-    req->len = len;
-    ngx_memcpy(req->name, name, len);
-    ngx_queue_insert_tail(&ngx_http_pusher_cache_reqs, &req->queue);
-
-    pc->cache_reqs++;
-}
-
-
-void
-ngx_http_pusher_cache_answer(u_char *socket_id, size_t socket_id_len,
-    u_char *channel, size_t channel_len, ngx_str_t *json)
-{
-    size_t                        n;
-    ngx_queue_t                  *q;
-    ngx_http_pusher_conn_t       *pc;
-    ngx_http_pusher_cache_req_t  *req;
-    u_char                        id[NGX_INT64_LEN * 2 + 2];
-
-    pc = NULL;
-
-    for (q = ngx_queue_head(&ngx_http_pusher_cache_reqs);
-         q != ngx_queue_sentinel(&ngx_http_pusher_cache_reqs);
-         q = ngx_queue_next(q))
-    {
-        req = ngx_queue_data(q, ngx_http_pusher_cache_req_t, queue);
-
-        if (req->len != channel_len
-            || ngx_strncmp(req->name, channel, channel_len) != 0)
-        {
-            continue;
-        }
-
-        n = ngx_http_pusher_socket_id(req->conn, id);
-
-        if (n == socket_id_len && ngx_strncmp(id, socket_id, n) == 0) {
-            pc = req->conn;
-            pc->cache_reqs--;
-            ngx_queue_remove(q);
-            ngx_free(req);
-            break;
-        }
-    }
-
-    if (pc) {
-        ngx_http_pusher_cache_send(pc, channel, channel_len, json);
-    }
-}
-
-
 static void
 ngx_http_pusher_cache_send(ngx_http_pusher_conn_t *pc, u_char *channel,
     size_t channel_len, ngx_str_t *json)
@@ -581,10 +622,7 @@ ngx_http_pusher_cache_send(ngx_http_pusher_conn_t *pc, u_char *channel,
     u_char  *p;
     u_char   buf[PUSHER_CHANNEL_MAX + 64];
 
-    if (channel_len > PUSHER_CHANNEL_MAX
-        || ngx_http_pusher_find_sub(pc, channel, channel_len) == NULL)
-    {
-        /* unsubscribed meanwhile */
+    if (channel_len > PUSHER_CHANNEL_MAX) {
         return;
     }
 
@@ -601,28 +639,6 @@ ngx_http_pusher_cache_send(ngx_http_pusher_conn_t *pc, u_char *channel,
     *p++ = '}';
 
     (void) ngx_http_pusher_send_text(pc, buf, p - buf);
-}
-
-
-void
-ngx_http_pusher_cache_cancel(ngx_http_pusher_conn_t *pc)
-{
-    ngx_queue_t                  *q, *next;
-    ngx_http_pusher_cache_req_t  *req;
-
-    for (q = ngx_queue_head(&ngx_http_pusher_cache_reqs);
-         pc->cache_reqs && q != ngx_queue_sentinel(&ngx_http_pusher_cache_reqs);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        req = ngx_queue_data(q, ngx_http_pusher_cache_req_t, queue);
-
-        if (req->conn == pc) {
-            pc->cache_reqs--;
-            ngx_queue_remove(q);
-            ngx_free(req);
-        }
-    }
 }
 
 

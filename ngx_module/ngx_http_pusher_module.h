@@ -157,7 +157,6 @@ struct ngx_http_pusher_conn_s {
     ngx_str_t                  user_info;          /* JSON from user_data */
     ngx_msec_t                 rate_window;        /* client event window */
     ngx_uint_t                 rate_count;
-    ngx_uint_t                 cache_reqs;         /* CACHE_GETs in flight */
     ngx_msec_t                 ping_sent;
     ngx_uint_t                 id;                 /* socket_id "pid.id" */
 
@@ -228,13 +227,15 @@ ngx_int_t ngx_http_pusher_subscribe_presence(ngx_http_pusher_conn_t *pc,
 ngx_http_pusher_sub_t *ngx_http_pusher_find_sub(ngx_http_pusher_conn_t *pc,
     u_char *name, size_t len);
 void ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
-    u_char *channel, size_t channel_len, ngx_str_t *status, ngx_str_t *json);
+    u_char *channel, size_t channel_len, ngx_str_t *status, ngx_str_t *json,
+    ngx_str_t *cache);
 void ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf);
-void ngx_http_pusher_cache_get(ngx_http_pusher_conn_t *pc, u_char *name,
-    size_t len);
+ngx_int_t ngx_http_pusher_subscribe_cache(ngx_http_pusher_conn_t *pc,
+    u_char *name, size_t len);
 void ngx_http_pusher_cache_answer(u_char *socket_id, size_t socket_id_len,
-    u_char *channel, size_t channel_len, ngx_str_t *json);
-void ngx_http_pusher_cache_cancel(ngx_http_pusher_conn_t *pc);
+    u_char *channel, size_t channel_len, ngx_str_t *json,
+    ngx_http_pusher_sub_t *sub);
+void ngx_http_pusher_pending_retry(void);
 void ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
     pusher_ring_event_view_t *ev);
 

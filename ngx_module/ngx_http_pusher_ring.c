@@ -63,10 +63,8 @@ static void ngx_http_pusher_ring_close(ngx_http_pusher_broker_t *b);
 static ngx_int_t ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b);
 static ngx_int_t ngx_http_pusher_ring_append(ngx_http_pusher_broker_t *b,
     ngx_uint_t type, ngx_str_t *fields, ngx_uint_t n);
-static void ngx_http_pusher_ring_joined(ngx_http_pusher_broker_t *b,
-    u_char *data, size_t len);
-static void ngx_http_pusher_ring_cache(ngx_http_pusher_broker_t *b,
-    u_char *data, size_t len);
+static void ngx_http_pusher_ring_answer(ngx_http_pusher_broker_t *b,
+    int32_t type, u_char *data, size_t len);
 static void ngx_http_pusher_ring_read(ngx_event_t *rev);
 static void ngx_http_pusher_ring_write(ngx_event_t *wev);
 static ngx_int_t ngx_http_pusher_ring_welcome(ngx_http_pusher_broker_t *b,
@@ -623,16 +621,6 @@ ngx_http_pusher_ring_read(ngx_event_t *rev)
                 ngx_http_pusher_ring_drain(&b->drain);
                 break;
 
-            case PUSHER_CTL_PRESENCE_JOINED:
-                ngx_http_pusher_ring_joined(b, b->in + PUSHER_CTL_HEADER_SIZE,
-                                            h.length);
-                break;
-
-            case PUSHER_CTL_CACHE:
-                ngx_http_pusher_ring_cache(b, b->in + PUSHER_CTL_HEADER_SIZE,
-                                           h.length);
-                break;
-
             default:
                 ngx_log_debug1(NGX_LOG_DEBUG_HTTP, b->log, 0,
                                "pusher ring: control message %uD ignored",
@@ -716,65 +704,60 @@ ngx_http_pusher_ring_welcome(ngx_http_pusher_broker_t *b, u_char *data,
 }
 
 
-/* PRESENCE_JOINED: socket_id, channel, status, json */
+/*
+ * PUSHER_RING_PRESENCE_JOINED (socket_id, channel, status, json, cache) and
+ * PUSHER_RING_CACHE (socket_id, channel, json): every worker reads them,
+ * the one whose pid starts the socket_id acts.
+ */
 
 static void
-ngx_http_pusher_ring_joined(ngx_http_pusher_broker_t *b, u_char *data,
-    size_t len)
+ngx_http_pusher_ring_answer(ngx_http_pusher_broker_t *b, int32_t type,
+    u_char *data, size_t len)
 {
-    uint32_t        n[4];
-    ngx_str_t       status, json;
-    ngx_uint_t      i;
-    const uint8_t  *pos, *end, *f[4];
+    u_char         *dot;
+    uint32_t        n[5];
+    ngx_str_t       status, json, cache;
+    ngx_uint_t      i, nf;
+    const uint8_t  *pos, *end, *f[5];
 
+    nf = (type == PUSHER_RING_PRESENCE_JOINED) ? 5 : 3;
     pos = data;
     end = data + len;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < nf; i++) {
         if (pusher_ctl_get(&pos, end, &f[i], &n[i]) != 0) {
-            ngx_log_error(NGX_LOG_ERR, b->log, 0,
-                          "pusher: broker sent an invalid PRESENCE_JOINED");
+            ngx_log_error(NGX_LOG_ALERT, b->log, 0,
+                          "pusher: malformed ring answer of %uz bytes", len);
             return;
         }
+    }
+
+    dot = ngx_strlchr((u_char *) f[0], (u_char *) f[0] + n[0], '.');
+
+    if (dot == NULL
+        || ngx_atoi((u_char *) f[0], dot - f[0]) != (ngx_int_t) ngx_pid)
+    {
+        return;
+    }
+
+    if (type == PUSHER_RING_CACHE) {
+        json.data = (u_char *) f[2];
+        json.len = n[2];
+
+        ngx_http_pusher_cache_answer((u_char *) f[0], n[0], (u_char *) f[1],
+                                     n[1], &json, NULL);
+        return;
     }
 
     status.data = (u_char *) f[2];
     status.len = n[2];
     json.data = (u_char *) f[3];
     json.len = n[3];
+    cache.data = (u_char *) f[4];
+    cache.len = n[4];
 
     ngx_http_pusher_presence_joined((u_char *) f[0], n[0], (u_char *) f[1],
-                                    n[1], &status, &json);
-}
-
-
-/* CACHE: socket_id, channel, json */
-
-static void
-ngx_http_pusher_ring_cache(ngx_http_pusher_broker_t *b, u_char *data,
-    size_t len)
-{
-    uint32_t        n[3];
-    ngx_str_t       json;
-    ngx_uint_t      i;
-    const uint8_t  *pos, *end, *f[3];
-
-    pos = data;
-    end = data + len;
-
-    for (i = 0; i < 3; i++) {
-        if (pusher_ctl_get(&pos, end, &f[i], &n[i]) != 0) {
-            ngx_log_error(NGX_LOG_ERR, b->log, 0,
-                          "pusher: broker sent an invalid CACHE");
-            return;
-        }
-    }
-
-    json.data = (u_char *) f[2];
-    json.len = n[2];
-
-    ngx_http_pusher_cache_answer((u_char *) f[0], n[0], (u_char *) f[1], n[1],
-                                 &json);
+                                    n[1], &status, &json, &cache);
 }
 
 
@@ -945,6 +928,12 @@ ngx_http_pusher_ring_drain(ngx_event_t *ev)
                           "pusher: worker fell a whole ring behind the "
                           "broker, events were lost (lapped %uL times)",
                           b->reader.lapped);
+            ngx_http_pusher_pending_retry();
+            continue;
+        }
+
+        if (type == PUSHER_RING_PRESENCE_JOINED || type == PUSHER_RING_CACHE) {
+            ngx_http_pusher_ring_answer(b, type, b->scratch, len);
             continue;
         }
 

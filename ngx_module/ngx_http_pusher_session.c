@@ -138,6 +138,7 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
     ngx_int_t               rc;
     pusher_str_t           *ch;
     ngx_http_pusher_app_t  *app;
+    ngx_http_pusher_sub_t  *sub;
     pusher_channel_type_e   type;
     u_char                  id[NGX_INT64_LEN * 2 + 2];
     u_char                  buf[NGX_HTTP_PUSHER_FRAME_MAX];
@@ -201,7 +202,30 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
         }
     }
 
-    rc = ngx_http_pusher_subscribe(pc, (u_char *) ch->data, ch->len);
+    if (type == PUSHER_CHANNEL_CACHE || type == PUSHER_CHANNEL_PRIVATE_CACHE) {
+        sub = ngx_http_pusher_find_sub(pc, (u_char *) ch->data, ch->len);
+
+        if (sub && sub->pending) {
+            /* the answer is on its way and confirms it */
+            return;
+        }
+
+        /* the broker's answer sends subscription_succeeded and the cache */
+        rc = sub ? NGX_DECLINED
+                 : ngx_http_pusher_subscribe_cache(pc, (u_char *) ch->data,
+                                                   ch->len);
+
+        if (rc == NGX_OK) {
+            if (pusher_channel_needs_auth(type)) {
+                pc->authorized = 1;
+            }
+
+            return;
+        }
+
+    } else {
+        rc = ngx_http_pusher_subscribe(pc, (u_char *) ch->data, ch->len);
+    }
 
     if (rc == NGX_ERROR) {
         ngx_http_pusher_session_subscription_error(pc, ch, "ServerError",
@@ -226,10 +250,6 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
                                               ch->len);
 
     (void) ngx_http_pusher_send_text(pc, buf, len);
-
-    if (type == PUSHER_CHANNEL_CACHE || type == PUSHER_CHANNEL_PRIVATE_CACHE) {
-        ngx_http_pusher_cache_get(pc, (u_char *) ch->data, ch->len);
-    }
 }
 
 
@@ -371,6 +391,7 @@ static void
 ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
 {
     char                   *data;
+    cJSON                  *raw;
     u_char                 *p, *json;
     size_t                  n, len, uid_len;
     ngx_str_t               f[4];
@@ -454,7 +475,9 @@ ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
         return;
     }
 
-    data = m->data ? cJSON_PrintUnformatted(m->data) : NULL;
+    /* relayed as the client sent it: a string holding JSON stays a string */
+    raw = cJSON_GetObjectItemCaseSensitive(m->root, "data");
+    data = raw ? cJSON_PrintUnformatted(raw) : NULL;
     len = data ? ngx_strlen(data) : 0;
 
     uid_len = 0;

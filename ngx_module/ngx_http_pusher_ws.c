@@ -714,7 +714,6 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
 
     ngx_http_pusher_unsubscribe_all(pc);
     ngx_http_pusher_user_offline(pc);
-    ngx_http_pusher_cache_cancel(pc);
 
     while (pc->out) {
         out = pc->out;

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <initializer_list>
 #include <optional>
 #include <stdexcept>
 
@@ -166,32 +165,6 @@ bool parse_watchlist(std::string_view text, std::vector<std::string> &out)
         }
     }
     return true;
-}
-
-// a broker -> worker message of length-prefixed fields (pusher_ctl.h)
-std::string fields_message(std::uint16_t type,
-                           std::initializer_list<std::string_view> fields)
-{
-    std::size_t len = 0;
-    for (std::string_view f : fields) {
-        len += PUSHER_CTL_FIELD_SIZE(f.size());
-    }
-    std::string out(PUSHER_CTL_HEADER_SIZE + len, '\0');
-    auto *p = reinterpret_cast<std::uint8_t *>(out.data());
-    pusher_ctl_header_write(p, type, static_cast<std::uint32_t>(len));
-    p += PUSHER_CTL_HEADER_SIZE;
-    for (std::string_view f : fields) {
-        p = pusher_ctl_put(p, f.data(), static_cast<std::uint32_t>(f.size()));
-    }
-    return out;
-}
-
-std::string joined_message(std::string_view socket_id,
-                           std::string_view channel, std::string_view status,
-                           std::string_view json)
-{
-    return fields_message(PUSHER_CTL_PRESENCE_JOINED,
-                          {socket_id, channel, status, json});
 }
 
 } // namespace
@@ -606,8 +579,13 @@ void control_server::on_cache_get(const worker_ptr &w,
         ignore(*w, type, "bad channel or socket_id");
         return;
     }
-    send(w, fields_message(PUSHER_CTL_CACHE,
-                           {socket_id, channel, cache_.get(app_id, channel)}));
+    // down the ring: the subscription starts exactly at this answer
+    if (!seg_.publish_fields(PUSHER_RING_CACHE,
+                             {socket_id, channel, cache_.get(app_id, channel)}))
+    {
+        seg_.publish_fields(PUSHER_RING_CACHE, {socket_id, channel, {}});
+    }
+    notify_published();
 }
 
 // app_id, channel, socket_id, user_id, user_info, max_members, flags
@@ -670,21 +648,33 @@ void control_server::on_presence_join(const worker_ptr &w,
         return;
     }
     if (st == presence_table::join_status::limit) {
-        send(w, joined_message(socket_id, channel, "limit", {}));
+        seg_.publish_fields(PUSHER_RING_PRESENCE_JOINED,
+                            {socket_id, channel, "limit", {}, {}});
+        notify_published();
         return;
     }
 
+    // down the ring: the member's subscription starts exactly here, after
+    // the member events the list already reflects
     std::string json = presence_.subscription_succeeded(app_id, channel);
-    if (json.size() + 512 > PUSHER_CTL_MAX_PAYLOAD) {
-        // cannot be sent: the socket stays out of the channel
+    std::string_view cached;
+    if (pusher_channel_type(channel.data(), channel.size())
+        == PUSHER_CHANNEL_PRESENCE_CACHE)
+    {
+        cached = cache_.get(app_id, channel);
+    }
+    if (!seg_.publish_fields(PUSHER_RING_PRESENCE_JOINED,
+                             {socket_id, channel, "ok", json, cached}))
+    {
+        // does not fit a ring record: the socket stays out of the channel
         removed_.clear();
         presence_.leave(app_id, channel, socket_id, removed_);
         publish_members(removed_, false, socket_id);
         ignore(*w, type, "member list too large for a reply");
-        send(w, joined_message(socket_id, channel, "limit", {}));
-        return;
+        seg_.publish_fields(PUSHER_RING_PRESENCE_JOINED,
+                            {socket_id, channel, "limit", {}, {}});
     }
-    send(w, joined_message(socket_id, channel, "ok", json));
+    notify_published();
 }
 
 // app_id, channel, socket_id

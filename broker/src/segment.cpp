@@ -1,5 +1,7 @@
 #include "segment.hpp"
 
+#include "pusher_ctl.h"
+
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -98,6 +100,28 @@ segment::segment(const std::string &name, std::uint64_t capacity, mode_t mode)
 }
 
 segment::~segment() = default;
+
+bool segment::publish_fields(std::int32_t type,
+                             std::initializer_list<std::string_view> fields)
+{
+    std::size_t size = 0;
+    for (std::string_view f : fields) {
+        size += PUSHER_CTL_FIELD_SIZE(f.size());
+    }
+    if (size + PUSHER_RING_RECORD_HEADER > ring_.max_record) {
+        return false;
+    }
+    std::uint8_t *p = pusher_ring_claim(&ring_, type,
+                                        static_cast<std::uint32_t>(size));
+    if (p == nullptr) {
+        return false;
+    }
+    for (std::string_view f : fields) {
+        p = pusher_ctl_put(p, f.data(), static_cast<std::uint32_t>(f.size()));
+    }
+    pusher_ring_commit(&ring_);
+    return true;
+}
 
 bool segment::publish_json(std::string_view app_id, std::string_view channel,
                            std::string_view socket_id, std::string_view json)

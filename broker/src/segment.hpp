@@ -1,5 +1,7 @@
 #pragma once
 
+#include <initializer_list>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -33,6 +35,11 @@ public:
     // Appends a PUSHER_RING_EVENT record whose frame carries exactly json
     // (socket_id empty: no exclusion).  The caller rings the doorbells.
     // False if the record cannot fit the ring.
+    // a record of pusher_ctl.h fields (PUSHER_RING_PRESENCE_JOINED, ...);
+    // false if it does not fit the ring
+    bool publish_fields(std::int32_t type,
+                        std::initializer_list<std::string_view> fields);
+
     bool publish_json(std::string_view app_id, std::string_view channel,
                       std::string_view socket_id, std::string_view json);
 
