@@ -133,9 +133,14 @@ typedef struct {
  *                    cache holds the cached event JSON ("" for a miss)
  *   CACHE            socket_id, channel, json
  *                    the cached event of a cache channel, "" for a miss
+ *   TERMINATE        app_id, user_id
+ *                    the HTTP API's terminate_connections: every worker
+ *                    closes the sockets signed in as user_id and the
+ *                    presence members with that user_id (4009)
  */
 #define PUSHER_RING_PRESENCE_JOINED  2
 #define PUSHER_RING_CACHE            3
+#define PUSHER_RING_TERMINATE        4
 
 
 /*

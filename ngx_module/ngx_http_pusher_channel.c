@@ -643,6 +643,125 @@ ngx_http_pusher_cache_send(ngx_http_pusher_conn_t *pc, u_char *channel,
 
 
 /*
+ * PUSHER_RING_TERMINATE: close every socket of this worker that is signed
+ * in as user_id (it is in #server-to-user-{user_id}) or is a presence
+ * member with that user_id, with pusher:error 4009 and close 4009.  The
+ * sockets are collected first: closing one edits the lists walked here.
+ */
+
+void
+ngx_http_pusher_terminate(ngx_http_pusher_main_conf_t *pmcf, u_char *app_id,
+    size_t app_id_len, u_char *user_id, size_t len)
+{
+    u_char                      *p;
+    size_t                       n;
+    ngx_uint_t                   i, nv, cap;
+    ngx_queue_t                 *q;
+    ngx_rbtree_node_t           *node, *root, *sentinel;
+    pusher_channel_type_e        type;
+    ngx_http_pusher_app_t       *app;
+    ngx_http_pusher_sub_t       *sub;
+    ngx_http_pusher_conn_t     **victims, **grown;
+    ngx_http_pusher_channel_t   *ch;
+    u_char                       quoted[2 + 6 * PUSHER_CHANNEL_MAX];
+
+    app = ngx_http_pusher_app_by_id(pmcf, app_id, app_id_len);
+    if (app == NULL || len == 0 || len > PUSHER_CHANNEL_MAX) {
+        return;
+    }
+
+    /* the user_id as a presence member's JSON text: "id" (or a number) */
+
+    p = quoted;
+    *p++ = '"';
+    p += pusher_json_escape(p, user_id, len);
+    *p++ = '"';
+    n = p - quoted;
+
+    nv = 0;
+    cap = 16;
+
+    victims = ngx_alloc(cap * sizeof(ngx_http_pusher_conn_t *),
+                        ngx_cycle->log);
+    if (victims == NULL) {
+        return;
+    }
+
+    root = app->channels.root;
+    sentinel = app->channels.sentinel;
+
+    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&app->channels, node))
+    {
+        ch = (ngx_http_pusher_channel_t *) node;
+        type = pusher_channel_type((char *) ch->name, ch->len);
+
+        if (type == PUSHER_CHANNEL_SERVER_TO_USER) {
+            if (ch->len != sizeof("#server-to-user-") - 1 + len
+                || ngx_strncmp(ch->name + sizeof("#server-to-user-") - 1,
+                               user_id, len)
+                   != 0)
+            {
+                continue;
+            }
+
+        } else if (type != PUSHER_CHANNEL_PRESENCE
+                   && type != PUSHER_CHANNEL_PRESENCE_CACHE)
+        {
+            continue;
+        }
+
+        for (q = ngx_queue_head(&ch->subscribers);
+             q != ngx_queue_sentinel(&ch->subscribers);
+             q = ngx_queue_next(q))
+        {
+            sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
+
+            if (sub->presence
+                && !((sub->user_id.len == n
+                      && ngx_strncmp(sub->user_id.data, quoted, n) == 0)
+                     || (sub->user_id.len == len
+                         && ngx_strncmp(sub->user_id.data, user_id, len)
+                            == 0)))
+            {
+                continue;
+            }
+
+            if (nv == cap) {
+                grown = ngx_alloc(2 * cap * sizeof(ngx_http_pusher_conn_t *),
+                                  ngx_cycle->log);
+                if (grown == NULL) {
+                    break;
+                }
+
+                ngx_memcpy(grown, victims,
+                           cap * sizeof(ngx_http_pusher_conn_t *));
+                ngx_free(victims);
+                victims = grown;
+                cap *= 2;
+            }
+
+            victims[nv++] = sub->conn;
+        }
+    }
+
+    for (i = 0; i < nv; i++) {
+        if (!victims[i]->closing) {
+            ngx_log_error(NGX_LOG_INFO, victims[i]->connection->log, 0,
+                          "pusher: connection terminated by the app");
+            ngx_http_pusher_session_error(victims[i],
+                                          PUSHER_ERR_UNAUTHORIZED,
+                                          "You got disconnected by the app",
+                                          1);
+        }
+    }
+
+    ngx_free(victims);
+}
+
+
+/*
  * Fan-out of one ring event: one lookup, one shared copy of the frame for
  * all local subscribers, one queue entry per subscriber; the writes happen
  * in ngx_http_pusher_flush_dirty() after the whole batch.

@@ -9,12 +9,10 @@
 
 static ngx_int_t ngx_http_pusher_app_key(ngx_http_request_t *r,
     ngx_str_t *key);
-static ngx_uint_t ngx_http_pusher_has_token(ngx_http_request_t *r,
-    const char *name, size_t name_len, const char *token, size_t len);
+static ngx_table_elt_t *ngx_http_pusher_header(ngx_http_request_t *r,
+    const char *name, size_t len, const char *token, size_t token_len);
 static ngx_uint_t ngx_http_pusher_token(ngx_str_t *value, const char *token,
     size_t len);
-static ngx_table_elt_t *ngx_http_pusher_header(ngx_http_request_t *r,
-    const char *name, size_t len);
 static ngx_int_t ngx_http_pusher_send_426(ngx_http_request_t *r);
 static void ngx_http_pusher_handoff(ngx_event_t *wev);
 
@@ -72,11 +70,12 @@ ngx_http_pusher_handler(ngx_http_request_t *r)
     if (r->http_version < NGX_HTTP_VERSION_11
         || r->headers_in.content_length_n > 0
         || r->headers_in.chunked
-        || !ngx_http_pusher_has_token(r, "Upgrade", sizeof("Upgrade") - 1,
-                                      "websocket", sizeof("websocket") - 1)
-        || !ngx_http_pusher_has_token(r, "Connection",
-                                      sizeof("Connection") - 1,
-                                      "upgrade", sizeof("upgrade") - 1))
+        || ngx_http_pusher_header(r, "Upgrade", sizeof("Upgrade") - 1,
+                                  "websocket", sizeof("websocket") - 1)
+           == NULL
+        || ngx_http_pusher_header(r, "Connection", sizeof("Connection") - 1,
+                                  "upgrade", sizeof("upgrade") - 1)
+           == NULL)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "pusher: client sent an invalid websocket upgrade");
@@ -84,7 +83,8 @@ ngx_http_pusher_handler(ngx_http_request_t *r)
     }
 
     version = ngx_http_pusher_header(r, "Sec-WebSocket-Version",
-                                     sizeof("Sec-WebSocket-Version") - 1);
+                                     sizeof("Sec-WebSocket-Version") - 1,
+                                     NULL, 0);
     if (version == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "pusher: client sent no Sec-WebSocket-Version");
@@ -101,7 +101,7 @@ ngx_http_pusher_handler(ngx_http_request_t *r)
     }
 
     h = ngx_http_pusher_header(r, "Sec-WebSocket-Key",
-                               sizeof("Sec-WebSocket-Key") - 1);
+                               sizeof("Sec-WebSocket-Key") - 1, NULL, 0);
     if (h == NULL || !pusher_ws_key_valid(h->value.data, h->value.len)) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "pusher: client sent an invalid Sec-WebSocket-Key");
@@ -280,11 +280,14 @@ ngx_http_pusher_app_key(ngx_http_request_t *r, ngx_str_t *key)
 }
 
 
-/* 1 if any "name" header lists "token" (comma separated, any case) */
+/*
+ * The first "name" header, or with a token the first "name" header whose
+ * comma separated value lists it (any case).
+ */
 
-static ngx_uint_t
-ngx_http_pusher_has_token(ngx_http_request_t *r, const char *name,
-    size_t name_len, const char *token, size_t len)
+static ngx_table_elt_t *
+ngx_http_pusher_header(ngx_http_request_t *r, const char *name, size_t len,
+    const char *token, size_t token_len)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
@@ -305,15 +308,16 @@ ngx_http_pusher_has_token(ngx_http_request_t *r, const char *name,
             i = 0;
         }
 
-        if (h[i].key.len == name_len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, name_len) == 0
-            && ngx_http_pusher_token(&h[i].value, token, len))
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0
+            && (token == NULL
+                || ngx_http_pusher_token(&h[i].value, token, token_len)))
         {
-            return 1;
+            return &h[i];
         }
     }
 
-    return 0;
+    return NULL;
 }
 
 
@@ -345,39 +349,6 @@ ngx_http_pusher_token(ngx_str_t *value, const char *token, size_t len)
     }
 
     return 0;
-}
-
-
-static ngx_table_elt_t *
-ngx_http_pusher_header(ngx_http_request_t *r, const char *name, size_t len)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
-
-    return NULL;
 }
 
 

@@ -236,6 +236,8 @@ void ngx_http_pusher_cache_answer(u_char *socket_id, size_t socket_id_len,
     u_char *channel, size_t channel_len, ngx_str_t *json,
     ngx_http_pusher_sub_t *sub);
 void ngx_http_pusher_pending_retry(void);
+void ngx_http_pusher_terminate(ngx_http_pusher_main_conf_t *pmcf,
+    u_char *app_id, size_t app_id_len, u_char *user_id, size_t len);
 void ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
     pusher_ring_event_view_t *ev);
 

@@ -707,7 +707,8 @@ ngx_http_pusher_ring_welcome(ngx_http_pusher_broker_t *b, u_char *data,
 /*
  * PUSHER_RING_PRESENCE_JOINED (socket_id, channel, status, json, cache) and
  * PUSHER_RING_CACHE (socket_id, channel, json): every worker reads them,
- * the one whose pid starts the socket_id acts.
+ * the one whose pid starts the socket_id acts.  PUSHER_RING_TERMINATE
+ * (app_id, user_id) concerns every worker.
  */
 
 static void
@@ -720,7 +721,8 @@ ngx_http_pusher_ring_answer(ngx_http_pusher_broker_t *b, int32_t type,
     ngx_uint_t      i, nf;
     const uint8_t  *pos, *end, *f[5];
 
-    nf = (type == PUSHER_RING_PRESENCE_JOINED) ? 5 : 3;
+    nf = (type == PUSHER_RING_PRESENCE_JOINED) ? 5
+         : (type == PUSHER_RING_CACHE) ? 3 : 2;
     pos = data;
     end = data + len;
 
@@ -730,6 +732,12 @@ ngx_http_pusher_ring_answer(ngx_http_pusher_broker_t *b, int32_t type,
                           "pusher: malformed ring answer of %uz bytes", len);
             return;
         }
+    }
+
+    if (type == PUSHER_RING_TERMINATE) {
+        ngx_http_pusher_terminate(b->pmcf, (u_char *) f[0], n[0],
+                                  (u_char *) f[1], n[1]);
+        return;
     }
 
     dot = ngx_strlchr((u_char *) f[0], (u_char *) f[0] + n[0], '.');
@@ -932,7 +940,9 @@ ngx_http_pusher_ring_drain(ngx_event_t *ev)
             continue;
         }
 
-        if (type == PUSHER_RING_PRESENCE_JOINED || type == PUSHER_RING_CACHE) {
+        if (type == PUSHER_RING_PRESENCE_JOINED || type == PUSHER_RING_CACHE
+            || type == PUSHER_RING_TERMINATE)
+        {
             ngx_http_pusher_ring_answer(b, type, b->scratch, len);
             continue;
         }
