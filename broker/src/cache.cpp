@@ -51,6 +51,26 @@ std::string_view cache_store::get(std::string_view app_id,
     return it->second.json;
 }
 
+std::string_view cache_store::get(std::string_view app_id,
+                                  std::string_view channel,
+                                  std::uint32_t &ttl)
+{
+    ttl = 0;
+    auto it = entries_.find(key(app_id, channel));
+    if (it == entries_.end()) {
+        return {};
+    }
+    clock::time_point now = clock::now();
+    if (it->second.expires <= now) {
+        entries_.erase(it);
+        return {};
+    }
+    auto left = std::chrono::ceil<std::chrono::seconds>(it->second.expires
+                                                        - now);
+    ttl = static_cast<std::uint32_t>(left.count());
+    return it->second.json;
+}
+
 void cache_store::sweep(clock::time_point now)
 {
     for (auto it = entries_.begin(); it != entries_.end();) {

@@ -26,6 +26,10 @@ public:
     // the cached event JSON, or empty for a miss; valid until the next put
     std::string_view get(std::string_view app_id, std::string_view channel);
 
+    // like get(), and ttl gets the whole seconds left (rounded up)
+    std::string_view get(std::string_view app_id, std::string_view channel,
+                         std::uint32_t &ttl);
+
     std::size_t size() const noexcept { return entries_.size(); }
 
 private:

@@ -61,6 +61,9 @@ public:
     // the subscribers of each channel of the node, summed over workers
     const occupancy_table &occupancy() const noexcept { return occupancy_; }
 
+    // the members of each presence channel of the node
+    const presence_table &presence() const noexcept { return presence_; }
+
 private:
     struct worker;
     using worker_ptr = std::shared_ptr<worker>;

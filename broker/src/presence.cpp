@@ -269,4 +269,24 @@ std::string presence_table::subscription_succeeded(
                                ch->name, data);
 }
 
+std::size_t presence_table::user_count(std::string_view app_id,
+                                      std::string_view channel) const
+{
+    const auto *ch = find(app_id, channel);
+    return ch == nullptr ? 0 : ch->users.size();
+}
+
+void presence_table::users(std::string_view app_id, std::string_view channel,
+                           std::vector<std::string_view> &out) const
+{
+    out.clear();
+    const auto *ch = find(app_id, channel);
+    if (ch == nullptr) {
+        return;
+    }
+    for (const user &u : ch->users) {
+        out.emplace_back(u.key);
+    }
+}
+
 } // namespace pusher::broker

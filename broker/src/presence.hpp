@@ -73,6 +73,15 @@ public:
 
     std::size_t channels() const noexcept { return channels_.size(); }
 
+    // distinct users in the channel (0 if it has no members)
+    std::size_t user_count(std::string_view app_id,
+                           std::string_view channel) const;
+
+    // the users of the channel in first-join order, as user keys (the
+    // user_id as a string); valid until the table changes
+    void users(std::string_view app_id, std::string_view channel,
+               std::vector<std::string_view> &out) const;
+
 private:
     struct string_hash {
         using is_transparent = void;

@@ -1,12 +1,18 @@
 #include "trigger_api.hpp"
 
 #include <algorithm>
+#include <array>
 #include <ctime>
+#include <optional>
+#include <vector>
 
 #include "pusher_auth.h"
 #include "pusher_proto.h"
 #include "pusher_ring.h"
 #include "pusher_ws.h"
+#include "pusher_shm.h"
+
+#include "presence.hpp"
 
 namespace pusher::broker {
 
@@ -54,6 +60,130 @@ void for_each_channel(const cJSON *channels, const cJSON *channel, F &&f)
     }
 }
 
+// longest user_id of terminate_connections
+constexpr std::size_t max_user_id = 200;
+
+int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+// %-decoding of a path segment ('+' stays '+'); nothing if malformed
+std::optional<std::string> url_decode(std::string_view s)
+{
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); i++) {
+        if (s[i] != '%') {
+            out.push_back(s[i]);
+            continue;
+        }
+        if (i + 2 >= s.size()) {
+            return std::nullopt;
+        }
+        int hi = hex_value(s[i + 1]);
+        int lo = hex_value(s[i + 2]);
+        if (hi < 0 || lo < 0) {
+            return std::nullopt;
+        }
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+    }
+    return out;
+}
+
+// the URL-decoded value of a query parameter; nothing if absent
+std::optional<std::string> query_value(std::string_view query,
+                                       const char *name)
+{
+    std::string out(query.size() + 1, '\0');
+    long n = pusher_query_param(query.data(), query.size(), name, out.data(),
+                                out.size());
+    if (n < 0) {
+        return std::nullopt;
+    }
+    out.resize(static_cast<std::size_t>(n));
+    return out;
+}
+
+struct info_flags {
+    bool user_count = false;
+    bool subscription_count = false;
+    bool cache = false;
+};
+
+// a comma list of attributes, each one of those allowed (empty items are
+// skipped); throws 400 otherwise
+info_flags parse_info(std::string_view list, bool allow_cache)
+{
+    info_flags f;
+    while (!list.empty()) {
+        std::size_t comma = list.find(',');
+        std::string_view item = list.substr(0, comma);
+        list = comma == std::string_view::npos ? std::string_view()
+                                               : list.substr(comma + 1);
+        if (item.empty()) {
+            continue;
+        }
+        if (item == "user_count") {
+            f.user_count = true;
+        } else if (item == "subscription_count") {
+            f.subscription_count = true;
+        } else if (item == "cache" && allow_cache) {
+            f.cache = true;
+        } else {
+            throw api_error{400, "Unknown info attribute: "
+                + std::string(item.substr(0, 64))};
+        }
+    }
+    return f;
+}
+
+bool is_presence(std::string_view c)
+{
+    pusher_channel_type_e t = pusher_channel_type(c.data(), c.size());
+    return t == PUSHER_CHANNEL_PRESENCE || t == PUSHER_CHANNEL_PRESENCE_CACHE;
+}
+
+bool is_cache(std::string_view c)
+{
+    pusher_channel_type_e t = pusher_channel_type(c.data(), c.size());
+    return t == PUSHER_CHANNEL_CACHE || t == PUSHER_CHANNEL_PRIVATE_CACHE
+           || t == PUSHER_CHANNEL_PRESENCE_CACHE;
+}
+
+// a channel name from the path, decoded and checked
+std::string path_channel(std::string_view segment)
+{
+    std::optional<std::string> name = url_decode(segment);
+    if (!name || !pusher_channel_name_valid(name->data(), name->size())) {
+        std::string_view shown = name ? std::string_view(*name) : segment;
+        // only printable ASCII is quoted back (the reply must be UTF-8)
+        if (std::any_of(shown.begin(), shown.end(), [](char c) {
+                return static_cast<unsigned char>(c) < 0x20
+                       || static_cast<unsigned char>(c) >= 0x7f;
+            }))
+        {
+            throw api_error{400, "Invalid channel name"};
+        }
+        if (shown.size() > max_quoted_channel) {
+            throw api_error{400, "Invalid channel name: "
+                + std::string(shown.substr(0, max_quoted_channel)) + "..."};
+        }
+        throw api_error{400, "Invalid channel name: " + std::string(shown)};
+    }
+    return std::move(*name);
+}
+
 } // namespace
 
 trigger_api::trigger_api(segment &seg, app_registry &apps,
@@ -90,22 +220,79 @@ api_response trigger_api::handle(std::string_view method,
         return error(404, "Not found");
     }
     std::string_view app_id = rest.substr(0, slash);
-    std::string_view endpoint = rest.substr(slash);
 
-    bool batch;
-    if (endpoint == "/events") {
-        batch = false;
-    } else if (endpoint == "/batch_events") {
-        batch = true;
+    // the segments after the app id
+    std::array<std::string_view, 4> seg;
+    std::size_t nseg = 0;
+    for (std::string_view e = rest.substr(slash + 1);;) {
+        if (nseg == seg.size()) {
+            return error(404, "Not found");
+        }
+        std::size_t next = e.find('/');
+        seg[nseg++] = e.substr(0, next);
+        if (next == std::string_view::npos) {
+            break;
+        }
+        e = e.substr(next + 1);
+    }
+
+    enum class route { events, batch, channels, channel, users, terminate };
+    route r;
+    std::string_view want;
+    if (nseg == 1 && seg[0] == "events") {
+        r = route::events;
+        want = "POST";
+    } else if (nseg == 1 && seg[0] == "batch_events") {
+        r = route::batch;
+        want = "POST";
+    } else if (nseg == 1 && seg[0] == "channels") {
+        r = route::channels;
+        want = "GET";
+    } else if (nseg == 2 && seg[0] == "channels") {
+        r = route::channel;
+        want = "GET";
+    } else if (nseg == 3 && seg[0] == "channels" && seg[2] == "users") {
+        r = route::users;
+        want = "GET";
+    } else if (nseg == 3 && seg[0] == "users"
+               && seg[2] == "terminate_connections")
+    {
+        r = route::terminate;
+        want = "POST";
     } else {
         return error(404, "Not found");
     }
-    if (method != "POST") {
+    if (method != want) {
         return error(405, "Method not allowed");
     }
 
     try {
-        return trigger(method, path, query, app_id, batch, body);
+        switch (r) {
+        case route::events:
+        case route::batch:
+            return trigger(method, path, query, app_id, r == route::batch,
+                           body);
+        case route::channels:
+            return channels(query,
+                            authenticate(method, path, query, app_id, body));
+        case route::channel: {
+            const app &a = authenticate(method, path, query, app_id, body);
+            return channel_info(query, a, path_channel(seg[1]));
+        }
+        case route::users: {
+            const app &a = authenticate(method, path, query, app_id, body);
+            return channel_users(a, path_channel(seg[1]));
+        }
+        case route::terminate: {
+            const app &a = authenticate(method, path, query, app_id, body);
+            std::optional<std::string> user = url_decode(seg[1]);
+            if (!user || user->empty() || user->size() > max_user_id) {
+                return error(400, "Invalid user id");
+            }
+            return terminate(a, *user);
+        }
+        }
+        return error(404, "Not found");
     } catch (const api_error &e) {
         return error(e.status, e.message);
     }
@@ -120,30 +307,52 @@ api_response trigger_api::up() const
     return {200, R"({"health":"OK"})"};
 }
 
+const app &trigger_api::authenticate(std::string_view method,
+                                     std::string_view path,
+                                     std::string_view query,
+                                     std::string_view app_id,
+                                     std::string_view body)
+{
+    if (!apps_.known()) {
+        throw api_error{503, "No nginx worker attached yet: apps unknown"};
+    }
+    const app *a = apps_.find(app_id);
+    if (a == nullptr) {
+        throw api_error{404, "Unknown app"};
+    }
+
+    auto verify = [&](std::string_view p) {
+        return pusher_api_verify(
+            method.data(), method.size(), p.data(), p.size(),
+            query.data(), query.size(),
+            reinterpret_cast<const std::uint8_t *>(body.data()), body.size(),
+            reinterpret_cast<const std::uint8_t *>(a->key.data()),
+            a->key.size(),
+            reinterpret_cast<const std::uint8_t *>(a->secret.data()),
+            a->secret.size(), static_cast<std::int64_t>(std::time(nullptr)));
+    };
+    pusher_api_result_e rc = verify(path);
+    if (rc == PUSHER_API_BAD_SIGNATURE
+        && path.find('%') != std::string_view::npos)
+    {
+        // a client that signed the decoded path (a channel with '#')
+        if (std::optional<std::string> decoded = url_decode(path)) {
+            rc = verify(*decoded);
+        }
+    }
+    if (rc != PUSHER_API_OK) {
+        throw api_error{401, pusher_api_result_text(rc)};
+    }
+    return *a;
+}
+
 api_response trigger_api::trigger(std::string_view method,
                                   std::string_view path,
                                   std::string_view query,
                                   std::string_view app_id, bool batch,
                                   std::string_view body)
 {
-    if (!apps_.known()) {
-        return error(503, "No nginx worker attached yet: apps unknown");
-    }
-    const app *a = apps_.find(app_id);
-    if (a == nullptr) {
-        return error(404, "Unknown app");
-    }
-
-    pusher_api_result_e rc = pusher_api_verify(
-        method.data(), method.size(), path.data(), path.size(),
-        query.data(), query.size(),
-        reinterpret_cast<const std::uint8_t *>(body.data()), body.size(),
-        reinterpret_cast<const std::uint8_t *>(a->key.data()), a->key.size(),
-        reinterpret_cast<const std::uint8_t *>(a->secret.data()),
-        a->secret.size(), static_cast<std::int64_t>(std::time(nullptr)));
-    if (rc != PUSHER_API_OK) {
-        return error(401, pusher_api_result_text(rc));
-    }
+    const app *a = &authenticate(method, path, query, app_id, body);
 
     // subscribers get text frames, which must be UTF-8 (RFC 6455 8.1);
     // cJSON turns \u escapes into valid UTF-8 or fails
@@ -195,8 +404,199 @@ api_response trigger_api::trigger(std::string_view method,
     }
     control_.notify_published();
 
+    bool info = false;
+    for (const event &ev : events_) {
+        info = info || ev.want_user_count || ev.want_subscription_count;
+    }
+    std::string out = "{}";
+    if (info && !batch) {
+        // {"channels":{"<ch>":{...},...}}
+        const event &ev = events_.front();
+        out = "{\"channels\":{";
+        bool first = true;
+        for_each_channel(ev.channels, ev.channel,
+                         [&](std::string_view channel) {
+            if (!first) {
+                out += ',';
+            }
+            first = false;
+            out += '"';
+            append_json_escaped(out, channel);
+            out += "\":{";
+            append_counts(out, *a, ev, channel);
+            out += '}';
+        });
+        out += "}}";
+    } else if (info) {
+        // {"batch":[{...},...]}: the counts of each item's channel
+        out = "{\"batch\":[";
+        bool first = true;
+        for (const event &ev : events_) {
+            if (!first) {
+                out += ',';
+            }
+            first = false;
+            out += '{';
+            if (ev.channel != nullptr) {
+                append_counts(out, *a, ev, json::string_of(ev.channel));
+            }
+            out += '}';
+        }
+        out += "]}";
+    }
+
     events_.clear();
     printed_.clear();
+    return {200, std::move(out)};
+}
+
+void trigger_api::append_counts(std::string &out, const app &a,
+                                const event &ev,
+                                std::string_view channel) const
+{
+    // Pusher's rule: user_count for presence channels only,
+    // subscription_count for the others only
+    if (is_presence(channel)) {
+        if (ev.want_user_count) {
+            out += "\"user_count\":";
+            out += std::to_string(
+                control_.presence().user_count(a.id, channel));
+        }
+    } else if (ev.want_subscription_count) {
+        out += "\"subscription_count\":";
+        out += std::to_string(control_.occupancy().total(a.id, channel));
+    }
+}
+
+api_response trigger_api::channels(std::string_view query, const app &a)
+{
+    std::string prefix = query_value(query, "filter_by_prefix")
+                             .value_or(std::string());
+    info_flags info = parse_info(query_value(query, "info")
+                                     .value_or(std::string()), false);
+    if (info.subscription_count) {
+        throw api_error{400, "info=subscription_count is not supported "
+                             "for the channel list"};
+    }
+    if (info.user_count && !std::string_view(prefix).starts_with("presence-")) {
+        throw api_error{400, "info=user_count requires "
+                             "filter_by_prefix=presence-"};
+    }
+
+    std::vector<std::string_view> names;
+    control_.occupancy().for_each_channel(
+        a.id, [&](std::string_view name, std::uint64_t total) {
+            if (total > 0 && name.starts_with(prefix)) {
+                names.push_back(name);
+            }
+        });
+    std::sort(names.begin(), names.end());
+
+    std::string out = "{\"channels\":{";
+    bool first = true;
+    for (std::string_view name : names) {
+        if (!first) {
+            out += ',';
+        }
+        first = false;
+        out += '"';
+        append_json_escaped(out, name);
+        out += "\":{";
+        if (info.user_count) {
+            out += "\"user_count\":";
+            out += std::to_string(control_.presence().user_count(a.id, name));
+        }
+        out += '}';
+    }
+    out += "}}";
+    return {200, std::move(out)};
+}
+
+api_response trigger_api::channel_info(std::string_view query, const app &a,
+                                       std::string_view channel)
+{
+    info_flags info = parse_info(query_value(query, "info")
+                                     .value_or(std::string()), true);
+    bool presence = is_presence(channel);
+    if (info.user_count && !presence) {
+        throw api_error{400, "info=user_count is only supported for "
+                             "presence channels"};
+    }
+    if (info.subscription_count && presence) {
+        throw api_error{400, "info=subscription_count is not supported "
+                             "for presence channels"};
+    }
+    if (info.cache && !is_cache(channel)) {
+        throw api_error{400, "info=cache is only supported for cache "
+                             "channels"};
+    }
+
+    std::uint64_t total = control_.occupancy().total(a.id, channel);
+    std::string out = total > 0 ? "{\"occupied\":true"
+                                : "{\"occupied\":false";
+    if (info.user_count) {
+        out += ",\"user_count\":";
+        out += std::to_string(control_.presence().user_count(a.id, channel));
+    }
+    if (info.subscription_count) {
+        out += ",\"subscription_count\":";
+        out += std::to_string(total);
+    }
+    if (info.cache) {
+        std::uint32_t ttl = 0;
+        std::string_view cached = control_.cache().get(a.id, channel, ttl);
+        json::value ev = cached.empty() ? json::value() : json::parse(cached);
+        const cJSON *data = ev ? json::member(ev.get(), "data") : nullptr;
+        if (data != nullptr) {
+            out += ",\"cache\":{\"data\":";
+            if (cJSON_IsString(data)) {
+                out += '"';
+                append_json_escaped(out, json::string_of(data));
+                out += '"';
+            } else {
+                json::text t = json::print(data);
+                if (!t) {
+                    throw std::bad_alloc();
+                }
+                out += t.get();
+            }
+            out += ",\"ttl\":";
+            out += std::to_string(ttl);
+            out += '}';
+        }
+    }
+    out += '}';
+    return {200, std::move(out)};
+}
+
+api_response trigger_api::channel_users(const app &a, std::string_view channel)
+{
+    if (!is_presence(channel)) {
+        return error(400, "The channel must be a presence channel");
+    }
+    std::vector<std::string_view> users;
+    control_.presence().users(a.id, channel, users);
+    std::string out = "{\"users\":[";
+    bool first = true;
+    for (std::string_view id : users) {
+        if (!first) {
+            out += ',';
+        }
+        first = false;
+        out += "{\"id\":\"";
+        append_json_escaped(out, id);
+        out += "\"}";
+    }
+    out += "]}";
+    return {200, std::move(out)};
+}
+
+api_response trigger_api::terminate(const app &a, std::string_view user_id)
+{
+    if (!seg_.publish_fields(PUSHER_RING_TERMINATE, {a.id, user_id})) {
+        return error(500, "Could not publish");
+    }
+    control_.notify_published();
     return {200, "{}"};
 }
 
@@ -261,6 +661,18 @@ void trigger_api::parse_event(const app &a, const cJSON *obj, event &ev)
         ev.channel = channel;
     } else {
         throw api_error{400, "Event needs \"channels\" or \"channel\""};
+    }
+
+    ev.want_user_count = false;
+    ev.want_subscription_count = false;
+    const cJSON *info = json::member(obj, "info");
+    if (info != nullptr && !cJSON_IsNull(info)) {
+        if (!cJSON_IsString(info)) {
+            throw api_error{400, "\"info\" must be a string"};
+        }
+        info_flags f = parse_info(json::string_of(info), false);
+        ev.want_user_count = f.user_count;
+        ev.want_subscription_count = f.subscription_count;
     }
 
     ev.socket_id = {};

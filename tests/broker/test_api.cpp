@@ -1,0 +1,968 @@
+// The broker's HTTP API for channels, users and terminate_connections
+// without nginx: this test starts pusher-broker itself (argv[1]) with
+// temporary sockets and a unique shm name, plays two nginx workers on the
+// control socket (HELLO, OCCUPANCY, PRESENCE_JOIN) and sends signed
+// HTTP/1.1 requests over the API's unix socket, signed both the way the
+// Node SDK does (raw query values) and the PHP SDK does (%-encoded
+// values).  It checks exact statuses and JSON bodies, and the TERMINATE
+// ring record.
+//
+// Whatever happens, the broker is stopped and its sockets, directory and
+// shm object removed (a failed check or the alarm ends the test through
+// fail(), which cleans up).
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "pusher_auth.h"
+#include "pusher_ctl.h"
+#include "pusher_proto.h"
+#include "pusher_ring.h"
+#include "pusher_shm.h"
+
+namespace {
+
+// ---- process state and cleanup ------------------------------------------
+
+char g_dir[64];
+std::string g_control, g_api, g_log, g_shm;
+pid_t g_broker = -1;
+void *g_base = nullptr;
+std::size_t g_size = 0;
+
+void cleanup()
+{
+    if (g_broker > 0) {
+        kill(g_broker, SIGTERM);
+        for (int i = 0; i < 200; i++) {
+            if (waitpid(g_broker, nullptr, WNOHANG) == g_broker) {
+                g_broker = -1;
+                break;
+            }
+            usleep(10000);
+        }
+        if (g_broker > 0) {
+            kill(g_broker, SIGKILL);
+            waitpid(g_broker, nullptr, 0);
+            g_broker = -1;
+        }
+    }
+    if (g_base != nullptr) {
+        munmap(g_base, g_size);
+        g_base = nullptr;
+    }
+    if (!g_shm.empty()) {
+        shm_unlink(g_shm.c_str());
+    }
+    if (g_dir[0] != '\0') {
+        unlink(g_control.c_str());
+        unlink(g_api.c_str());
+        unlink(g_log.c_str());
+        rmdir(g_dir);
+        g_dir[0] = '\0';
+    }
+}
+
+void dump_log()
+{
+    if (g_log.empty()) {
+        return;
+    }
+    FILE *f = std::fopen(g_log.c_str(), "r");
+    if (f == nullptr) {
+        return;
+    }
+    std::fprintf(stderr, "--- broker log ---\n");
+    char buf[512];
+    while (std::fgets(buf, sizeof(buf), f) != nullptr) {
+        std::fputs(buf, stderr);
+    }
+    std::fclose(f);
+}
+
+[[noreturn]] void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    std::fprintf(stderr, "FAIL: ");
+    std::vfprintf(stderr, fmt, ap);
+    std::fprintf(stderr, "\n");
+    va_end(ap);
+    dump_log();
+    cleanup();
+    std::exit(1);
+}
+
+void on_alarm(int)
+{
+    // not async-signal-safe in theory; the test is over anyway
+    fail("timed out");
+}
+
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fail("%s:%d: %s", __FILE__, __LINE__, #cond);                    \
+        }                                                                    \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                       \
+    do {                                                                     \
+        std::string a_ = (a), b_ = (b);                                      \
+        if (a_ != b_) {                                                      \
+            fail("%s:%d: %s\n  got:      %s\n  expected: %s", __FILE__,     \
+                 __LINE__, #a, a_.c_str(), b_.c_str());                      \
+        }                                                                    \
+    } while (0)
+
+// ---- control connection -------------------------------------------------
+
+struct message {
+    std::uint16_t type = 0;
+    std::string payload;
+};
+
+void write_all(int fd, const std::string &s)
+{
+    std::size_t off = 0;
+    while (off < s.size()) {
+        ssize_t n = write(fd, s.data() + off, s.size() - off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        CHECK(n > 0);
+        off += static_cast<std::size_t>(n);
+    }
+}
+
+bool read_all(int fd, char *p, std::size_t len, int timeout_ms)
+{
+    std::size_t off = 0;
+    while (off < len) {
+        pollfd pfd{fd, POLLIN, 0};
+        int r = poll(&pfd, 1, timeout_ms);
+        if (r == 0) {
+            return false;
+        }
+        ssize_t n = read(fd, p + off, len - off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        off += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+std::string framed(std::uint16_t type, const std::string &payload)
+{
+    std::string out(PUSHER_CTL_HEADER_SIZE, '\0');
+    pusher_ctl_header_write(reinterpret_cast<std::uint8_t *>(out.data()), type,
+                            static_cast<std::uint32_t>(payload.size()));
+    return out + payload;
+}
+
+std::string fields(std::initializer_list<std::string_view> list)
+{
+    std::size_t len = 0;
+    for (auto f : list) {
+        len += PUSHER_CTL_FIELD_SIZE(f.size());
+    }
+    std::string out(len, '\0');
+    auto *p = reinterpret_cast<std::uint8_t *>(out.data());
+    for (auto f : list) {
+        p = pusher_ctl_put(p, f.data(), static_cast<std::uint32_t>(f.size()));
+    }
+    return out;
+}
+
+struct worker {
+    int fd = -1;
+    int slot = -1;
+
+    ~worker() { close_fd(); }
+
+    void close_fd()
+    {
+        if (fd >= 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+
+    void send(std::uint16_t type, const std::string &payload)
+    {
+        write_all(fd, framed(type, payload));
+    }
+
+    // the next message that is not a doorbell
+    message next(int timeout_ms = 2000)
+    {
+        for (;;) {
+            char head[PUSHER_CTL_HEADER_SIZE];
+            if (!read_all(fd, head, sizeof(head), timeout_ms)) {
+                fail("no message from the broker");
+            }
+            pusher_ctl_header_t h;
+            pusher_ctl_header_read(reinterpret_cast<std::uint8_t *>(head), &h);
+            message m;
+            m.type = h.type;
+            m.payload.resize(h.length);
+            if (h.length
+                && !read_all(fd, m.payload.data(), h.length, timeout_ms))
+            {
+                fail("short message from the broker");
+            }
+            if (m.type != PUSHER_CTL_DOORBELL) {
+                return m;
+            }
+        }
+    }
+
+    void occupancy(std::string_view app_id, std::string_view channel,
+                   std::string_view count)
+    {
+        send(PUSHER_CTL_OCCUPANCY, fields({app_id, channel, count}));
+    }
+
+    void online(std::string_view user_id, std::string_view socket_id,
+                std::string_view watchlist = "",
+                std::string_view app_id = "app1")
+    {
+        send(PUSHER_CTL_USER_ONLINE,
+             fields({app_id, user_id, socket_id, watchlist}));
+    }
+
+    void offline(std::string_view user_id, std::string_view socket_id)
+    {
+        send(PUSHER_CTL_USER_OFFLINE, fields({"app1", user_id, socket_id}));
+    }
+};
+
+int connect_control()
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_control.c_str());
+    if (connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void hello(worker &w, int pid)
+{
+    w.fd = connect_control();
+    CHECK(w.fd >= 0);
+    char buf[256];
+    std::snprintf(buf, sizeof(buf),
+                  "{\"pid\":%d,\"conf_time\":1,\"apps\":[{\"id\":\"app1\","
+                  "\"key\":\"key1\",\"secret\":\"secret1\","
+                  "\"subscription_count\":true,\"cache_ttl\":60},{\"id\":\"app2\","
+                  "\"key\":\"key2\",\"secret\":\"secret2\"}]}",
+                  pid);
+    w.send(PUSHER_CTL_HELLO, buf);
+    message m = w.next();
+    CHECK(m.type == PUSHER_CTL_WELCOME);
+    cJSON *root = cJSON_ParseWithLength(m.payload.data(), m.payload.size());
+    CHECK(root != nullptr);
+    const cJSON *slot = cJSON_GetObjectItemCaseSensitive(root, "slot");
+    const cJSON *shm = cJSON_GetObjectItemCaseSensitive(root, "shm");
+    CHECK(cJSON_IsNumber(slot) && cJSON_IsString(shm));
+    CHECK(std::string(shm->valuestring) == g_shm);
+    w.slot = slot->valueint;
+    cJSON_Delete(root);
+}
+
+// ---- the ring -----------------------------------------------------------
+
+pusher_ring_t g_ring;
+pusher_ring_reader_t g_reader;
+std::vector<std::uint8_t> g_buf;
+
+void map_segment()
+{
+    int fd = shm_open(g_shm.c_str(), O_RDWR, 0);
+    CHECK(fd >= 0);
+    struct stat st;
+    CHECK(fstat(fd, &st) == 0);
+    g_size = static_cast<std::size_t>(st.st_size);
+    void *base = mmap(nullptr, g_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                      0);
+    close(fd);
+    CHECK(base != MAP_FAILED);
+    g_base = base;
+    pusher_shm_header_t *h = pusher_shm_header(base);
+    CHECK(h->magic == PUSHER_SHM_MAGIC);
+    CHECK(pusher_ring_init(&g_ring, pusher_shm_ring(base), h->ring_capacity,
+                           pusher_shm_desc(base))
+          == 0);
+    pusher_ring_reader_init(&g_reader, &g_ring, 1);
+    g_buf.resize(g_ring.max_record);
+}
+
+struct record {
+    std::string app_id, channel, socket_id, json;
+};
+
+std::vector<std::string> split(const std::string &payload)
+{
+    std::vector<std::string> out;
+    const auto *pos = reinterpret_cast<const std::uint8_t *>(payload.data());
+    const auto *end = pos + payload.size();
+    while (pos < end) {
+        const std::uint8_t *data = nullptr;
+        std::uint32_t len = 0;
+        CHECK(pusher_ctl_get(&pos, end, &data, &len) == 0);
+        out.emplace_back(reinterpret_cast<const char *>(data), len);
+    }
+    return out;
+}
+
+// PRESENCE_JOINED and CACHE answers come down the ring between the events
+std::deque<std::vector<std::string>> g_answers;
+std::deque<record> g_records;
+// TERMINATE payloads, raw
+std::deque<std::string> g_terminates;
+
+// reads what the ring holds: events to g_records, answers to g_answers
+void pump_ring()
+{
+    for (;;) {
+        std::int32_t type = 0;
+        std::uint32_t len = 0;
+        int rc = pusher_ring_read(&g_reader, &g_ring, g_buf.data(), &type,
+                                  &len);
+        CHECK(rc != PUSHER_RING_LAPPED);
+        if (rc == PUSHER_RING_EMPTY) {
+            return;
+        }
+        if (type == PUSHER_RING_TERMINATE) {
+            g_terminates.emplace_back(
+                reinterpret_cast<const char *>(g_buf.data()), len);
+            continue;
+        }
+        if (type == PUSHER_RING_PRESENCE_JOINED || type == PUSHER_RING_CACHE) {
+            g_answers.push_back(split(std::string(
+                reinterpret_cast<const char *>(g_buf.data()), len)));
+            continue;
+        }
+        CHECK(type == PUSHER_RING_EVENT);
+        record r;
+        pusher_ring_event_view_t v;
+        CHECK(pusher_ring_event_decode(g_buf.data(), len, &v) == 0);
+        r.app_id.assign(v.app_id.data, v.app_id.len);
+        r.channel.assign(v.channel.data, v.channel.len);
+        r.socket_id.assign(v.socket_id.data, v.socket_id.len);
+        // decode checked a minimal FIN text frame: the payload follows
+        std::size_t hdr = v.frame[1] == 126 ? 4 : (v.frame[1] == 127 ? 10 : 2);
+        r.json.assign(reinterpret_cast<const char *>(v.frame) + hdr,
+                      v.frame_len - hdr);
+        CHECK(v.frame[0] == 0x81);
+        cJSON *j = cJSON_ParseWithLength(r.json.data(), r.json.size());
+        CHECK(j != nullptr);    // every record is valid JSON
+        cJSON_Delete(j);
+        g_records.push_back(std::move(r));
+    }
+}
+
+bool try_record(record &r)
+{
+    if (g_records.empty()) {
+        pump_ring();
+    }
+    if (g_records.empty()) {
+        return false;
+    }
+    r = std::move(g_records.front());
+    g_records.pop_front();
+    return true;
+}
+
+// the next PRESENCE_JOINED or CACHE answer, as its fields
+std::vector<std::string> next_answer()
+{
+    for (int i = 0; i < 400; i++) {
+        if (g_answers.empty()) {
+            pump_ring();
+        }
+        if (!g_answers.empty()) {
+            std::vector<std::string> f = std::move(g_answers.front());
+            g_answers.pop_front();
+            return f;
+        }
+        usleep(5000);
+    }
+    fail("no answer in the ring");
+}
+
+record next_record()
+{
+    record r;
+    for (int i = 0; i < 400; i++) {
+        if (try_record(r)) {
+            return r;
+        }
+        usleep(5000);
+    }
+    fail("no ring record");
+}
+
+// A CACHE_GET: a reply and no record, so once it arrives everything sent
+// before on this connection has been handled.
+void barrier(worker &w)
+{
+    w.send(PUSHER_CTL_CACHE_GET, fields({"app1", "cache-barrier", "9.9"}));
+    for (;;) {
+        std::vector<std::string> f = next_answer();
+        if (f.size() == 3 && f[1] == "cache-barrier") {
+            break;
+        }
+    }
+}
+
+// ---- broker -------------------------------------------------------------
+
+void start_broker(const char *binary)
+{
+    std::snprintf(g_dir, sizeof(g_dir), "/tmp/pusher-api-XXXXXX");
+    CHECK(mkdtemp(g_dir) != nullptr);
+    g_control = std::string(g_dir) + "/control.sock";
+    g_api = std::string(g_dir) + "/api.sock";
+    g_log = std::string(g_dir) + "/broker.log";
+    g_shm = "/pusher-api-test-" + std::to_string(getpid());
+
+    std::string api = "--api=unix:" + g_api;
+    std::string control = "--control=" + g_control;
+    std::string shm = "--shm=" + g_shm;
+
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int fd = open(g_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(binary, binary, api.c_str(), control.c_str(), shm.c_str(),
+              "--ring-size=4m", static_cast<char *>(nullptr));
+        _exit(127);
+    }
+    g_broker = pid;
+
+    for (int i = 0; i < 400; i++) {
+        int fd = connect_control();
+        if (fd >= 0) {
+            close(fd);
+            return;
+        }
+        if (waitpid(g_broker, nullptr, WNOHANG) == g_broker) {
+            g_broker = -1;
+            fail("the broker exited at start");
+        }
+        usleep(5000);
+    }
+    fail("the broker did not listen");
+}
+// ---- HTTP over the API socket -------------------------------------------
+
+struct http_reply {
+    int status = 0;
+    std::string body;
+};
+
+http_reply http(const std::string &method, const std::string &target,
+                const std::string &body = "")
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_api.c_str());
+    CHECK(connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) == 0);
+    std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost"
+                      "\r\nConnection: close\r\n";
+    if (!body.empty() || method == "POST") {
+        req += "Content-Type: application/json\r\nContent-Length: "
+               + std::to_string(body.size()) + "\r\n";
+    }
+    req += "\r\n" + body;
+    write_all(fd, req);
+
+    std::string in;
+    for (;;) {
+        pollfd pfd{fd, POLLIN, 0};
+        CHECK(poll(&pfd, 1, 2000) == 1);
+        char buf[4096];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        CHECK(n >= 0);
+        if (n == 0) {
+            break;
+        }
+        in.append(buf, static_cast<std::size_t>(n));
+    }
+    close(fd);
+
+    http_reply r;
+    CHECK(in.starts_with("HTTP/1.1 "));
+    r.status = std::atoi(in.c_str() + 9);
+    std::size_t end = in.find("\r\n\r\n");
+    CHECK(end != std::string::npos);
+    r.body = in.substr(end + 4);
+    return r;
+}
+
+enum class sdk { node, php };
+
+// rawurlencode, as PHP's Guzzle sends query values
+std::string url_encode(const std::string &s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : s) {
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'
+            || c == '~')
+        {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out.push_back('%');
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 15]);
+        }
+    }
+    return out;
+}
+
+// a signed request to the app: sign_path is what the client signs (the
+// path sent by default); params are the user's query values, unencoded
+http_reply signed_request(const std::string &method, const std::string &path,
+                          std::map<std::string, std::string> params,
+                          const std::string &body = "", sdk style = sdk::node,
+                          const std::string &key = "key1",
+                          const std::string &secret = "secret1",
+                          const std::string &sign_path = "")
+{
+    params["auth_key"] = key;
+    params["auth_timestamp"] = std::to_string(std::time(nullptr));
+    params["auth_version"] = "1.0";
+    if (!body.empty()) {
+        char md5[32];
+        pusher_md5_hex(reinterpret_cast<const std::uint8_t *>(body.data()),
+                       body.size(), md5);
+        params["body_md5"] = std::string(md5, 32);
+    }
+    std::string sorted, sent;
+    for (const auto &[k, v] : params) {     // std::map: sorted by key
+        sorted += (sorted.empty() ? "" : "&") + k + "=" + v;
+        sent += (sent.empty() ? "" : "&") + k + "="
+                + (style == sdk::php ? url_encode(v) : v);
+    }
+    std::string to_sign = method + "\n"
+                          + (sign_path.empty() ? path : sign_path) + "\n"
+                          + sorted;
+    char sig[PUSHER_HMAC_HEX_LEN];
+    pusher_hmac_sha256_hex(
+        reinterpret_cast<const std::uint8_t *>(secret.data()), secret.size(),
+        reinterpret_cast<const std::uint8_t *>(to_sign.data()), to_sign.size(),
+        sig);
+    sent += "&auth_signature=" + std::string(sig, PUSHER_HMAC_HEX_LEN);
+    return http(method, path + "?" + sent, body);
+}
+
+#define EXPECT_HTTP(reply, code, text)                                       \
+    do {                                                                     \
+        http_reply r_ = (reply);                                             \
+        if (r_.status != (code)) {                                           \
+            fail("%s:%d: status %d, expected %d; body %s", __FILE__,        \
+                 __LINE__, r_.status, (code), r_.body.c_str());              \
+        }                                                                    \
+        CHECK_EQ(r_.body, (text));                                           \
+    } while (0)
+
+http_reply get(const std::string &path,
+               std::map<std::string, std::string> params = {},
+               sdk style = sdk::node)
+{
+    return signed_request("GET", "/apps/app1" + path, std::move(params), "",
+                          style);
+}
+
+http_reply post(const std::string &path, const std::string &body,
+                sdk style = sdk::node)
+{
+    return signed_request("POST", "/apps/app1" + path, {}, body, style);
+}
+
+std::string err(const std::string &message, int code)
+{
+    return "{\"error\":\"" + message + "\",\"code\":" + std::to_string(code)
+           + "}";
+}
+
+// discards the events and answers in the ring
+void drain()
+{
+    pump_ring();
+    g_records.clear();
+    g_answers.clear();
+}
+
+void join(worker &w, const std::string &channel, const std::string &socket,
+          const std::string &user_id)
+{
+    w.send(PUSHER_CTL_PRESENCE_JOIN,
+           fields({"app1", channel, socket, user_id, "", "0", ""}));
+}
+
+// the next record of an event "e" (the subscription_count events of the
+// occupancy changes are skipped)
+record next_event()
+{
+    for (;;) {
+        record r = next_record();
+        if (!r.json.starts_with("{\"event\":\"pusher_internal:")) {
+            CHECK(r.json.starts_with("{\"event\":\"e\""));
+            return r;
+        }
+    }
+}
+
+void no_event()
+{
+    record r;
+    while (try_record(r)) {
+        if (!r.json.starts_with("{\"event\":\"pusher_internal:")) {
+            fail("unexpected ring record: %s", r.json.c_str());
+        }
+    }
+}
+
+// ---- the cases ----------------------------------------------------------
+
+void setup(worker &a, worker &b)
+{
+    a.occupancy("app1", "room", "2");
+    b.occupancy("app1", "room", "1");
+    a.occupancy("app1", "presence-room", "2");
+    b.occupancy("app1", "presence-room", "1");
+    a.occupancy("app1", "presence-other", "1");
+    a.occupancy("app1", "private-a", "1");
+    b.occupancy("app1", "cache-room", "1");
+    a.occupancy("app1", "gone", "1");
+    a.occupancy("app1", "gone", "0");
+    b.occupancy("app2", "app2-only", "1");
+    // u1 twice (two sockets), then user 7 given as a JSON number
+    // (two connections: the barrier fixes the order of the joins)
+    join(a, "presence-room", "1.1", "\"u1\"");
+    barrier(a);
+    join(b, "presence-room", "2.1", "7");
+    barrier(b);
+    join(a, "presence-room", "1.2", "\"u1\"");
+    join(a, "presence-other", "1.3", "\"x\\\"y\"");
+    barrier(a);
+    barrier(b);
+    drain();
+}
+
+void list_channels()
+{
+    EXPECT_HTTP(get("/channels"), 200,
+                "{\"channels\":{\"cache-room\":{},\"presence-other\":{},"
+                "\"presence-room\":{},\"private-a\":{},\"room\":{}}}");
+    EXPECT_HTTP(get("/channels", {{"filter_by_prefix", "r"}}), 200,
+                "{\"channels\":{\"room\":{}}}");
+    EXPECT_HTTP(get("/channels", {{"filter_by_prefix", "nothing-"}}), 200,
+                "{\"channels\":{}}");
+    std::string users = "{\"channels\":{\"presence-other\":{\"user_count\":1},"
+                        "\"presence-room\":{\"user_count\":2}}}";
+    EXPECT_HTTP(get("/channels", {{"filter_by_prefix", "presence-"},
+                                  {"info", "user_count"}}),
+                200, users);
+    EXPECT_HTTP(get("/channels", {{"filter_by_prefix", "presence-"},
+                                  {"info", "user_count"}}, sdk::php),
+                200, users);
+    std::string need = err("info=user_count requires "
+                           "filter_by_prefix=presence-", 400);
+    EXPECT_HTTP(get("/channels", {{"info", "user_count"}}), 400, need);
+    EXPECT_HTTP(get("/channels", {{"filter_by_prefix", "pr"},
+                                  {"info", "user_count"}}), 400, need);
+    CHECK(get("/channels", {{"info", "subscription_count"}}).status == 400);
+    CHECK(get("/channels", {{"info", "bogus"}}).status == 400);
+    // the other app's channels stay apart
+    EXPECT_HTTP(signed_request("GET", "/apps/app2/channels", {}, "", sdk::node,
+                               "key2", "secret2"),
+                200, "{\"channels\":{\"app2-only\":{}}}");
+}
+
+void channel_info()
+{
+    EXPECT_HTTP(get("/channels/room"), 200, "{\"occupied\":true}");
+    EXPECT_HTTP(get("/channels/room", {{"info", "subscription_count"}}), 200,
+                "{\"occupied\":true,\"subscription_count\":3}");
+    EXPECT_HTTP(get("/channels/nobody", {{"info", "subscription_count"}}), 200,
+                "{\"occupied\":false,\"subscription_count\":0}");
+    EXPECT_HTTP(get("/channels/gone"), 200, "{\"occupied\":false}");
+    EXPECT_HTTP(get("/channels/presence-room", {{"info", "user_count"}}), 200,
+                "{\"occupied\":true,\"user_count\":2}");
+    EXPECT_HTTP(get("/channels/presence-room",
+                    {{"info", "subscription_count"}}),
+                400,
+                err("info=subscription_count is not supported for presence "
+                    "channels", 400));
+    EXPECT_HTTP(get("/channels/room", {{"info", "user_count"}}), 400,
+                err("info=user_count is only supported for presence "
+                    "channels", 400));
+    EXPECT_HTTP(get("/channels/room", {{"info", "cache"}}), 400,
+                err("info=cache is only supported for cache channels", 400));
+    EXPECT_HTTP(get("/channels/room", {{"info", "bogus"}}), 400,
+                err("Unknown info attribute: bogus", 400));
+    EXPECT_HTTP(get("/channels/a%20b"), 400,
+                err("Invalid channel name: a b", 400));
+    EXPECT_HTTP(get("/channels/a%FF"), 400, err("Invalid channel name", 400));
+    EXPECT_HTTP(get("/channels/a%2Fb"), 400,
+                err("Invalid channel name: a/b", 400));
+    EXPECT_HTTP(get("/channels/" + std::string(201, 'x')), 400,
+                err("Invalid channel name: " + std::string(200, 'x') + "...",
+                    400));
+
+    // a cache channel: nothing cached yet, then the last event's data
+    EXPECT_HTTP(get("/channels/cache-room",
+                    {{"info", "subscription_count,cache"}}, sdk::php),
+                200, "{\"occupied\":true,\"subscription_count\":1}");
+    EXPECT_HTTP(post("/events", "{\"name\":\"e\",\"data\":\"{\\\"x\\\":1}\","
+                                "\"channel\":\"cache-room\"}"),
+                200, "{}");
+    EXPECT_HTTP(get("/channels/cache-room",
+                    {{"info", "subscription_count,cache"}}, sdk::php),
+                200,
+                "{\"occupied\":true,\"subscription_count\":1,\"cache\":"
+                "{\"data\":\"{\\\"x\\\":1}\",\"ttl\":60}}");
+    EXPECT_HTTP(get("/channels/cache-room", {{"info", "cache"}}), 200,
+                "{\"occupied\":true,\"cache\":{\"data\":\"{\\\"x\\\":1}\","
+                "\"ttl\":60}}");
+    EXPECT_HTTP(get("/channels/cache-empty", {{"info", "cache"}}), 200,
+                "{\"occupied\":false}");
+
+    // '#' in a channel travels as %23; the encoded or decoded path signs
+    EXPECT_HTTP(get("/channels/%23server-to-user-u1"), 200,
+                "{\"occupied\":false}");
+    EXPECT_HTTP(signed_request("GET", "/apps/app1/channels/%23server-to-"
+                                      "user-u1", {}, "", sdk::node, "key1",
+                               "secret1",
+                               "/apps/app1/channels/#server-to-user-u1"),
+                200, "{\"occupied\":false}");
+    drain();
+}
+
+void channel_users()
+{
+    EXPECT_HTTP(get("/channels/presence-room/users"), 200,
+                "{\"users\":[{\"id\":\"u1\"},{\"id\":\"7\"}]}");
+    EXPECT_HTTP(get("/channels/presence-other/users"), 200,
+                "{\"users\":[{\"id\":\"x\\\"y\"}]}");
+    EXPECT_HTTP(get("/channels/presence-none/users"), 200, "{\"users\":[]}");
+    EXPECT_HTTP(get("/channels/room/users"), 400,
+                err("The channel must be a presence channel", 400));
+    EXPECT_HTTP(get("/channels/a%20b/users"), 400,
+                err("Invalid channel name: a b", 400));
+}
+
+void events_info()
+{
+    drain();
+    std::string body = "{\"name\":\"e\",\"data\":\"d\",\"channels\":[\"room\","
+                       "\"presence-room\",\"private-a\"],\"info\":"
+                       "\"user_count,subscription_count\"}";
+    EXPECT_HTTP(post("/events", body), 200,
+                "{\"channels\":{\"room\":{\"subscription_count\":3},"
+                "\"presence-room\":{\"user_count\":2},"
+                "\"private-a\":{\"subscription_count\":1}}}");
+    EXPECT_HTTP(post("/events", body, sdk::php), 200,
+                "{\"channels\":{\"room\":{\"subscription_count\":3},"
+                "\"presence-room\":{\"user_count\":2},"
+                "\"private-a\":{\"subscription_count\":1}}}");
+    EXPECT_HTTP(post("/events", "{\"name\":\"e\",\"data\":\"d\",\"channels\":"
+                                "[\"room\",\"presence-room\"],\"info\":"
+                                "\"user_count\"}"),
+                200,
+                "{\"channels\":{\"room\":{},\"presence-room\":"
+                "{\"user_count\":2}}}");
+    EXPECT_HTTP(post("/events", "{\"name\":\"e\",\"data\":\"d\",\"channel\":"
+                                "\"room\"}"),
+                200, "{}");
+    for (int i = 0; i < 3 + 3 + 2 + 1; i++) {
+        next_event();
+    }
+    // a bad info publishes nothing
+    EXPECT_HTTP(post("/events", "{\"name\":\"e\",\"data\":\"d\",\"channel\":"
+                                "\"room\",\"info\":\"cache\"}"),
+                400, err("Unknown info attribute: cache", 400));
+    EXPECT_HTTP(post("/events", "{\"name\":\"e\",\"data\":\"d\",\"channel\":"
+                                "\"room\",\"info\":1}"),
+                400, err("\\\"info\\\" must be a string", 400));
+
+    std::string batch =
+        "{\"batch\":[{\"name\":\"e\",\"data\":\"d\",\"channel\":\"room\","
+        "\"info\":\"subscription_count\"},{\"name\":\"e\",\"data\":\"d\","
+        "\"channel\":\"presence-room\",\"info\":\"user_count,"
+        "subscription_count\"},{\"name\":\"e\",\"data\":\"d\",\"channel\":"
+        "\"private-a\"},{\"name\":\"e\",\"data\":\"d\",\"channel\":\"room\","
+        "\"info\":\"user_count\"}]}";
+    EXPECT_HTTP(post("/batch_events", batch), 200,
+                "{\"batch\":[{\"subscription_count\":3},{\"user_count\":2},{},"
+                "{}]}");
+    EXPECT_HTTP(post("/batch_events", "{\"batch\":[{\"name\":\"e\",\"data\":"
+                                      "\"d\",\"channel\":\"room\"}]}"),
+                200, "{}");
+    EXPECT_HTTP(post("/batch_events", "{\"batch\":[{\"name\":\"e\",\"data\":"
+                                      "\"d\",\"channel\":\"room\"},{\"name\":"
+                                      "\"e\",\"data\":\"d\",\"channel\":"
+                                      "\"room\",\"info\":\"x\"}]}"),
+                400, err("Unknown info attribute: x", 400));
+    for (int i = 0; i < 5; i++) {
+        next_event();
+    }
+    no_event();
+}
+
+void terminate()
+{
+    drain();
+    EXPECT_HTTP(post("/users/u%201/terminate_connections", "{}"), 200, "{}");
+    EXPECT_HTTP(post("/users/42/terminate_connections", "{}", sdk::php), 200,
+                "{}");
+    for (int i = 0; i < 400 && g_terminates.size() < 2; i++) {
+        pump_ring();
+        usleep(5000);
+    }
+    CHECK(g_terminates.size() == 2);
+    // app_id, user_id as control fields: u32 length + bytes each
+    CHECK_EQ(g_terminates[0],
+             std::string("\x04\0\0\0" "app1" "\x03\0\0\0" "u 1", 15));
+    CHECK_EQ(g_terminates[1],
+             std::string("\x04\0\0\0" "app1" "\x02\0\0\0" "42", 14));
+    g_terminates.clear();
+
+    EXPECT_HTTP(post("/users//terminate_connections", "{}"), 400,
+                err("Invalid user id", 400));
+    EXPECT_HTTP(post("/users/" + std::string(201, 'u')
+                         + "/terminate_connections", "{}"),
+                400, err("Invalid user id", 400));
+    EXPECT_HTTP(post("/users/" + std::string(200, 'u')
+                         + "/terminate_connections", "{}"),
+                200, "{}");
+    EXPECT_HTTP(get("/users/u1/terminate_connections"), 405,
+                err("Method not allowed", 405));
+    // unsigned or badly signed: 401, nothing published
+    CHECK(http("POST", "/apps/app1/users/u1/terminate_connections", "{}")
+              .status == 401);
+    CHECK(signed_request("POST", "/apps/app1/users/u1/terminate_connections",
+                         {}, "{}", sdk::node, "key1", "wrong")
+              .status == 401);
+    for (int i = 0; i < 400 && g_terminates.empty(); i++) {
+        pump_ring();
+        usleep(5000);
+    }
+    CHECK(g_terminates.size() == 1);
+    CHECK_EQ(g_terminates[0].substr(8, 4), std::string("\xc8\0\0\0", 4));
+    pump_ring();
+    CHECK(g_terminates.size() == 1);
+}
+
+void routing()
+{
+    EXPECT_HTTP(get("/nope"), 404, err("Not found", 404));
+    EXPECT_HTTP(get("/channels/room/users/x"), 404, err("Not found", 404));
+    EXPECT_HTTP(get("/channels/room/nope"), 404, err("Not found", 404));
+    EXPECT_HTTP(get("/users/u1"), 404, err("Not found", 404));
+    EXPECT_HTTP(post("/channels", "{}"), 405, err("Method not allowed", 405));
+    EXPECT_HTTP(post("/channels/room/users", "{}"), 405,
+                err("Method not allowed", 405));
+    EXPECT_HTTP(get("/events"), 405, err("Method not allowed", 405));
+    EXPECT_HTTP(signed_request("GET", "/apps/app9/channels", {}),
+                404, err("Unknown app", 404));
+    CHECK(http("GET", "/apps/app1/channels").status == 401);
+}
+
+void run()
+{
+    worker a, b;
+    hello(a, 2001);
+    map_segment();
+    hello(b, 2002);
+
+    setup(a, b);
+    list_channels();
+    channel_info();
+    channel_users();
+    events_info();
+    terminate();
+    routing();
+
+    // the broker is still alive and well
+    CHECK(waitpid(g_broker, nullptr, WNOHANG) == 0);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        std::fprintf(stderr, "usage: %s PUSHER-BROKER\n", argv[0]);
+        return 2;
+    }
+    std::signal(SIGPIPE, SIG_IGN);
+    std::signal(SIGALRM, on_alarm);
+    alarm(10);
+
+    start_broker(argv[1]);
+    run();
+
+    // a clean stop: exit status 0 (under ASan, also no leak report)
+    kill(g_broker, SIGTERM);
+    int status = 0;
+    CHECK(waitpid(g_broker, &status, 0) == g_broker);
+    g_broker = -1;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fail("the broker did not stop cleanly (status 0x%x)", status);
+    }
+    if (std::getenv("PUSHER_TEST_VERBOSE") != nullptr) {
+        dump_log();
+    }
+    cleanup();
+    std::printf("test_api: all checks passed\n");
+    return 0;
+}
