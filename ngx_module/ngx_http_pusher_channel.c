@@ -107,7 +107,10 @@ ngx_http_pusher_subscribe_presence(ngx_http_pusher_conn_t *pc, u_char *name,
 
     sub->user_info.data = p;
     sub->user_info.len = user_info->len;
-    ngx_memcpy(p, user_info->data, user_info->len);
+
+    if (user_info->len) {
+        ngx_memcpy(p, user_info->data, user_info->len);
+    }
 
     sub->presence = 1;
     sub->pending = 1;
