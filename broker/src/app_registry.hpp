@@ -9,6 +9,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "string_map.hpp"
+
 namespace pusher::broker {
 
 // Per-app limits; defaults match Pusher's published limits.
@@ -50,15 +52,8 @@ public:
     bool update(std::int64_t conf_time, const cJSON *apps);
 
 private:
-    struct string_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept
-        {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
 
-    std::unordered_map<std::string, app, string_hash, std::equal_to<>> apps_;
+    string_map<app> apps_;
     std::int64_t conf_time_ = 0;
     bool known_ = false;
 };

@@ -2,17 +2,6 @@
 
 namespace pusher::broker {
 
-std::string cache_store::key(std::string_view app_id, std::string_view channel)
-{
-    // app ids hold no NUL (they come from nginx.conf tokens)
-    std::string k;
-    k.reserve(app_id.size() + 1 + channel.size());
-    k.append(app_id);
-    k.push_back('\0');
-    k.append(channel);
-    return k;
-}
-
 void cache_store::put(std::string_view app_id, std::string_view channel,
                       std::string_view json, std::uint32_t ttl_seconds)
 {
@@ -22,7 +11,7 @@ void cache_store::put(std::string_view app_id, std::string_view channel,
         sweep(now);
     }
 
-    std::string k = key(app_id, channel);
+    std::string k = app_channel_key(app_id, channel);
     auto it = entries_.find(k);
     if (it == entries_.end()) {
         if (entries_.size() >= max_entries) {
@@ -40,7 +29,7 @@ void cache_store::put(std::string_view app_id, std::string_view channel,
 std::string_view cache_store::get(std::string_view app_id,
                                   std::string_view channel)
 {
-    auto it = entries_.find(key(app_id, channel));
+    auto it = entries_.find(app_channel_key(app_id, channel));
     if (it == entries_.end()) {
         return {};
     }
@@ -56,7 +45,7 @@ std::string_view cache_store::get(std::string_view app_id,
                                   std::uint32_t &ttl)
 {
     ttl = 0;
-    auto it = entries_.find(key(app_id, channel));
+    auto it = entries_.find(app_channel_key(app_id, channel));
     if (it == entries_.end()) {
         return {};
     }

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "string_map.hpp"
+
 namespace pusher::broker {
 
 // The last HTTP-triggered event of each cache channel (cache-,
@@ -38,7 +40,6 @@ private:
         clock::time_point expires;
     };
 
-    static std::string key(std::string_view app_id, std::string_view channel);
     void sweep(clock::time_point now);
 
     std::unordered_map<std::string, entry> entries_;

@@ -12,22 +12,10 @@ std::string subscription_count_json(std::string_view channel,
                                    + std::to_string(count) + "}");
 }
 
-std::string occupancy_table::channel_key(std::string_view app_id,
-                                         std::string_view channel)
-{
-    // app ids and channel names hold no NUL: the key is unambiguous
-    std::string key;
-    key.reserve(app_id.size() + 1 + channel.size());
-    key += app_id;
-    key += '\0';
-    key += channel;
-    return key;
-}
-
 occupancy_table::entry *
 occupancy_table::find(std::string_view app_id, std::string_view channel) const
 {
-    auto it = channels_.find(channel_key(app_id, channel));
+    auto it = channels_.find(app_channel_key(app_id, channel));
     return it == channels_.end() ? nullptr : it->second.get();
 }
 
@@ -47,7 +35,7 @@ bool occupancy_table::set(conn_id conn, std::string_view app_id,
             return false;
         }
         auto n = std::make_unique<entry>();
-        n->key = channel_key(app_id, channel);
+        n->key = app_channel_key(app_id, channel);
         n->app_id = app_id;
         n->name = channel;
         e = n.get();

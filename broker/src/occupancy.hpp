@@ -12,6 +12,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "string_map.hpp"
+
 namespace pusher::broker {
 
 // Channel occupancy of the node: per app and channel, the last OCCUPANCY
@@ -83,17 +85,7 @@ public:
     std::size_t channels() const noexcept { return channels_.size(); }
 
 private:
-    struct string_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept
-        {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
 
-    template <typename T>
-    using string_map =
-        std::unordered_map<std::string, T, string_hash, std::equal_to<>>;
 
     struct entry {
         std::string key;                // app_id '\0' name
@@ -108,8 +100,6 @@ private:
         clock::time_point sent_at{};
     };
 
-    static std::string channel_key(std::string_view app_id,
-                                   std::string_view channel);
     entry *find(std::string_view app_id, std::string_view channel) const;
     // applies a count change; erases the entry at total 0.  True if the
     // total changed and the entry is still there.

@@ -73,23 +73,10 @@ std::string member_removed_json(std::string_view channel,
                                data);
 }
 
-std::string presence_table::channel_key(std::string_view app_id,
-                                        std::string_view channel)
-{
-    // app ids come from JSON strings and channel names are validated:
-    // neither holds a NUL, so the key is unambiguous
-    std::string key;
-    key.reserve(app_id.size() + 1 + channel.size());
-    key += app_id;
-    key += '\0';
-    key += channel;
-    return key;
-}
-
 presence_table::channel *presence_table::find(std::string_view app_id,
                                               std::string_view channel) const
 {
-    auto it = channels_.find(channel_key(app_id, channel));
+    auto it = channels_.find(app_channel_key(app_id, channel));
     return it == channels_.end() ? nullptr : it->second.get();
 }
 
@@ -145,7 +132,7 @@ presence_table::join(const join_request &req,
 
     if (ch == nullptr) {
         auto c = std::make_unique<channel>();
-        c->key = channel_key(req.app_id, req.channel);
+        c->key = app_channel_key(req.app_id, req.channel);
         c->app_id = req.app_id;
         c->name = req.channel;
         ch = c.get();

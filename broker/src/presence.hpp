@@ -11,6 +11,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "string_map.hpp"
+
 namespace pusher::broker {
 
 // Presence membership of the node (ARCHITECTURE.md contract 6): per app
@@ -83,17 +85,7 @@ public:
                std::vector<std::string_view> &out) const;
 
 private:
-    struct string_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept
-        {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
 
-    template <typename T>
-    using string_map =
-        std::unordered_map<std::string, T, string_hash, std::equal_to<>>;
 
     struct user {
         std::string key;
@@ -139,8 +131,6 @@ private:
 
     using conn_set = std::unordered_set<conn_entry, conn_entry_hash>;
 
-    static std::string channel_key(std::string_view app_id,
-                                   std::string_view channel);
     channel *find(std::string_view app_id, std::string_view channel) const;
     // removes one socket; erases the user and the channel when empty
     void remove_socket(channel *ch, string_map<member>::iterator it,

@@ -9,6 +9,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "string_map.hpp"
+
 namespace pusher::broker {
 
 // Signed-in users of the node (pusher:signin, pusher-protocol.md 3.1):
@@ -57,17 +59,7 @@ public:
                          std::string_view user_id) const;
 
 private:
-    struct string_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept
-        {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
 
-    template <typename T>
-    using string_map =
-        std::unordered_map<std::string, T, string_hash, std::equal_to<>>;
 
     struct socket_entry {
         conn_id conn = 0;
