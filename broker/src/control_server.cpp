@@ -496,6 +496,22 @@ void control_server::pump(const worker_ptr &w)
         });
 }
 
+template <std::size_t N>
+bool control_server::uplink_fields(worker &w, std::string_view type,
+                                   std::string_view payload,
+                                   std::array<std::string_view, N> &f)
+{
+    if (w.slot < 0) {
+        ignore(w, type, "before HELLO");
+        return false;
+    }
+    if (!split_fields(payload, f)) {
+        ignore(w, type, "malformed payload");
+        return false;
+    }
+    return true;
+}
+
 void control_server::ignore(worker &w, std::string_view type,
                             std::string_view why)
 {
@@ -538,12 +554,7 @@ void control_server::on_client_event(const worker_ptr &w,
 {
     constexpr std::string_view type = "CLIENT_EVENT";
     std::array<std::string_view, 4> f;
-    if (w->slot < 0) {
-        ignore(*w, type, "before HELLO");
-        return;
-    }
-    if (!split_fields(payload, f)) {
-        ignore(*w, type, "malformed payload");
+    if (!uplink_fields(*w, type, payload, f)) {
         return;
     }
     auto [app_id, channel, socket_id, json] = f;
@@ -566,12 +577,7 @@ void control_server::on_cache_get(const worker_ptr &w,
 {
     constexpr std::string_view type = "CACHE_GET";
     std::array<std::string_view, 3> f;
-    if (w->slot < 0) {
-        ignore(*w, type, "before HELLO");
-        return;
-    }
-    if (!split_fields(payload, f)) {
-        ignore(*w, type, "malformed payload");
+    if (!uplink_fields(*w, type, payload, f)) {
         return;
     }
     auto [app_id, channel, socket_id] = f;
@@ -594,12 +600,7 @@ void control_server::on_presence_join(const worker_ptr &w,
 {
     constexpr std::string_view type = "PRESENCE_JOIN";
     std::array<std::string_view, 7> f;
-    if (w->slot < 0) {
-        ignore(*w, type, "before HELLO");
-        return;
-    }
-    if (!split_fields(payload, f)) {
-        ignore(*w, type, "malformed payload");
+    if (!uplink_fields(*w, type, payload, f)) {
         return;
     }
     auto [app_id, channel, socket_id, user_id, user_info, max_members,
@@ -763,12 +764,7 @@ void control_server::on_occupancy(const worker_ptr &w,
 {
     constexpr std::string_view type = "OCCUPANCY";
     std::array<std::string_view, 3> f;
-    if (w->slot < 0) {
-        ignore(*w, type, "before HELLO");
-        return;
-    }
-    if (!split_fields(payload, f)) {
-        ignore(*w, type, "malformed payload");
+    if (!uplink_fields(*w, type, payload, f)) {
         return;
     }
     auto [app_id, channel, count_text] = f;
@@ -795,12 +791,7 @@ void control_server::on_user_online(const worker_ptr &w,
 {
     constexpr std::string_view type = "USER_ONLINE";
     std::array<std::string_view, 4> f;
-    if (w->slot < 0) {
-        ignore(*w, type, "before HELLO");
-        return;
-    }
-    if (!split_fields(payload, f)) {
-        ignore(*w, type, "malformed payload");
+    if (!uplink_fields(*w, type, payload, f)) {
         return;
     }
     auto [app_id, user_id, socket_id, watchlist] = f;

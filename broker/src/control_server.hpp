@@ -86,6 +86,12 @@ private:
     void on_user_online(const worker_ptr &w, std::string_view payload);
     void on_user_offline(const worker_ptr &w, std::string_view payload);
     void ignore(worker &w, std::string_view type, std::string_view why);
+    // the N fields of an uplink message, or false (logged) if it came
+    // before HELLO or is malformed
+    template <std::size_t N>
+    bool uplink_fields(worker &w, std::string_view type,
+                       std::string_view payload,
+                       std::array<std::string_view, N> &f);
     // member_added / member_removed records for what the table reported
     void publish_members(const std::vector<presence_table::member_event> &ev,
                          bool added, std::string_view socket_id);
