@@ -7,7 +7,6 @@
 const assert = require('node:assert/strict');
 const { before, after } = require('node:test');
 
-const PusherJs = require('pusher-js');
 
 const { startServer, test, waitUntil, sleep, SLOW } = require('./lib/harness');
 const {
@@ -22,6 +21,7 @@ const {
     sdk,
     sdkTrigger,
     PONG,
+    echoClient,
 } = require('./lib/clients');
 const { buildFrame, OP } = require('./lib/rawws');
 
@@ -31,10 +31,8 @@ const RATE3 = { id: '6003', key: 'rate-key', secret: 'rate-secret', app: { clien
 
 let srv;
 let api;
-let Echo;
 
 before(async () => {
-    ({ default: Echo } = await import('laravel-echo'));
     srv = await startServer({ extraApps: [NONE, ALL, RATE3] });
     api = sdk(srv);
 });
@@ -353,31 +351,8 @@ test('HTTP-triggered events still work alongside client events (socket_id exclus
 
 /* ---- laravel-echo whisper ---- */
 
-async function echoAs(userId, info) {
-    const e = new Echo({
-        broadcaster: 'reverb',
-        key: srv.key,
-        wsHost: '127.0.0.1',
-        wsPort: srv.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
-        disableStats: true,
-        Pusher: PusherJs,
-        channelAuthorization: {
-            customHandler: (p, cb) => {
-                if (!p.channelName.startsWith('presence-')) {
-                    cb(null, { auth: channelAuth(srv.key, srv.secret, p.socketId, p.channelName) });
-                    return;
-                }
-                const cd = presenceChannelData(userId, info);
-                cb(null, { auth: channelAuth(srv.key, srv.secret, p.socketId, p.channelName, cd), channel_data: cd });
-            },
-        },
-    });
-    srv.track(e.connector.pusher);
-    await waitUntil(() => e.connector.pusher.connection.state === 'connected', 5000, 'Echo connected');
-    e.worker = Number(e.socketId().split('.')[0]);
-    return e;
+function echoAs(userId, info) {
+    return echoClient(srv, userId, info);
 }
 
 async function echoPair(idA, idB) {

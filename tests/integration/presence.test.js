@@ -9,7 +9,6 @@
 const assert = require('node:assert/strict');
 const { before, after } = require('node:test');
 
-const PusherJs = require('pusher-js');
 
 const { startServer, test, waitUntil, sleep, SLOW } = require('./lib/harness');
 const {
@@ -27,6 +26,7 @@ const {
     sdk,
     probeUntilDelivered,
     PONG,
+    echoClient,
 } = require('./lib/clients');
 
 /* an app with small limits next to the default one */
@@ -34,10 +34,8 @@ const SMALL = { id: '5151', key: 'small-key', secret: 'small-secret', app: { pre
 
 let srv;
 let api;
-let Echo;
 
 before(async () => {
-    ({ default: Echo } = await import('laravel-echo'));
     srv = await startServer({ extraApps: [SMALL] });
     api = sdk(srv);
 });
@@ -621,31 +619,8 @@ test('a presence channel and the HTTP API: triggered events reach members on bot
 
 /* ---- laravel-echo ---- */
 
-async function echoAs(userId, info) {
-    const e = new Echo({
-        broadcaster: 'reverb',
-        key: srv.key,
-        wsHost: '127.0.0.1',
-        wsPort: srv.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
-        disableStats: true,
-        Pusher: PusherJs,
-        channelAuthorization: {
-            customHandler: (p, cb) => {
-                if (!p.channelName.startsWith('presence-')) {
-                    cb(null, { auth: channelAuth(srv.key, srv.secret, p.socketId, p.channelName) });
-                    return;
-                }
-                const cd = presenceChannelData(userId, info);
-                cb(null, { auth: channelAuth(srv.key, srv.secret, p.socketId, p.channelName, cd), channel_data: cd });
-            },
-        },
-    });
-    srv.track(e.connector.pusher);
-    await waitUntil(() => e.connector.pusher.connection.state === 'connected', 5000, 'Echo connected');
-    e.worker = Number(e.socketId().split('.')[0]);
-    return e;
+function echoAs(userId, info) {
+    return echoClient(srv, userId, info);
 }
 
 /* an Echo client for userId on worker (or on the other one than notOn) */

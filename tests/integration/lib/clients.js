@@ -299,7 +299,45 @@ function signedRequest(srv, method, path, { body, params, headers, ...sig } = {}
     return httpRequest(srv.port, method, p, { body, headers });
 }
 
+/*
+ * A laravel-echo client (broadcaster "reverb") on pusher-js that authorizes
+ * private channels, and presence channels as userId with info, locally.
+ */
+let EchoClass = null;
+
+async function echoClient(srv, userId, info) {
+    if (EchoClass === null) {
+        /* laravel-echo is an ES module package */
+        ({ default: EchoClass } = await import('laravel-echo'));
+    }
+    const e = new EchoClass({
+        broadcaster: 'reverb',
+        key: srv.key,
+        wsHost: '127.0.0.1',
+        wsPort: srv.port,
+        forceTLS: false,
+        enabledTransports: ['ws'],
+        disableStats: true,
+        Pusher: PusherJs,
+        channelAuthorization: {
+            customHandler: (p, cb) => {
+                if (!p.channelName.startsWith('presence-')) {
+                    cb(null, { auth: channelAuth(srv.key, srv.secret, p.socketId, p.channelName) });
+                    return;
+                }
+                const cd = presenceChannelData(userId, info);
+                cb(null, { auth: channelAuth(srv.key, srv.secret, p.socketId, p.channelName, cd), channel_data: cd });
+            },
+        },
+    });
+    srv.track(e.connector.pusher);
+    await waitUntil(() => e.connector.pusher.connection.state === 'connected', 5000, 'Echo connected');
+    e.worker = Number(e.socketId().split('.')[0]);
+    return e;
+}
+
 module.exports = {
+    echoClient,
     SOCKET_ID_RE,
     PONG,
     SERVER_PING,
