@@ -6,435 +6,41 @@
 // Node SDK does (raw query values) and the PHP SDK does (%-encoded
 // values).  It checks exact statuses and JSON bodies, and the TERMINATE
 // ring record.
-//
-// Whatever happens, the broker is stopped and its sockets, directory and
-// shm object removed (a failed check or the alarm ends the test through
-// fail(), which cleans up).
 
 #include <algorithm>
-#include <cerrno>
-#include <csignal>
-#include <cstdarg>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <ctime>
-#include <deque>
 #include <map>
-#include <string>
-#include <string_view>
-#include <vector>
-
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "pusher_auth.h"
-#include "pusher_ctl.h"
-#include "pusher_proto.h"
-#include "pusher_ring.h"
-#include "pusher_shm.h"
+
+#include "broker_test.hpp"
 
 namespace {
 
-// ---- process state and cleanup ------------------------------------------
-
-char g_dir[64];
-std::string g_control, g_api, g_log, g_shm;
-pid_t g_broker = -1;
-void *g_base = nullptr;
-std::size_t g_size = 0;
-
-void cleanup()
-{
-    if (g_broker > 0) {
-        kill(g_broker, SIGTERM);
-        for (int i = 0; i < 200; i++) {
-            if (waitpid(g_broker, nullptr, WNOHANG) == g_broker) {
-                g_broker = -1;
-                break;
-            }
-            usleep(10000);
-        }
-        if (g_broker > 0) {
-            kill(g_broker, SIGKILL);
-            waitpid(g_broker, nullptr, 0);
-            g_broker = -1;
-        }
-    }
-    if (g_base != nullptr) {
-        munmap(g_base, g_size);
-        g_base = nullptr;
-    }
-    if (!g_shm.empty()) {
-        shm_unlink(g_shm.c_str());
-    }
-    if (g_dir[0] != '\0') {
-        unlink(g_control.c_str());
-        unlink(g_api.c_str());
-        unlink(g_log.c_str());
-        rmdir(g_dir);
-        g_dir[0] = '\0';
-    }
-}
-
-void dump_log()
-{
-    if (g_log.empty()) {
-        return;
-    }
-    FILE *f = std::fopen(g_log.c_str(), "r");
-    if (f == nullptr) {
-        return;
-    }
-    std::fprintf(stderr, "--- broker log ---\n");
-    char buf[512];
-    while (std::fgets(buf, sizeof(buf), f) != nullptr) {
-        std::fputs(buf, stderr);
-    }
-    std::fclose(f);
-}
-
-[[noreturn]] void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    std::fprintf(stderr, "FAIL: ");
-    std::vfprintf(stderr, fmt, ap);
-    std::fprintf(stderr, "\n");
-    va_end(ap);
-    dump_log();
-    cleanup();
-    std::exit(1);
-}
-
-void on_alarm(int)
-{
-    // not async-signal-safe in theory; the test is over anyway
-    fail("timed out");
-}
-
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fail("%s:%d: %s", __FILE__, __LINE__, #cond);                    \
-        }                                                                    \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                       \
-    do {                                                                     \
-        std::string a_ = (a), b_ = (b);                                      \
-        if (a_ != b_) {                                                      \
-            fail("%s:%d: %s\n  got:      %s\n  expected: %s", __FILE__,     \
-                 __LINE__, #a, a_.c_str(), b_.c_str());                      \
-        }                                                                    \
-    } while (0)
-
-// ---- control connection -------------------------------------------------
-
-struct message {
-    std::uint16_t type = 0;
-    std::string payload;
-};
-
-void write_all(int fd, const std::string &s)
-{
-    std::size_t off = 0;
-    while (off < s.size()) {
-        ssize_t n = write(fd, s.data() + off, s.size() - off);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        CHECK(n > 0);
-        off += static_cast<std::size_t>(n);
-    }
-}
-
-bool read_all(int fd, char *p, std::size_t len, int timeout_ms)
-{
-    std::size_t off = 0;
-    while (off < len) {
-        pollfd pfd{fd, POLLIN, 0};
-        int r = poll(&pfd, 1, timeout_ms);
-        if (r == 0) {
-            return false;
-        }
-        ssize_t n = read(fd, p + off, len - off);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return false;
-        }
-        off += static_cast<std::size_t>(n);
-    }
-    return true;
-}
-
-std::string framed(std::uint16_t type, const std::string &payload)
-{
-    std::string out(PUSHER_CTL_HEADER_SIZE, '\0');
-    pusher_ctl_header_write(reinterpret_cast<std::uint8_t *>(out.data()), type,
-                            static_cast<std::uint32_t>(payload.size()));
-    return out + payload;
-}
-
-std::string fields(std::initializer_list<std::string_view> list)
-{
-    std::size_t len = 0;
-    for (auto f : list) {
-        len += PUSHER_CTL_FIELD_SIZE(f.size());
-    }
-    std::string out(len, '\0');
-    auto *p = reinterpret_cast<std::uint8_t *>(out.data());
-    for (auto f : list) {
-        p = pusher_ctl_put(p, f.data(), static_cast<std::uint32_t>(f.size()));
-    }
-    return out;
-}
-
-struct worker {
-    int fd = -1;
-    int slot = -1;
-
-    ~worker() { close_fd(); }
-
-    void close_fd()
-    {
-        if (fd >= 0) {
-            close(fd);
-            fd = -1;
-        }
-    }
-
-    void send(std::uint16_t type, const std::string &payload)
-    {
-        write_all(fd, framed(type, payload));
-    }
-
-    // the next message that is not a doorbell
-    message next(int timeout_ms = 2000)
-    {
-        for (;;) {
-            char head[PUSHER_CTL_HEADER_SIZE];
-            if (!read_all(fd, head, sizeof(head), timeout_ms)) {
-                fail("no message from the broker");
-            }
-            pusher_ctl_header_t h;
-            pusher_ctl_header_read(reinterpret_cast<std::uint8_t *>(head), &h);
-            message m;
-            m.type = h.type;
-            m.payload.resize(h.length);
-            if (h.length
-                && !read_all(fd, m.payload.data(), h.length, timeout_ms))
-            {
-                fail("short message from the broker");
-            }
-            if (m.type != PUSHER_CTL_DOORBELL) {
-                return m;
-            }
-        }
-    }
-
-    void occupancy(std::string_view app_id, std::string_view channel,
-                   std::string_view count)
-    {
-        send(PUSHER_CTL_OCCUPANCY, fields({app_id, channel, count}));
-    }
-
-    void online(std::string_view user_id, std::string_view socket_id,
-                std::string_view watchlist = "",
-                std::string_view app_id = "app1")
-    {
-        send(PUSHER_CTL_USER_ONLINE,
-             fields({app_id, user_id, socket_id, watchlist}));
-    }
-
-    void offline(std::string_view user_id, std::string_view socket_id)
-    {
-        send(PUSHER_CTL_USER_OFFLINE, fields({"app1", user_id, socket_id}));
-    }
-};
-
-int connect_control()
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(fd >= 0);
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    std::snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_control.c_str());
-    if (connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
+using worker = fake_worker;
 
 void hello(worker &w, int pid)
 {
-    w.fd = connect_control();
-    CHECK(w.fd >= 0);
-    char buf[256];
-    std::snprintf(buf, sizeof(buf),
-                  "{\"pid\":%d,\"conf_time\":1,\"apps\":[{\"id\":\"app1\","
-                  "\"key\":\"key1\",\"secret\":\"secret1\","
-                  "\"subscription_count\":true,\"cache_ttl\":60},{\"id\":\"app2\","
-                  "\"key\":\"key2\",\"secret\":\"secret2\"}]}",
-                  pid);
-    w.send(PUSHER_CTL_HELLO, buf);
-    message m = w.next();
-    CHECK(m.type == PUSHER_CTL_WELCOME);
-    cJSON *root = cJSON_ParseWithLength(m.payload.data(), m.payload.size());
-    CHECK(root != nullptr);
-    const cJSON *slot = cJSON_GetObjectItemCaseSensitive(root, "slot");
-    const cJSON *shm = cJSON_GetObjectItemCaseSensitive(root, "shm");
-    CHECK(cJSON_IsNumber(slot) && cJSON_IsString(shm));
-    CHECK(std::string(shm->valuestring) == g_shm);
-    w.slot = slot->valueint;
-    cJSON_Delete(root);
+    ::hello(w, pid,
+            "[{\"id\":\"app1\",\"key\":\"key1\",\"secret\":\"secret1\","
+            "\"subscription_count\":true,\"cache_ttl\":60},{\"id\":\"app2\","
+            "\"key\":\"key2\",\"secret\":\"secret2\"}]");
 }
 
 // ---- the ring -----------------------------------------------------------
 
-pusher_ring_t g_ring;
-pusher_ring_reader_t g_reader;
-std::vector<std::uint8_t> g_buf;
-
-void map_segment()
-{
-    int fd = shm_open(g_shm.c_str(), O_RDWR, 0);
-    CHECK(fd >= 0);
-    struct stat st;
-    CHECK(fstat(fd, &st) == 0);
-    g_size = static_cast<std::size_t>(st.st_size);
-    void *base = mmap(nullptr, g_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-                      0);
-    close(fd);
-    CHECK(base != MAP_FAILED);
-    g_base = base;
-    pusher_shm_header_t *h = pusher_shm_header(base);
-    CHECK(h->magic == PUSHER_SHM_MAGIC);
-    CHECK(pusher_ring_init(&g_ring, pusher_shm_ring(base), h->ring_capacity,
-                           pusher_shm_desc(base))
-          == 0);
-    pusher_ring_reader_init(&g_reader, &g_ring, 1);
-    g_buf.resize(g_ring.max_record);
-}
-
-struct record {
-    std::string app_id, channel, socket_id, json;
-};
-
-std::vector<std::string> split(const std::string &payload)
-{
-    std::vector<std::string> out;
-    const auto *pos = reinterpret_cast<const std::uint8_t *>(payload.data());
-    const auto *end = pos + payload.size();
-    while (pos < end) {
-        const std::uint8_t *data = nullptr;
-        std::uint32_t len = 0;
-        CHECK(pusher_ctl_get(&pos, end, &data, &len) == 0);
-        out.emplace_back(reinterpret_cast<const char *>(data), len);
-    }
-    return out;
-}
-
-// PRESENCE_JOINED and CACHE answers come down the ring between the events
-std::deque<std::vector<std::string>> g_answers;
-std::deque<record> g_records;
 // TERMINATE payloads, raw
 std::deque<std::string> g_terminates;
 
-// reads what the ring holds: events to g_records, answers to g_answers
-void pump_ring()
+// pump_ring()'s hook: TERMINATE records to g_terminates
+bool keep_terminate(std::int32_t type, const std::uint8_t *data,
+                    std::uint32_t len)
 {
-    for (;;) {
-        std::int32_t type = 0;
-        std::uint32_t len = 0;
-        int rc = pusher_ring_read(&g_reader, &g_ring, g_buf.data(), &type,
-                                  &len);
-        CHECK(rc != PUSHER_RING_LAPPED);
-        if (rc == PUSHER_RING_EMPTY) {
-            return;
-        }
-        if (type == PUSHER_RING_TERMINATE) {
-            g_terminates.emplace_back(
-                reinterpret_cast<const char *>(g_buf.data()), len);
-            continue;
-        }
-        if (type == PUSHER_RING_PRESENCE_JOINED || type == PUSHER_RING_CACHE) {
-            g_answers.push_back(split(std::string(
-                reinterpret_cast<const char *>(g_buf.data()), len)));
-            continue;
-        }
-        CHECK(type == PUSHER_RING_EVENT);
-        record r;
-        pusher_ring_event_view_t v;
-        CHECK(pusher_ring_event_decode(g_buf.data(), len, &v) == 0);
-        r.app_id.assign(v.app_id.data, v.app_id.len);
-        r.channel.assign(v.channel.data, v.channel.len);
-        r.socket_id.assign(v.socket_id.data, v.socket_id.len);
-        // decode checked a minimal FIN text frame: the payload follows
-        std::size_t hdr = v.frame[1] == 126 ? 4 : (v.frame[1] == 127 ? 10 : 2);
-        r.json.assign(reinterpret_cast<const char *>(v.frame) + hdr,
-                      v.frame_len - hdr);
-        CHECK(v.frame[0] == 0x81);
-        cJSON *j = cJSON_ParseWithLength(r.json.data(), r.json.size());
-        CHECK(j != nullptr);    // every record is valid JSON
-        cJSON_Delete(j);
-        g_records.push_back(std::move(r));
-    }
-}
-
-bool try_record(record &r)
-{
-    if (g_records.empty()) {
-        pump_ring();
-    }
-    if (g_records.empty()) {
+    if (type != PUSHER_RING_TERMINATE) {
         return false;
     }
-    r = std::move(g_records.front());
-    g_records.pop_front();
+    g_terminates.emplace_back(reinterpret_cast<const char *>(data), len);
     return true;
-}
-
-// the next PRESENCE_JOINED or CACHE answer, as its fields
-std::vector<std::string> next_answer()
-{
-    for (int i = 0; i < 400; i++) {
-        if (g_answers.empty()) {
-            pump_ring();
-        }
-        if (!g_answers.empty()) {
-            std::vector<std::string> f = std::move(g_answers.front());
-            g_answers.pop_front();
-            return f;
-        }
-        usleep(5000);
-    }
-    fail("no answer in the ring");
-}
-
-record next_record()
-{
-    record r;
-    for (int i = 0; i < 400; i++) {
-        if (try_record(r)) {
-            return r;
-        }
-        usleep(5000);
-    }
-    fail("no ring record");
 }
 
 // A CACHE_GET: a reply and no record, so once it arrives everything sent
@@ -450,49 +56,6 @@ void barrier(worker &w)
     }
 }
 
-// ---- broker -------------------------------------------------------------
-
-void start_broker(const char *binary)
-{
-    std::snprintf(g_dir, sizeof(g_dir), "/tmp/pusher-api-XXXXXX");
-    CHECK(mkdtemp(g_dir) != nullptr);
-    g_control = std::string(g_dir) + "/control.sock";
-    g_api = std::string(g_dir) + "/api.sock";
-    g_log = std::string(g_dir) + "/broker.log";
-    g_shm = "/pusher-api-test-" + std::to_string(getpid());
-
-    std::string api = "--api=unix:" + g_api;
-    std::string control = "--control=" + g_control;
-    std::string shm = "--shm=" + g_shm;
-
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        int fd = open(g_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            close(fd);
-        }
-        execl(binary, binary, api.c_str(), control.c_str(), shm.c_str(),
-              "--ring-size=4m", static_cast<char *>(nullptr));
-        _exit(127);
-    }
-    g_broker = pid;
-
-    for (int i = 0; i < 400; i++) {
-        int fd = connect_control();
-        if (fd >= 0) {
-            close(fd);
-            return;
-        }
-        if (waitpid(g_broker, nullptr, WNOHANG) == g_broker) {
-            g_broker = -1;
-            fail("the broker exited at start");
-        }
-        usleep(5000);
-    }
-    fail("the broker did not listen");
-}
 // ---- HTTP over the API socket -------------------------------------------
 
 struct http_reply {
@@ -940,29 +503,7 @@ void run()
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: %s PUSHER-BROKER\n", argv[0]);
-        return 2;
-    }
-    std::signal(SIGPIPE, SIG_IGN);
-    std::signal(SIGALRM, on_alarm);
-    alarm(10);
-
-    start_broker(argv[1]);
-    run();
-
-    // a clean stop: exit status 0 (under ASan, also no leak report)
-    kill(g_broker, SIGTERM);
-    int status = 0;
-    CHECK(waitpid(g_broker, &status, 0) == g_broker);
-    g_broker = -1;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fail("the broker did not stop cleanly (status 0x%x)", status);
-    }
-    if (std::getenv("PUSHER_TEST_VERBOSE") != nullptr) {
-        dump_log();
-    }
-    cleanup();
-    std::printf("test_api: all checks passed\n");
-    return 0;
+    g_ring_hook = keep_terminate;
+    return test_main(argc, argv, "test_api", "/tmp/pusher-api-XXXXXX",
+                     "/pusher-api-test-", run);
 }
