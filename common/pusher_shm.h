@@ -39,7 +39,8 @@ extern "C" {
 #endif
 
 
-#define PUSHER_SHM_MAGIC             0x474e495248535550ULL  /* "PUSHRING" little endian */
+/* "PUSHRING" in little-endian byte order */
+#define PUSHER_SHM_MAGIC             0x474e495248535550ULL
 #define PUSHER_SHM_LAYOUT_VERSION    1
 #define PUSHER_SHM_CACHE_LINE        64
 
@@ -114,7 +115,8 @@ typedef struct {
 #define PUSHER_RING_ALIGNMENT        8
 #define PUSHER_RING_RECORD_HEADER    8
 #define PUSHER_RING_ALIGN(n)                                                  \
-    (((n) + (PUSHER_RING_ALIGNMENT - 1)) & ~(uint64_t) (PUSHER_RING_ALIGNMENT - 1))
+    (((n) + (PUSHER_RING_ALIGNMENT - 1))                                      \
+     & ~(uint64_t) (PUSHER_RING_ALIGNMENT - 1))
 
 /* record types */
 #define PUSHER_RING_PADDING          (-1)

@@ -284,7 +284,7 @@ static ngx_int_t
 ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub, ngx_uint_t rejoin)
 {
     size_t                  n;
-    u_char                  id[NGX_INT64_LEN * 2 + 2];
+    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
     u_char                  max[NGX_INT_T_LEN];
     ngx_str_t               f[7];
     ngx_http_pusher_app_t  *app;
@@ -312,7 +312,7 @@ static void
 ngx_http_pusher_presence_leave(ngx_http_pusher_sub_t *sub)
 {
     size_t                  n;
-    u_char                  id[NGX_INT64_LEN * 2 + 2];
+    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
     ngx_str_t               f[3];
     ngx_http_pusher_app_t  *app;
 
@@ -334,7 +334,7 @@ ngx_http_pusher_pending_sub(u_char *socket_id, size_t socket_id_len,
     u_char *channel, size_t channel_len)
 {
     size_t                  n;
-    u_char                  id[NGX_INT64_LEN * 2 + 2];
+    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
     ngx_queue_t            *q;
     ngx_http_pusher_sub_t  *sub;
 
@@ -464,7 +464,7 @@ static ngx_int_t
 ngx_http_pusher_cache_get(ngx_http_pusher_sub_t *sub)
 {
     size_t     n;
-    u_char     id[NGX_INT64_LEN * 2 + 2];
+    u_char     id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
     ngx_str_t  f[3];
 
     n = ngx_http_pusher_socket_id(sub->conn, id);

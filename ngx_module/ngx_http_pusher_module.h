@@ -38,6 +38,9 @@
 /* bytes queued to one socket before it is dropped as too slow */
 #define NGX_HTTP_PUSHER_SEND_QUEUE_MAX     (1024 * 1024)
 
+/* "pid.n" */
+#define NGX_HTTP_PUSHER_SOCKET_ID_LEN      (NGX_INT64_LEN * 2 + 2)
+
 /* subscriptions one socket may hold */
 #define NGX_HTTP_PUSHER_MAX_SUBSCRIPTIONS  1000
 

@@ -40,7 +40,7 @@ void
 ngx_http_pusher_session_open(ngx_http_pusher_conn_t *pc)
 {
     size_t   len, n;
-    u_char   id[NGX_INT64_LEN * 2 + 2];
+    u_char   id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
     u_char   buf[NGX_HTTP_PUSHER_FRAME_MAX];
 
     if (pc->app == NULL) {
@@ -140,7 +140,7 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
     ngx_http_pusher_app_t  *app;
     ngx_http_pusher_sub_t  *sub;
     pusher_channel_type_e   type;
-    u_char                  id[NGX_INT64_LEN * 2 + 2];
+    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
     u_char                  buf[NGX_HTTP_PUSHER_FRAME_MAX];
 
     app = pc->app;
@@ -265,7 +265,7 @@ ngx_http_pusher_subscribe_presence_message(ngx_http_pusher_conn_t *pc,
     ngx_str_t               user_id, user_info;
     pusher_str_t           *ch;
     ngx_http_pusher_app_t  *app;
-    u_char                  id[NGX_INT64_LEN * 2 + 2];
+    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
 
     app = pc->app;
     ch = &m->channel;
@@ -400,7 +400,7 @@ ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     ngx_http_pusher_app_t  *app;
     ngx_http_pusher_sub_t  *sub;
     pusher_channel_type_e   type;
-    u_char                  id[NGX_INT64_LEN * 2 + 2];
+    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
 
     app = pc->app;
     ch = &m->channel;
@@ -559,7 +559,7 @@ ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     size_t                  n, len, wl_len, ui_len;
     cJSON                  *data, *id, *obj, *watch, *info;
     ngx_http_pusher_app_t  *app;
-    u_char                  sid[NGX_INT64_LEN * 2 + 2];
+    u_char                  sid[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
     u_char                  channel[PUSHER_CHANNEL_MAX];
 
     app = pc->app;
@@ -716,7 +716,7 @@ void
 ngx_http_pusher_user_online(ngx_http_pusher_conn_t *pc)
 {
     size_t     n;
-    u_char     id[NGX_INT64_LEN * 2 + 2];
+    u_char     id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
     ngx_str_t  f[4];
 
     if (pc->user_id.len == 0) {
@@ -742,7 +742,7 @@ void
 ngx_http_pusher_user_offline(ngx_http_pusher_conn_t *pc)
 {
     size_t     n;
-    u_char     id[NGX_INT64_LEN * 2 + 2];
+    u_char     id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
     ngx_str_t  f[3];
 
     if (!pc->online) {
