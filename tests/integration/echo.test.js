@@ -9,7 +9,7 @@ const { before, after } = require('node:test');
 const PusherJs = require('pusher-js');
 
 const { startServer, test, waitUntil, sleep } = require('./lib/harness');
-const { sdk, sdkTrigger, channelAuth, SOCKET_ID_RE } = require('./lib/clients');
+const { sdk, sdkTrigger, echoClient, SOCKET_ID_RE } = require('./lib/clients');
 
 let srv;
 let api;
@@ -26,23 +26,8 @@ after(async () => {
     await srv.stop();
 });
 
-async function echo() {
-    const e = new Echo({
-        broadcaster: 'reverb',
-        key: srv.key,
-        wsHost: '127.0.0.1',
-        wsPort: srv.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
-        disableStats: true,
-        Pusher: PusherJs,
-        channelAuthorization: {
-            customHandler: (p, cb) => cb(null, { auth: channelAuth(srv.key, srv.secret, p.socketId, p.channelName) }),
-        },
-    });
-    srv.track(e.connector.pusher);
-    await waitUntil(() => e.connector.pusher.connection.state === 'connected', 5000, 'Echo connected');
-    return e;
+function echo() {
+    return echoClient(srv);
 }
 
 function subscribed(ch) {
