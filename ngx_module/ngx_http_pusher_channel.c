@@ -24,6 +24,8 @@ static void ngx_http_pusher_cache_send(ngx_http_pusher_conn_t *pc,
     u_char *channel, size_t channel_len, ngx_str_t *json);
 static ngx_int_t ngx_http_pusher_cache_get(ngx_http_pusher_sub_t *sub);
 static void ngx_http_pusher_occupancy(ngx_http_pusher_channel_t *ch);
+static void ngx_http_pusher_sub_fields(ngx_http_pusher_sub_t *sub,
+    ngx_str_t *f, u_char *id);
 static ngx_int_t ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub,
     ngx_uint_t rejoin);
 
@@ -280,27 +282,34 @@ ngx_http_pusher_sub_remove(ngx_http_pusher_sub_t *sub)
 }
 
 
-static ngx_int_t
-ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub, ngx_uint_t rejoin)
+/* the first uplink fields of a subscription: app_id, channel, socket_id */
+
+static void
+ngx_http_pusher_sub_fields(ngx_http_pusher_sub_t *sub, ngx_str_t *f,
+    u_char *id)
 {
-    size_t                  n;
-    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
-    u_char                  max[NGX_INT_T_LEN];
-    ngx_str_t               f[7];
-    ngx_http_pusher_app_t  *app;
-
-    app = sub->conn->app;
-    n = ngx_http_pusher_socket_id(sub->conn, id);
-
-    f[0] = app->id;
+    f[0] = sub->conn->app->id;
     f[1].data = sub->channel->name;
     f[1].len = sub->channel->len;
     f[2].data = id;
-    f[2].len = n;
+    f[2].len = ngx_http_pusher_socket_id(sub->conn, id);
+}
+
+
+static ngx_int_t
+ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub, ngx_uint_t rejoin)
+{
+    u_char     id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
+    u_char     max[NGX_INT_T_LEN];
+    ngx_str_t  f[7];
+
+    ngx_http_pusher_sub_fields(sub, f, id);
+
     f[3] = sub->user_id;
     f[4] = sub->user_info;
     f[5].data = max;
-    f[5].len = ngx_sprintf(max, "%ui", app->presence_max_members) - max;
+    f[5].len = ngx_sprintf(max, "%ui", sub->conn->app->presence_max_members)
+               - max;
     f[6].data = (u_char *) "r";
     f[6].len = rejoin ? 1 : 0;
 
@@ -311,19 +320,10 @@ ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub, ngx_uint_t rejoin)
 static void
 ngx_http_pusher_presence_leave(ngx_http_pusher_sub_t *sub)
 {
-    size_t                  n;
-    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
-    ngx_str_t               f[3];
-    ngx_http_pusher_app_t  *app;
+    u_char     id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
+    ngx_str_t  f[3];
 
-    app = sub->conn->app;
-    n = ngx_http_pusher_socket_id(sub->conn, id);
-
-    f[0] = app->id;
-    f[1].data = sub->channel->name;
-    f[1].len = sub->channel->len;
-    f[2].data = id;
-    f[2].len = n;
+    ngx_http_pusher_sub_fields(sub, f, id);
 
     (void) ngx_http_pusher_uplink(PUSHER_CTL_PRESENCE_LEAVE, f, 3);
 }
@@ -463,17 +463,10 @@ ngx_http_pusher_subscribe_cache(ngx_http_pusher_conn_t *pc, u_char *name,
 static ngx_int_t
 ngx_http_pusher_cache_get(ngx_http_pusher_sub_t *sub)
 {
-    size_t     n;
     u_char     id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
     ngx_str_t  f[3];
 
-    n = ngx_http_pusher_socket_id(sub->conn, id);
-
-    f[0] = sub->conn->app->id;
-    f[1].data = sub->channel->name;
-    f[1].len = sub->channel->len;
-    f[2].data = id;
-    f[2].len = n;
+    ngx_http_pusher_sub_fields(sub, f, id);
 
     return ngx_http_pusher_uplink(PUSHER_CTL_CACHE_GET, f, 3);
 }
