@@ -2,6 +2,7 @@
  * ngx-pusher: Pusher protocol 7 messages and channel rules.  No I/O.
  */
 
+#include <ctype.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -956,4 +957,100 @@ pusher_ring_event_decode(const uint8_t *rec, size_t len,
     view->frame_len = ev.frame_len;
 
     return 0;
+}
+
+
+int
+pusher_origin_host(const char *origin, size_t len, const char **host,
+    size_t *host_len)
+{
+    size_t       i, start;
+
+    for (i = 0; i + 2 < len; i++) {
+        if (origin[i] == ':' && origin[i + 1] == '/' && origin[i + 2] == '/') {
+            break;
+        }
+
+        if (!isalnum((unsigned char) origin[i]) && origin[i] != '+'
+            && origin[i] != '-' && origin[i] != '.')
+        {
+            return -1;
+        }
+    }
+
+    if (i == 0 || i + 2 >= len) {
+        return -1;
+    }
+
+    start = i + 3;
+
+    if (start < len && origin[start] == '[') {
+        /* an IPv6 literal, brackets included */
+        for (i = start; i < len && origin[i] != ']'; i++) { /* void */ }
+
+        if (i == len) {
+            return -1;
+        }
+
+        i++;
+
+    } else {
+        for (i = start; i < len; i++) {
+            if (origin[i] == ':' || origin[i] == '/' || origin[i] == '?'
+                || origin[i] == '#')
+            {
+                break;
+            }
+        }
+    }
+
+    if (i == start) {
+        return -1;
+    }
+
+    *host = origin + start;
+    *host_len = i - start;
+
+    return 0;
+}
+
+
+int
+pusher_host_match(const char *pattern, size_t pattern_len, const char *host,
+    size_t host_len)
+{
+    size_t  p, h, star, mark;
+
+    /* the classic greedy glob with one backtrack point */
+
+    p = 0;
+    h = 0;
+    star = (size_t) -1;
+    mark = 0;
+
+    while (h < host_len) {
+        if (p < pattern_len && pattern[p] == '*') {
+            star = p++;
+            mark = h;
+
+        } else if (p < pattern_len
+                   && pattern[p] == tolower((unsigned char) host[h]))
+        {
+            p++;
+            h++;
+
+        } else if (star != (size_t) -1) {
+            p = star + 1;
+            h = ++mark;
+
+        } else {
+            return 0;
+        }
+    }
+
+    while (p < pattern_len && pattern[p] == '*') {
+        p++;
+    }
+
+    return p == pattern_len;
 }

@@ -182,6 +182,19 @@ int pusher_ring_event_decode(const uint8_t *rec, size_t len,
     pusher_ring_event_view_t *view);
 
 
+/*
+ * Origin allow-lists.  pusher_origin_host() finds the host of an Origin
+ * header value ("https://app.example.com:8443" -> "app.example.com");
+ * returns 0, or -1 for a value without "scheme://host" ("null").
+ * pusher_host_match() matches a host against a lowercase pattern in
+ * which '*' stands for any run of characters, ignoring the host's case.
+ */
+int pusher_origin_host(const char *origin, size_t len, const char **host,
+    size_t *host_len);
+int pusher_host_match(const char *pattern, size_t pattern_len,
+    const char *host, size_t host_len);
+
+
 #ifdef __cplusplus
 }
 #endif

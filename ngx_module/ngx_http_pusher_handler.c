@@ -14,6 +14,8 @@ static ngx_table_elt_t *ngx_http_pusher_header(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_pusher_token(ngx_str_t *value, const char *token,
     size_t len);
 static ngx_int_t ngx_http_pusher_send_426(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_pusher_origin_allowed(ngx_http_request_t *r,
+    ngx_http_pusher_app_t *app);
 static void ngx_http_pusher_handoff(ngx_event_t *wev);
 
 
@@ -122,6 +124,11 @@ ngx_http_pusher_handler(ngx_http_request_t *r)
     pc->request = r;
     pc->app = ngx_http_pusher_app_by_key(pmcf, &key);
     pc->out_last = &pc->out;
+
+    if (pc->app && !ngx_http_pusher_origin_allowed(r, pc->app)) {
+        /* answered after the upgrade: 4009 "Origin not allowed" */
+        pc->origin_denied = 1;
+    }
     ngx_queue_init(&pc->subs);
 
     msg = ngx_http_pusher_msg_alloc(sizeof(NGX_HTTP_PUSHER_101) - 1 + 28
@@ -347,6 +354,56 @@ ngx_http_pusher_token(ngx_str_t *value, const char *token, size_t len)
             return 1;
         }
     }
+
+    return 0;
+}
+
+
+static ngx_uint_t
+ngx_http_pusher_origin_allowed(ngx_http_request_t *r,
+    ngx_http_pusher_app_t *app)
+{
+    size_t            len;
+    ngx_str_t        *pattern;
+    ngx_uint_t        i;
+    const char       *host;
+    ngx_table_elt_t  *origin;
+
+    if (app->origins == NULL) {
+        return 1;
+    }
+
+    origin = ngx_http_pusher_header(r, "Origin", sizeof("Origin") - 1,
+                                    NULL, 0);
+
+    if (origin == NULL) {
+        if (!app->no_origin) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "pusher: client sent no Origin, app \"%V\" "
+                          "requires one", &app->id);
+        }
+
+        return app->no_origin;
+    }
+
+    if (pusher_origin_host((char *) origin->value.data, origin->value.len,
+                           &host, &len)
+        == 0)
+    {
+        pattern = app->origins->elts;
+
+        for (i = 0; i < app->origins->nelts; i++) {
+            if (pusher_host_match((char *) pattern[i].data, pattern[i].len,
+                                  host, len))
+            {
+                return 1;
+            }
+        }
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "pusher: origin \"%V\" is not allowed for app \"%V\"",
+                  &origin->value, &app->id);
 
     return 0;
 }

@@ -14,6 +14,12 @@ static char *ngx_http_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pusher_app_directive(ngx_conf_t *cf, ngx_command_t *dummy,
     void *conf);
+static char *ngx_http_pusher_allowed_origins(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void ngx_http_pusher_app_digest(ngx_http_pusher_app_t *app);
+static ngx_int_t ngx_http_pusher_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_pusher_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pusher_exit_process(ngx_cycle_t *cycle);
 
@@ -152,6 +158,76 @@ static ngx_command_t  ngx_http_pusher_app_commands[] = {
       offsetof(ngx_http_pusher_app_t, subscription_count),
       NULL },
 
+    { ngx_string("enabled"),
+      NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, enabled),
+      NULL },
+
+    { ngx_string("max_connections"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, max_connections),
+      NULL },
+
+    { ngx_string("allowed_origins"),
+      NGX_CONF_1MORE,
+      ngx_http_pusher_allowed_origins,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("max_event_data"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, max_event_data),
+      NULL },
+
+    { ngx_string("max_event_channels"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, max_event_channels),
+      NULL },
+
+    { ngx_string("max_event_name"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, max_event_name),
+      NULL },
+
+    { ngx_string("max_batch_events"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, max_batch_events),
+      NULL },
+
+    { ngx_string("max_request_size"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, max_request_size),
+      NULL },
+
+    { ngx_string("webhook"),
+      NGX_CONF_1MORE,
+      ngx_http_pusher_webhook,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("webhook_vacated_delay"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      0,
+      offsetof(ngx_http_pusher_app_t, webhook_vacated_delay),
+      NULL },
+
       ngx_null_command
 };
 
@@ -177,7 +253,7 @@ ngx_module_t  ngx_http_pusher_module = {
     ngx_http_pusher_commands,              /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_pusher_init_module,           /* init module */
     ngx_http_pusher_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -272,6 +348,30 @@ ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_init_msec_value(app[i].signin_timeout, 0);
         ngx_conf_init_value(app[i].cache_ttl, NGX_HTTP_PUSHER_CACHE_TTL);
         ngx_conf_init_value(app[i].subscription_count, 0);
+        ngx_conf_init_value(app[i].enabled, 1);
+        ngx_conf_init_uint_value(app[i].max_connections, 0);
+        ngx_conf_init_size_value(app[i].max_event_data,
+                                 NGX_HTTP_PUSHER_MAX_EVENT_DATA);
+        ngx_conf_init_uint_value(app[i].max_event_channels,
+                                 NGX_HTTP_PUSHER_MAX_EVENT_CHANNELS);
+        ngx_conf_init_size_value(app[i].max_event_name,
+                                 NGX_HTTP_PUSHER_MAX_EVENT_NAME);
+        ngx_conf_init_uint_value(app[i].max_batch_events,
+                                 NGX_HTTP_PUSHER_MAX_BATCH_EVENTS);
+        ngx_conf_init_size_value(app[i].max_request_size,
+                                 NGX_HTTP_PUSHER_MAX_REQUEST_SIZE);
+        ngx_conf_init_msec_value(app[i].webhook_vacated_delay, 0);
+
+        if (app[i].max_event_data == 0 || app[i].max_event_channels == 0
+            || app[i].max_event_name == 0 || app[i].max_batch_events == 0
+            || app[i].max_request_size == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "the \"max_event_*\", \"max_batch_events\" "
+                               "and \"max_request_size\" limits of pusher "
+                               "app \"%V\" must not be 0", &app[i].id);
+            return NGX_CONF_ERROR;
+        }
 
         if (app[i].cache_ttl < 1) {
             app[i].cache_ttl = 1;
@@ -281,6 +381,12 @@ ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf)
         if (app[i].activity_timeout < 1) {
             app[i].activity_timeout = 1;
         }
+
+        ngx_http_pusher_app_digest(&app[i]);
+    }
+
+    if (pmcf->apps.nelts && ngx_http_pusher_zone_add(cf, pmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -354,6 +460,14 @@ ngx_http_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     app->signin_timeout = NGX_CONF_UNSET_MSEC;
     app->cache_ttl = NGX_CONF_UNSET;
     app->subscription_count = NGX_CONF_UNSET;
+    app->enabled = NGX_CONF_UNSET;
+    app->max_connections = NGX_CONF_UNSET_UINT;
+    app->max_event_data = NGX_CONF_UNSET_SIZE;
+    app->max_event_channels = NGX_CONF_UNSET_UINT;
+    app->max_event_name = NGX_CONF_UNSET_SIZE;
+    app->max_batch_events = NGX_CONF_UNSET_UINT;
+    app->max_request_size = NGX_CONF_UNSET_SIZE;
+    app->webhook_vacated_delay = NGX_CONF_UNSET_MSEC;
 
     save = *cf;
     cf->handler = ngx_http_pusher_app_directive;
@@ -419,9 +533,10 @@ ngx_http_pusher_app_directive(ngx_conf_t *cf, ngx_command_t *dummy,
             continue;
         }
 
-        if (argc >= NGX_CONF_MAX_ARGS
-            || ((cmd->type & NGX_CONF_FLAG) ? argc != 1
-                : !(cmd->type & ngx_http_pusher_argument_number[argc])))
+        if ((cmd->type & NGX_CONF_1MORE) ? argc < 1
+            : (cmd->type & NGX_CONF_FLAG) ? argc != 1
+            : argc >= NGX_CONF_MAX_ARGS
+              || !(cmd->type & ngx_http_pusher_argument_number[argc]))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid number of arguments in \"%V\" "
@@ -447,6 +562,268 @@ ngx_http_pusher_app_directive(ngx_conf_t *cf, ngx_command_t *dummy,
                        "unknown directive \"%V\" in pusher_app", &value[0]);
 
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * allowed_origins pattern ... | none;
+ *
+ * Patterns are matched against the host of the Origin header, case
+ * insensitively, '*' matching any run of characters ("*.example.com",
+ * "*"); "none" admits clients that send no Origin (server SDKs, native
+ * apps).  Without the directive any origin and no origin are admitted.
+ */
+
+static char *
+ngx_http_pusher_allowed_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_pusher_app_t *app = conf;
+
+    ngx_str_t   *value, *p;
+    ngx_uint_t   i;
+
+    if (app->origins != NULL) {
+        return "is duplicate";
+    }
+
+    app->origins = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                    sizeof(ngx_str_t));
+    if (app->origins == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (value[i].len == 4 && ngx_strncmp(value[i].data, "none", 4) == 0) {
+            app->no_origin = 1;
+            continue;
+        }
+
+        if (value[i].len == 0
+            || ngx_strlchr(value[i].data, value[i].data + value[i].len, '/')
+            || ngx_strlchr(value[i].data, value[i].data + value[i].len, ':'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid origin host pattern \"%V\": a host "
+                               "such as \"app.example.com\" or "
+                               "\"*.example.com\", without scheme or port",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        p = ngx_array_push(app->origins);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *p = value[i];
+        ngx_strlow(p->data, p->data, p->len);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_str_t  ngx_http_pusher_webhook_names[] = {
+    ngx_string("channel_occupied"),
+    ngx_string("channel_vacated"),
+    ngx_string("member_added"),
+    ngx_string("member_removed"),
+    ngx_string("client_event"),
+    ngx_string("cache_miss"),
+    ngx_null_string
+};
+
+
+/* webhook URL [events=a,b] [prefix=STR] [suffix=STR] [header=Name:Value]... */
+
+static char *
+ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pusher_app_t *app = conf;
+
+    u_char                     *p, *last, *comma;
+    ngx_str_t                  *value, v;
+    ngx_uint_t                  i, k;
+    ngx_keyval_t               *kv;
+    ngx_http_pusher_webhook_t  *wh;
+
+    if (app->webhooks == NULL) {
+        app->webhooks = ngx_array_create(cf->pool, 2,
+                                         sizeof(ngx_http_pusher_webhook_t));
+        if (app->webhooks == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    wh = ngx_array_push(app->webhooks);
+    if (wh == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(wh, sizeof(ngx_http_pusher_webhook_t));
+
+    value = cf->args->elts;
+    wh->url = value[1];
+    wh->events = NGX_HTTP_PUSHER_WEBHOOK_ALL;
+
+    if (!((wh->url.len > sizeof("http://") - 1
+           && ngx_strncasecmp(wh->url.data, (u_char *) "http://",
+                              sizeof("http://") - 1) == 0)
+          || (wh->url.len > sizeof("https://") - 1
+              && ngx_strncasecmp(wh->url.data, (u_char *) "https://",
+                                 sizeof("https://") - 1) == 0)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid webhook URL \"%V\": http:// or https:// "
+                           "expected", &wh->url);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "events=", 7) == 0) {
+            wh->events = 0;
+            p = value[i].data + 7;
+            last = value[i].data + value[i].len;
+
+            while (p < last) {
+                comma = ngx_strlchr(p, last, ',');
+                if (comma == NULL) {
+                    comma = last;
+                }
+
+                v.data = p;
+                v.len = comma - p;
+
+                for (k = 0; ngx_http_pusher_webhook_names[k].len; k++) {
+                    if (ngx_http_pusher_webhook_names[k].len == v.len
+                        && ngx_strncmp(ngx_http_pusher_webhook_names[k].data,
+                                       v.data, v.len) == 0)
+                    {
+                        break;
+                    }
+                }
+
+                if (ngx_http_pusher_webhook_names[k].len == 0) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "unknown webhook event \"%V\"", &v);
+                    return NGX_CONF_ERROR;
+                }
+
+                wh->events |= (ngx_uint_t) 1 << k;
+                p = comma + 1;
+            }
+
+            if (wh->events == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "empty \"events=\" in webhook");
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            wh->prefix.data = value[i].data + 7;
+            wh->prefix.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "suffix=", 7) == 0) {
+            wh->suffix.data = value[i].data + 7;
+            wh->suffix.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "header=", 7) == 0) {
+            p = value[i].data + 7;
+            last = value[i].data + value[i].len;
+            comma = ngx_strlchr(p, last, ':');
+
+            if (comma == NULL || comma == p) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid webhook header \"%V\": "
+                                   "\"header=Name:Value\" expected",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (wh->headers == NULL) {
+                wh->headers = ngx_array_create(cf->pool, 2,
+                                               sizeof(ngx_keyval_t));
+                if (wh->headers == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+            }
+
+            kv = ngx_array_push(wh->headers);
+            if (kv == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            /* NUL-terminated, as every other string of the webhook */
+
+            kv->key.len = comma - p;
+            kv->key.data = ngx_pnalloc(cf->pool, kv->key.len + 1);
+            if (kv->key.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memcpy(kv->key.data, p, kv->key.len);
+            kv->key.data[kv->key.len] = '\0';
+
+            for (p = comma + 1; p < last && *p == ' '; p++) { /* void */ }
+
+            kv->value.data = p;
+            kv->value.len = last - p;
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid webhook parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The settings an open socket depends on.  A reload that leaves them
+ * alone keeps the app's sockets open in the old workers; limits checked
+ * only on connect and the broker's settings do not count.
+ */
+
+static void
+ngx_http_pusher_app_digest(ngx_http_pusher_app_t *app)
+{
+    uint32_t    crc;
+    ngx_uint_t  v[11];
+
+    v[0] = app->activity_timeout;
+    v[1] = app->ping_interval;
+    v[2] = app->pong_timeout;
+    v[3] = app->max_message_size;
+    v[4] = app->client_events;
+    v[5] = app->client_event_rate;
+    v[6] = app->presence_max_members;
+    v[7] = app->presence_max_user_info;
+    v[8] = app->signin_timeout;
+    v[9] = app->enabled;
+    v[10] = app->key.len;
+
+    ngx_crc32_init(crc);
+    ngx_crc32_update(&crc, (u_char *) v, sizeof(v));
+    ngx_crc32_update(&crc, app->key.data, app->key.len);
+    ngx_crc32_update(&crc, app->secret.data, app->secret.len);
+    ngx_crc32_final(crc);
+
+    app->digest = crc;
 }
 
 
@@ -491,6 +868,13 @@ ngx_http_pusher_app_by_id(ngx_http_pusher_main_conf_t *pmcf, u_char *id,
 
 
 static ngx_int_t
+ngx_http_pusher_init_module(ngx_cycle_t *cycle)
+{
+    return ngx_http_pusher_zone_init_module(cycle);
+}
+
+
+static ngx_int_t
 ngx_http_pusher_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_pusher_main_conf_t  *pmcf;
@@ -512,6 +896,7 @@ ngx_http_pusher_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_pusher_channel_init_worker(pmcf);
+    ngx_http_pusher_zone_init_worker(pmcf);
 
     return ngx_http_pusher_ring_init_worker(cycle, pmcf);
 }

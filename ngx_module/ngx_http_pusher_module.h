@@ -27,6 +27,16 @@
 #define NGX_HTTP_PUSHER_PRESENCE_INFO      2048        /* bytes */
 #define NGX_HTTP_PUSHER_CACHE_TTL          1800        /* seconds */
 
+/* the HTTP API limits, enforced by the broker; Pusher's published limits */
+#define NGX_HTTP_PUSHER_MAX_EVENT_DATA     10240       /* bytes */
+#define NGX_HTTP_PUSHER_MAX_EVENT_CHANNELS 100
+#define NGX_HTTP_PUSHER_MAX_EVENT_NAME     200         /* bytes */
+#define NGX_HTTP_PUSHER_MAX_BATCH_EVENTS   10
+#define NGX_HTTP_PUSHER_MAX_REQUEST_SIZE   (1024 * 1024)
+
+/* apps the shared zone keeps connection counts for, over all reloads */
+#define NGX_HTTP_PUSHER_ZONE_APPS          128
+
 /* client_events */
 #define NGX_HTTP_PUSHER_CLIENT_EVENTS_NONE     0
 #define NGX_HTTP_PUSHER_CLIENT_EVENTS_MEMBERS  1
@@ -64,6 +74,49 @@ typedef struct ngx_http_pusher_conn_s     ngx_http_pusher_conn_t;
 typedef struct ngx_http_pusher_channel_s  ngx_http_pusher_channel_t;
 
 
+/*
+ * One app in the shared zone "ngx_http_pusher": its open sockets over all
+ * workers, also those of old workers still serving after a reload.  The
+ * count per worker slot lets a worker started into the slot of a crashed
+ * one take the dead worker's sockets out of the total.
+ */
+typedef struct {
+    ngx_atomic_t               connections;
+    ngx_atomic_t               generation;         /* 0: free entry */
+    uint32_t                   digest;             /* socket settings */
+    uint32_t                   id_len;
+    u_char                     id[PUSHER_APP_ID_MAX];
+    uint32_t                   per_slot[NGX_MAX_PROCESSES];
+} ngx_http_pusher_zone_app_t;
+
+
+typedef struct {
+    ngx_atomic_t               generation;         /* of the newest conf */
+    ngx_atomic_t               stopping;           /* generation stopping */
+    ngx_http_pusher_zone_app_t apps[NGX_HTTP_PUSHER_ZONE_APPS];
+} ngx_http_pusher_zone_t;
+
+
+/* webhook event types */
+#define NGX_HTTP_PUSHER_WEBHOOK_OCCUPIED   0x01
+#define NGX_HTTP_PUSHER_WEBHOOK_VACATED    0x02
+#define NGX_HTTP_PUSHER_WEBHOOK_ADDED      0x04
+#define NGX_HTTP_PUSHER_WEBHOOK_REMOVED    0x08
+#define NGX_HTTP_PUSHER_WEBHOOK_CLIENT     0x10
+#define NGX_HTTP_PUSHER_WEBHOOK_CACHE_MISS 0x20
+#define NGX_HTTP_PUSHER_WEBHOOK_ALL        0x3f
+
+
+/* "webhook URL [events=...] [prefix=...] [suffix=...] [header=N:V]..." */
+typedef struct {
+    ngx_str_t                  url;
+    ngx_uint_t                 events;      /* NGX_HTTP_PUSHER_WEBHOOK_* */
+    ngx_str_t                  prefix;
+    ngx_str_t                  suffix;
+    ngx_array_t               *headers;            /* ngx_keyval_t */
+} ngx_http_pusher_webhook_t;
+
+
 /* one pusher_app block */
 typedef struct {
     ngx_str_t                  id;
@@ -80,6 +133,25 @@ typedef struct {
     ngx_msec_t                 signin_timeout;     /* 0: no deadline */
     time_t                     cache_ttl;          /* seconds */
     ngx_flag_t                 subscription_count;
+    ngx_flag_t                 enabled;
+    ngx_uint_t                 max_connections;    /* 0: no limit */
+    ngx_array_t               *origins;            /* ngx_str_t; NULL: any */
+    ngx_flag_t                 no_origin;          /* "none" listed */
+
+    /* the HTTP API, enforced by the broker */
+    size_t                     max_event_data;
+    ngx_uint_t                 max_event_channels;
+    size_t                     max_event_name;
+    ngx_uint_t                 max_batch_events;
+    size_t                     max_request_size;
+
+    /* webhooks, sent by the broker */
+    ngx_array_t               *webhooks;  /* ngx_http_pusher_webhook_t */
+    ngx_msec_t                 webhook_vacated_delay;
+
+    /* what an open socket depends on: a reload keeps it if unchanged */
+    uint32_t                   digest;
+    ngx_http_pusher_zone_app_t *zone;             /* NULL: zone full */
 
     /* worker runtime: this app's channels, by name */
     ngx_rbtree_t               channels;
@@ -91,6 +163,9 @@ typedef struct {
     ngx_array_t                apps;               /* ngx_http_pusher_app_t */
     ngx_str_t                  broker;             /* control socket path */
     uint64_t                   conf_time;          /* unix ms of this conf */
+    ngx_shm_zone_t            *shm_zone;
+    ngx_http_pusher_zone_t    *zone;
+    ngx_atomic_uint_t          generation;         /* zone gen. of this conf */
 } ngx_http_pusher_main_conf_t;
 
 
@@ -170,6 +245,8 @@ struct ngx_http_pusher_conn_s {
     unsigned                   in_dirty:1;
     unsigned                   authorized:1;       /* signed in or private */
     unsigned                   online:1;           /* USER_ONLINE sent */
+    unsigned                   counted:1;          /* in the zone's count */
+    unsigned                   origin_denied:1;
 
     pusher_ws_parser_t         parser;
 };
@@ -182,6 +259,17 @@ ngx_http_pusher_app_t *ngx_http_pusher_app_by_key(
     ngx_http_pusher_main_conf_t *pmcf, ngx_str_t *key);
 ngx_http_pusher_app_t *ngx_http_pusher_app_by_id(
     ngx_http_pusher_main_conf_t *pmcf, u_char *id, size_t len);
+extern ngx_str_t  ngx_http_pusher_webhook_names[];
+
+/* ngx_http_pusher_zone.c */
+ngx_int_t ngx_http_pusher_zone_add(ngx_conf_t *cf,
+    ngx_http_pusher_main_conf_t *pmcf);
+ngx_int_t ngx_http_pusher_zone_init_module(ngx_cycle_t *cycle);
+void ngx_http_pusher_zone_init_worker(ngx_http_pusher_main_conf_t *pmcf);
+ngx_int_t ngx_http_pusher_zone_connect(ngx_http_pusher_conn_t *pc);
+void ngx_http_pusher_zone_disconnect(ngx_http_pusher_conn_t *pc);
+ngx_uint_t ngx_http_pusher_draining(void);
+ngx_uint_t ngx_http_pusher_keep_on_reload(ngx_http_pusher_conn_t *pc);
 
 /* ngx_http_pusher_handler.c */
 ngx_int_t ngx_http_pusher_handler(ngx_http_request_t *r);
@@ -203,6 +291,7 @@ ngx_int_t ngx_http_pusher_send_control(ngx_http_pusher_conn_t *pc,
 void ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
     const char *reason);
 void ngx_http_pusher_flush_dirty(void);
+void ngx_http_pusher_ws_close_all(void);
 
 /* ngx_http_pusher_session.c */
 void ngx_http_pusher_session_open(ngx_http_pusher_conn_t *pc);

@@ -61,6 +61,8 @@ static void ngx_http_pusher_ring_connect(ngx_event_t *ev);
 static void ngx_http_pusher_ring_retry(ngx_http_pusher_broker_t *b);
 static void ngx_http_pusher_ring_close(ngx_http_pusher_broker_t *b);
 static ngx_int_t ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b);
+static ngx_int_t ngx_http_pusher_ring_hello_webhooks(cJSON *json,
+    ngx_http_pusher_app_t *app);
 static ngx_int_t ngx_http_pusher_ring_append(ngx_http_pusher_broker_t *b,
     ngx_uint_t type, ngx_str_t *fields, ngx_uint_t n);
 static void ngx_http_pusher_ring_answer(ngx_http_pusher_broker_t *b,
@@ -165,7 +167,7 @@ ngx_http_pusher_ring_connect(ngx_event_t *ev)
     ngx_connection_t    *c;
     struct sockaddr_un   sun;
 
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
+    if (ngx_terminate || (ngx_exiting && !ngx_http_pusher_draining())) {
         return;
     }
 
@@ -224,7 +226,7 @@ ngx_http_pusher_ring_connect(ngx_event_t *ev)
     c->send = ngx_send;
 
     /* graceful shutdown closes the link through the read handler */
-    c->idle = 1;
+    c->idle = !ngx_exiting;
 
     if (ngx_add_conn) {
         if (ngx_add_conn(c) == NGX_ERROR) {
@@ -264,7 +266,7 @@ ngx_http_pusher_ring_connect(ngx_event_t *ev)
 static void
 ngx_http_pusher_ring_retry(ngx_http_pusher_broker_t *b)
 {
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
+    if (ngx_terminate || (ngx_exiting && !ngx_http_pusher_draining())) {
         return;
     }
 
@@ -300,7 +302,10 @@ ngx_http_pusher_ring_close(ngx_http_pusher_broker_t *b)
 }
 
 
-/* HELLO: {"pid":N,"conf_time":MS,"apps":[{"id","key","secret"},...]} */
+/*
+ * HELLO: {"pid":N,"conf_time":MS,"apps":[{"id","key","secret",...},...]},
+ * each app with the settings the broker enforces and its webhooks
+ */
 
 static ngx_int_t
 ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b)
@@ -352,7 +357,26 @@ ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b)
                == NULL
             || cJSON_AddBoolToObject(app, "subscription_count",
                                      a[i].subscription_count ? 1 : 0)
-               == NULL)
+               == NULL
+            || cJSON_AddNumberToObject(app, "max_event_data",
+                                       (double) a[i].max_event_data)
+               == NULL
+            || cJSON_AddNumberToObject(app, "max_channels",
+                                       (double) a[i].max_event_channels)
+               == NULL
+            || cJSON_AddNumberToObject(app, "max_event_name",
+                                       (double) a[i].max_event_name)
+               == NULL
+            || cJSON_AddNumberToObject(app, "max_batch",
+                                       (double) a[i].max_batch_events)
+               == NULL
+            || cJSON_AddNumberToObject(app, "max_request_size",
+                                       (double) a[i].max_request_size)
+               == NULL
+            || cJSON_AddNumberToObject(app, "webhook_vacated_delay",
+                                       (double) a[i].webhook_vacated_delay)
+               == NULL
+            || ngx_http_pusher_ring_hello_webhooks(app, &a[i]) != NGX_OK)
         {
             cJSON_Delete(root);
             return NGX_ERROR;
@@ -391,6 +415,101 @@ ngx_http_pusher_ring_hello(ngx_http_pusher_broker_t *b)
     cJSON_free(json);
 
     b->out_len = PUSHER_CTL_HEADER_SIZE + len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * "webhooks":[{"url":U,"event_types":[...],"filter":{
+ *     "channel_name_starts_with":P,"channel_name_ends_with":S},
+ *     "headers":{N:V,...}},...]
+ */
+
+static ngx_int_t
+ngx_http_pusher_ring_hello_webhooks(cJSON *json, ngx_http_pusher_app_t *app)
+{
+    cJSON                      *list, *item, *types, *filter, *headers;
+    ngx_uint_t                  i, k;
+    ngx_keyval_t               *kv;
+    ngx_http_pusher_webhook_t  *wh;
+
+    if (app->webhooks == NULL) {
+        return NGX_OK;
+    }
+
+    list = cJSON_AddArrayToObject(json, "webhooks");
+    if (list == NULL) {
+        return NGX_ERROR;
+    }
+
+    wh = app->webhooks->elts;
+
+    for (i = 0; i < app->webhooks->nelts; i++) {
+        item = cJSON_CreateObject();
+
+        if (item == NULL || !cJSON_AddItemToArray(list, item)) {
+            cJSON_Delete(item);
+            return NGX_ERROR;
+        }
+
+        /* configuration strings are NUL-terminated */
+
+        if (cJSON_AddStringToObject(item, "url", (char *) wh[i].url.data)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        types = cJSON_AddArrayToObject(item, "event_types");
+        if (types == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (k = 0; ngx_http_pusher_webhook_names[k].len; k++) {
+            if ((wh[i].events & ((ngx_uint_t) 1 << k))
+                && !cJSON_AddItemToArray(types, cJSON_CreateString(
+                       (char *) ngx_http_pusher_webhook_names[k].data)))
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        filter = cJSON_AddObjectToObject(item, "filter");
+
+        if (filter == NULL
+            || (wh[i].prefix.len
+                && cJSON_AddStringToObject(filter, "channel_name_starts_with",
+                                           (char *) wh[i].prefix.data)
+                   == NULL)
+            || (wh[i].suffix.len
+                && cJSON_AddStringToObject(filter, "channel_name_ends_with",
+                                           (char *) wh[i].suffix.data)
+                   == NULL))
+        {
+            return NGX_ERROR;
+        }
+
+        headers = cJSON_AddObjectToObject(item, "headers");
+        if (headers == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (wh[i].headers == NULL) {
+            continue;
+        }
+
+        kv = wh[i].headers->elts;
+
+        for (k = 0; k < wh[i].headers->nelts; k++) {
+            if (cJSON_AddStringToObject(headers, (char *) kv[k].key.data,
+                                        (char *) kv[k].value.data)
+                == NULL)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
 
     return NGX_OK;
 }
@@ -543,8 +662,19 @@ ngx_http_pusher_ring_read(ngx_event_t *rev)
     b = c->data;
 
     if (c->close) {
-        ngx_http_pusher_ring_close(b);
-        return;
+        c->close = 0;
+
+        /*
+         * graceful shutdown; after a reload the sockets this worker keeps
+         * still need the broker, and its memberships end with the link
+         */
+
+        if (c->error || !ngx_http_pusher_draining()) {
+            ngx_http_pusher_ring_close(b);
+            return;
+        }
+
+        c->idle = 0;
     }
 
     for ( ;; ) {
@@ -892,8 +1022,15 @@ ngx_http_pusher_ring_poll(ngx_event_t *ev)
 {
     ngx_http_pusher_broker_t *b = ev->data;
 
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
+    /* cancelable: it keeps a worker draining after a reload going */
+
+    if (ngx_terminate) {
         return;
+    }
+
+    if (ngx_exiting && !ngx_http_pusher_draining()) {
+        /* nginx stops: no more reason to keep sockets from a reload */
+        ngx_http_pusher_ws_close_all();
     }
 
     ngx_http_pusher_ring_drain(&b->drain);

@@ -61,6 +61,31 @@ ngx_http_pusher_session_open(ngx_http_pusher_conn_t *pc)
         return;
     }
 
+    if (!pc->app->enabled) {
+        ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
+                      "pusher: client connected to disabled app \"%V\"",
+                      &pc->app->id);
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_APP_DISABLED,
+                                      "The app is not enabled.", 1);
+        return;
+    }
+
+    if (pc->origin_denied) {
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_UNAUTHORIZED,
+                                      "Origin not allowed", 1);
+        return;
+    }
+
+    if (ngx_http_pusher_zone_connect(pc) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
+                      "pusher: app \"%V\" is at max_connections %ui",
+                      &pc->app->id, pc->app->max_connections);
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_OVER_QUOTA,
+                                      "Application is over connection quota",
+                                      1);
+        return;
+    }
+
     pc->id = ++ngx_http_pusher_last_id;
 
     n = ngx_http_pusher_socket_id(pc, id);

@@ -136,10 +136,19 @@ ngx_http_pusher_read_handler(ngx_event_t *rev)
             return;
         }
 
-        ngx_http_pusher_session_error(pc, PUSHER_ERR_RECONNECT,
-                                      "Server is shutting down", 1);
-        ngx_http_pusher_flush_dirty();
-        return;
+        if (c->error || !ngx_http_pusher_keep_on_reload(pc)) {
+            ngx_http_pusher_session_error(pc, PUSHER_ERR_RECONNECT,
+                                          "Server is shutting down", 1);
+            ngx_http_pusher_flush_dirty();
+            return;
+        }
+
+        /*
+         * a reload left this socket's app alone: the socket stays with
+         * this worker until it closes or worker_shutdown_timeout
+         */
+
+        c->idle = 0;
     }
 
     if (rev->timedout) {
@@ -534,6 +543,7 @@ ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
 
     ngx_http_pusher_unsubscribe_all(pc);
     ngx_http_pusher_user_offline(pc);
+    ngx_http_pusher_zone_disconnect(pc);
 
     msg = ngx_http_pusher_msg_alloc(2 + PUSHER_WS_CONTROL_MAX);
 
@@ -697,6 +707,33 @@ ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
 }
 
 
+/* nginx stops while this worker still serves sockets kept over a reload */
+
+void
+ngx_http_pusher_ws_close_all(void)
+{
+    ngx_uint_t         i;
+    ngx_connection_t  *c;
+
+    c = ngx_cycle->connections;
+
+    for (i = 0; i < ngx_cycle->connection_n; i++) {
+
+        if (c[i].fd == (ngx_socket_t) -1
+            || c[i].read->handler != ngx_http_pusher_read_handler
+            || ((ngx_http_pusher_conn_t *) c[i].data)->closing)
+        {
+            continue;
+        }
+
+        c[i].close = 1;
+        c[i].read->handler(c[i].read);
+    }
+
+    ngx_http_pusher_flush_dirty();
+}
+
+
 static void
 ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
 {
@@ -714,6 +751,7 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
 
     ngx_http_pusher_unsubscribe_all(pc);
     ngx_http_pusher_user_offline(pc);
+    ngx_http_pusher_zone_disconnect(pc);
 
     while (pc->out) {
         out = pc->out;

@@ -98,3 +98,25 @@ test('reload that adds an app: its key connects and its API id answers', async (
     await ws.waitEvent('hello', 'third');
     ws.close();
 });
+
+test('reload that removes an app: its sockets get 4200 and a reconnect gets 4001; the other apps keep their sockets', async () => {
+    const removed = await connectRaw(srv, { key: 'third-key' });
+    await subscribeRaw(removed, 'gone');
+    const stays = await connectRaw(srv, { key: 'second-key' });
+    await subscribeRaw(stays, 'stays');
+    srv.rewriteConf({ extraApps: [{ id: '777', key: 'second-key', secret: 'second-secret' }] });
+    await srv.reload();
+    await removed.expectText(errorFrame(4200, 'Server is shutting down'));
+    await removed.expectClose(4200);
+    const again = await RawWs.connect(srv.port, '/app/third-key?protocol=7');
+    srv.track(again);
+    await again.expectText(errorFrame(4001, 'Application does not exist'));
+    await again.expectClose(4001);
+    await waitUntil(async () => (await signedRequest(srv, 'POST', '/apps/888/events', { body: body('x'), key: 'third-key', secret: 'third-secret' })).status === 404,
+        5000, 'the broker forgets the removed app');
+    await stays.expectNothing(200);
+    const second = sdk(srv, { appId: '777', key: 'second-key', secret: 'second-secret' });
+    await sdkTrigger(second, 'stays', 'still-here', { ok: 1 });
+    await stays.expectText(eventFrame('still-here', 'stays', { ok: 1 }));
+    stays.close();
+});

@@ -1,7 +1,9 @@
 'use strict';
-// Tests for graceful reload (SIGHUP) and shutdown (SIGQUIT): every open
-// WebSocket is told to reconnect with pusher:error 4200 + close 4200, and
-// clients end up on the new workers.
+// Tests for graceful reload (SIGHUP) and shutdown (SIGQUIT).  A reload
+// keeps the sockets of apps it leaves alone open in the old workers; the
+// sockets of apps it changes or removes are told to reconnect with
+// pusher:error 4200 + close 4200 and end up on the new workers.  A stop
+// sends every socket 4200, also those an old worker kept over a reload.
 
 const assert = require('node:assert/strict');
 const { after } = require('node:test');
@@ -11,7 +13,7 @@ const fs = require('node:fs');
 const { startServer, test, waitUntil, sleep, socketWorker, SLOW } = require('./lib/harness');
 const { RawWs, OP } = require('./lib/rawws');
 const {
-    connectRawAcrossWorkers, subscribeRaw, errorFrame, sdk, sdkTrigger, pusherJs, pjsSubscribe,
+    connectRaw, connectRawAcrossWorkers, subscribeRaw, errorFrame, eventFrame, sdk, sdkTrigger, pusherJs, pjsSubscribe,
 } = require('./lib/clients');
 
 const SHUTDOWN_ERROR = errorFrame(4200, 'Server is shutting down');
@@ -35,7 +37,7 @@ function statesOf(c) {
     return c.states.map((s) => `${s.current}`).join(' -> ');
 }
 
-test('SIGHUP reload: old sockets get 4200; pusher-js is on a new worker within 2 s and receives events; old workers exit', { timeout: 30000 * SLOW }, async (t) => {
+test('SIGHUP reload that changes the app: its sockets get 4200; pusher-js is on a new worker within 2 s and receives events; old workers exit', { timeout: 30000 * SLOW }, async (t) => {
     const srv = await startServer();
     servers.push(srv);
     const api = sdk(srv);
@@ -49,6 +51,7 @@ test('SIGHUP reload: old sockets get 4200; pusher-js is on a new worker within 2
     ch.bind('after-reload', (d) => got.push(d));
 
     const t0 = Date.now();
+    srv.rewriteConf({ app: { ping_interval: '61s' } });
     const { old, fresh } = await srv.reload();
     for (const ws of raws) {
         await expectShutdownClose(ws);
@@ -69,7 +72,7 @@ test('SIGHUP reload: old sockets get 4200; pusher-js is on a new worker within 2
     await srv.stop();
 });
 
-test('5 reloads with 20 pusher-js clients: after each, every client is on a new worker and gets events; no old worker lingers', { timeout: 60000 * SLOW }, async () => {
+test('5 reloads that change the app with 20 pusher-js clients: after each, every client is on a new worker and gets events; no old worker lingers', { timeout: 60000 * SLOW }, async () => {
     const srv = await startServer();
     servers.push(srv);
     const api = sdk(srv);
@@ -81,6 +84,7 @@ test('5 reloads with 20 pusher-js clients: after each, every client is on a new 
         clients.push(c);
     }
     for (let round = 0; round < 5; round++) {
+        srv.rewriteConf({ app: { ping_interval: `${61 + round}s` } });
         const { old, fresh } = await srv.reload();
         const describe = () => clients.map((c) => `${c.connection.socket_id}/${c.connection.state}`).join(' ');
         await waitUntil(() => clients.every((c) => c.connection.state === 'connected' && fresh.includes(socketWorker(c.connection.socket_id))), 3000,
@@ -97,6 +101,76 @@ test('5 reloads with 20 pusher-js clients: after each, every client is on a new 
     }
     await srv.stop();
 });
+
+test('SIGHUP reload that leaves an app alone: its sockets stay open on the old workers and keep working; a changed app reconnects; old workers exit when the kept sockets close', { timeout: 30000 * SLOW }, async () => {
+    const other = { id: '902', key: 'other-key', secret: 'other-secret' };
+    const srv = await startServer({ extraApps: [other] });
+    servers.push(srv);
+    const api = sdk(srv);
+    const kept = await connectRawAcrossWorkers(srv, 2);
+    for (const ws of kept) {
+        await subscribeRaw(ws, 'kept');
+    }
+    const moved = await connectRawAcrossWorkers(srv, 2, { key: other.key });
+    for (const ws of moved) {
+        await subscribeRaw(ws, 'moved');
+    }
+    const oldWorkers = [...new Set(kept.map((ws) => ws.worker))];
+
+    srv.rewriteConf({ extraApps: [{ ...other, app: { activity_timeout: '40s' } }] });
+    const { old, fresh } = await srv.reload();
+    assert.deepEqual([...old].sort(), [...oldWorkers].sort().map(Number));
+
+    for (const ws of moved) {
+        await expectShutdownClose(ws);
+    }
+    /* the changed app: new connections get its new settings */
+    const again = await connectRaw(srv, { key: other.key, activityTimeout: 40 });
+    assert.ok(fresh.includes(again.worker), `new connection on a new worker: ${again.worker} of ${fresh}`);
+    again.close();
+
+    for (const ws of kept) {
+        await ws.expectNothing(300);
+    }
+    assert.ok(old.every(shuttingDownOrGone) && old.every((p) => fs.existsSync(`/proc/${p}`)),
+        `old workers ${old} stay, shutting down, while they keep sockets`);
+    /* events from the HTTP API still reach them, through the new workers' broker link too */
+    await sdkTrigger(api, 'kept', 'after-reload', { n: 1 });
+    for (const ws of kept) {
+        await ws.expectText(eventFrame('after-reload', 'kept', { n: 1 }));
+    }
+    /* and they still talk: ping, subscribe */
+    kept[0].sendJson({ event: 'pusher:ping', data: {} });
+    await kept[0].expectText(JSON.stringify({ event: 'pusher:pong', data: '{}' }));
+    await subscribeRaw(kept[1], 'kept-later');
+    await sdkTrigger(api, 'kept-later', 'late', { n: 2 });
+    await kept[1].expectText(eventFrame('late', 'kept-later', { n: 2 }));
+
+    for (const ws of kept) {
+        ws.sendClose(1000);
+        await ws.expectClose(1000);
+    }
+    await srv.waitGone(old, 3000);
+    await srv.stop();
+});
+
+test('SIGQUIT after a reload: the sockets old workers kept get 4200 too, and nginx exits', { timeout: 30000 * SLOW }, async () => {
+    const srv = await startServer();
+    servers.push(srv);
+    const kept = await connectRawAcrossWorkers(srv, 2);
+    const { old } = await srv.reload();
+    for (const ws of kept) {
+        await ws.expectNothing(200);
+    }
+    const newer = await connectRawAcrossWorkers(srv, 2);
+    const closes = [...kept, ...newer].map((ws) => expectShutdownClose(ws));
+    const exit = await srv.quit(5000);
+    await Promise.all(closes);
+    assert.deepEqual(exit, { code: 0, signal: null }, 'nginx exit status');
+    await srv.waitGone(old, 1000);
+    await srv.stop();
+});
+
 
 function shuttingDownOrGone(pid) {
     try {

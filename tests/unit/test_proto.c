@@ -1569,6 +1569,66 @@ ring_event_decode_survives_garbage(void **state)
 }
 
 
+static void
+origin_host_is_found(void **state)
+{
+    const char  *host;
+    size_t       len;
+
+    (void) state;
+
+#define HOST_OF(o, want)                                                      \
+    assert_int_equal(pusher_origin_host(o, sizeof(o) - 1, &host, &len), 0);  \
+    assert_int_equal(len, sizeof(want) - 1);                                  \
+    assert_memory_equal(host, want, len)
+
+    HOST_OF("https://app.example.com", "app.example.com");
+    HOST_OF("http://App.Example.com:8080", "App.Example.com");
+    HOST_OF("https://example.com/", "example.com");
+    HOST_OF("http://[::1]:8080", "[::1]");
+    HOST_OF("chrome-extension://abc", "abc");
+
+#undef HOST_OF
+
+    assert_int_equal(pusher_origin_host("null", 4, &host, &len), -1);
+    assert_int_equal(pusher_origin_host("", 0, &host, &len), -1);
+    assert_int_equal(pusher_origin_host("https://", 8, &host, &len), -1);
+    assert_int_equal(pusher_origin_host("://x", 4, &host, &len), -1);
+    assert_int_equal(pusher_origin_host("a b://x", 7, &host, &len), -1);
+    assert_int_equal(pusher_origin_host("http://:80", 10, &host, &len), -1);
+    assert_int_equal(pusher_origin_host("http://[::1", 11, &host, &len), -1);
+}
+
+
+static void
+host_patterns_match(void **state)
+{
+    (void) state;
+
+#define MATCH(p, h)  pusher_host_match(p, sizeof(p) - 1, h, sizeof(h) - 1)
+
+    assert_true(MATCH("*", "anything.example"));
+    assert_true(MATCH("*", ""));
+    assert_true(MATCH("example.com", "example.com"));
+    assert_true(MATCH("example.com", "EXAMPLE.com"));
+    assert_false(MATCH("example.com", "example.co"));
+    assert_false(MATCH("example.com", "example.com.evil.net"));
+    assert_false(MATCH("example.com", "evilexample.com"));
+    assert_true(MATCH("*.example.com", "app.example.com"));
+    assert_true(MATCH("*.example.com", "a.b.example.com"));
+    assert_false(MATCH("*.example.com", "example.com"));
+    assert_false(MATCH("*.example.com", "evilexample.com"));
+    assert_false(MATCH("*.example.com", "app.example.com.evil.net"));
+    assert_true(MATCH("app-*.example.com", "app-42.example.com"));
+    assert_false(MATCH("app-*.example.com", "web-42.example.com"));
+    assert_true(MATCH("*.*.example.com", "a.b.example.com"));
+    assert_false(MATCH("", "x"));
+    assert_true(MATCH("", ""));
+
+#undef MATCH
+}
+
+
 int
 main(void)
 {
@@ -1593,7 +1653,9 @@ main(void)
         cmocka_unit_test(ring_event_decode_rejects_truncated_records),
         cmocka_unit_test(ring_event_decode_rejects_corrupted_records),
         cmocka_unit_test(ring_event_decode_rejects_non_minimal_lengths),
-        cmocka_unit_test(ring_event_decode_survives_garbage)
+        cmocka_unit_test(ring_event_decode_survives_garbage),
+        cmocka_unit_test(origin_host_is_found),
+        cmocka_unit_test(host_patterns_match)
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
