@@ -61,6 +61,9 @@
 #define NGX_HTTP_PUSHER_LINGER             3000        /* ms */
 #define NGX_HTTP_PUSHER_LINGER_EXITING     500         /* ms */
 
+/* a worker that wrote its sockets this recently gathers more frames */
+#define NGX_HTTP_PUSHER_FLUSH_WINDOW       5           /* ms */
+
 /* ring records handled before yielding to other events */
 #define NGX_HTTP_PUSHER_DRAIN_BATCH        1024
 
@@ -291,6 +294,7 @@ ngx_int_t ngx_http_pusher_send_control(ngx_http_pusher_conn_t *pc,
 void ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
     const char *reason);
 void ngx_http_pusher_flush_dirty(void);
+void ngx_http_pusher_flush_fanout(void);
 void ngx_http_pusher_ws_close_all(void);
 
 /* ngx_http_pusher_session.c */

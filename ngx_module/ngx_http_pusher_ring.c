@@ -768,7 +768,7 @@ ngx_http_pusher_ring_read(ngx_event_t *rev)
     }
 
     /* frames queued for PRESENCE_JOINED and CACHE answers */
-    ngx_http_pusher_flush_dirty();
+    ngx_http_pusher_flush_fanout();
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
         ngx_http_pusher_ring_close(b);
@@ -1097,7 +1097,7 @@ ngx_http_pusher_ring_drain(ngx_event_t *ev)
         ngx_http_pusher_publish(b->pmcf, &view);
     }
 
-    ngx_http_pusher_flush_dirty();
+    ngx_http_pusher_flush_fanout();
 
     if (n == NGX_HTTP_PUSHER_DRAIN_BATCH) {
         ngx_post_event(&b->drain, &ngx_posted_events);

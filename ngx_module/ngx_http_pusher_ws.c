@@ -14,6 +14,7 @@ static ngx_int_t ngx_http_pusher_process(ngx_http_pusher_conn_t *pc,
 static void ngx_http_pusher_timer(ngx_http_pusher_conn_t *pc);
 static void ngx_http_pusher_linger(ngx_http_pusher_conn_t *pc);
 static ngx_int_t ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc);
+static void ngx_http_pusher_flush_expired(ngx_event_t *ev);
 static void ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc);
 static void *ngx_http_pusher_parser_alloc(size_t size, void *ctx);
 static void ngx_http_pusher_parser_free(void *p, void *ctx);
@@ -25,6 +26,8 @@ static ngx_queue_t             ngx_http_pusher_dirty;
 static ngx_http_pusher_out_t  *ngx_http_pusher_free_outs;
 static ngx_buf_t               ngx_http_pusher_bufs[NGX_HTTP_PUSHER_IOVS];
 static ngx_chain_t             ngx_http_pusher_chain[NGX_HTTP_PUSHER_IOVS];
+static ngx_event_t             ngx_http_pusher_flush_timer;
+static ngx_msec_t              ngx_http_pusher_last_flush;
 
 
 ngx_int_t
@@ -37,6 +40,10 @@ ngx_http_pusher_ws_init_worker(ngx_cycle_t *cycle)
     }
 
     ngx_queue_init(&ngx_http_pusher_dirty);
+
+    ngx_http_pusher_flush_timer.handler = ngx_http_pusher_flush_expired;
+    ngx_http_pusher_flush_timer.log = cycle->log;
+    ngx_http_pusher_flush_timer.cancelable = 1;
 
     return NGX_OK;
 }
@@ -570,11 +577,56 @@ ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
 }
 
 
+/*
+ * After a ring batch.  A worker that wrote its sockets less than
+ * NGX_HTTP_PUSHER_FLUSH_WINDOW ago is busy: the frames of the batches that
+ * arrive until then go out together, several per writev().  An idle
+ * worker writes at once, so an isolated event is not delayed.
+ */
+
+void
+ngx_http_pusher_flush_fanout(void)
+{
+    ngx_msec_int_t  age;
+
+    if (ngx_http_pusher_flush_timer.timer_set
+        || ngx_queue_empty(&ngx_http_pusher_dirty))
+    {
+        return;
+    }
+
+    age = (ngx_msec_int_t) (ngx_current_msec - ngx_http_pusher_last_flush);
+
+    if (age >= 0 && age < NGX_HTTP_PUSHER_FLUSH_WINDOW) {
+        ngx_add_timer(&ngx_http_pusher_flush_timer,
+                      NGX_HTTP_PUSHER_FLUSH_WINDOW - age);
+        return;
+    }
+
+    ngx_http_pusher_flush_dirty();
+}
+
+
+static void
+ngx_http_pusher_flush_expired(ngx_event_t *ev)
+{
+    ngx_http_pusher_flush_dirty();
+}
+
+
 void
 ngx_http_pusher_flush_dirty(void)
 {
     ngx_queue_t             *q;
     ngx_http_pusher_conn_t  *pc;
+
+    if (ngx_queue_empty(&ngx_http_pusher_dirty)) {
+        return;
+    }
+
+    if (ngx_http_pusher_flush_timer.timer_set) {
+        ngx_del_timer(&ngx_http_pusher_flush_timer);
+    }
 
     while (!ngx_queue_empty(&ngx_http_pusher_dirty)) {
         q = ngx_queue_head(&ngx_http_pusher_dirty);
@@ -585,6 +637,10 @@ ngx_http_pusher_flush_dirty(void)
 
         (void) ngx_http_pusher_flush(pc);
     }
+
+    /* the window starts when writing ends: a long fan-out leaves time */
+    ngx_time_update();
+    ngx_http_pusher_last_flush = ngx_current_msec;
 }
 
 
