@@ -291,6 +291,7 @@ struct Options {
 
     long subscribers = 1000;
     int src_addrs = 0;              /* 0: one per 25,000 connections */
+    int src_base = 1;               /* first source address 127.0.0.B */
     int threads = 1;
     int connect_concurrency = 512;
     double connect_timeout = 60;
@@ -307,6 +308,8 @@ struct Options {
     double drain_timeout = 10;
 
     bool json = false;
+    bool external = false;          /* another process publishes --events */
+    std::string ready_file;         /* created once subscribed (and idle) */
     std::vector<pid_t> server_pids;
 };
 
@@ -326,6 +329,7 @@ usage()
 "                               and /pub/{channel})\n"
 "  --subscribers N             WebSocket subscribers (1000; 0 = publish only)\n"
 "  --src-addrs K               spread over 127.0.0.1..K (auto: 1 per 25k)\n"
+"  --src-base B                source addresses start at 127.0.0.B (1)\n"
 "  --threads T                 subscriber epoll threads (1)\n"
 "  --connect-concurrency C     handshakes in flight (512)\n"
 "  --connect-timeout S         all subscribed within S seconds (60)\n"
@@ -338,6 +342,11 @@ usage()
 "  --size B                    event data bytes (100)\n"
 "  --pub-timeout S             publishing must end within S (60; rate: D+S)\n"
 "  --drain-timeout S           deliveries must arrive within S after (10)\n"
+"  --external E                subscribe only: another process publishes E\n"
+"                              events (its --subscribers 0); wait for them\n"
+"                              up to --pub-timeout + --drain-timeout\n"
+"  --ready-file F              create F once subscribed and idle (for scripts\n"
+"                              that start that publisher)\n"
 "  --server-pids P,P,..        sample their CPU and memory from /proc\n"
 "  --label L                   scenario name for the report\n"
 "  --json                      one JSON line on stdout, report on stderr\n"
@@ -370,7 +379,7 @@ parse_options(int argc, char **argv)
         O_EVENT, O_SUB_PATH, O_PUB_PATH, O_LABEL, O_SUBS, O_SRC, O_THREADS,
         O_CONC, O_CTIMEOUT, O_IDLE, O_BURST, O_RATE, O_DURATION, O_EVENTS,
         O_PUBCONNS, O_PIPELINE, O_SIZE, O_PTIMEOUT, O_DTIMEOUT, O_JSON,
-        O_PIDS, O_QUIET, O_HELP
+        O_PIDS, O_QUIET, O_HELP, O_SRC_BASE, O_EXTERNAL, O_READY
     };
     static const option longopts[] = {
         {"host", required_argument, nullptr, O_HOST},
@@ -386,6 +395,9 @@ parse_options(int argc, char **argv)
         {"label", required_argument, nullptr, O_LABEL},
         {"subscribers", required_argument, nullptr, O_SUBS},
         {"src-addrs", required_argument, nullptr, O_SRC},
+        {"src-base", required_argument, nullptr, O_SRC_BASE},
+        {"external", required_argument, nullptr, O_EXTERNAL},
+        {"ready-file", required_argument, nullptr, O_READY},
         {"threads", required_argument, nullptr, O_THREADS},
         {"connect-concurrency", required_argument, nullptr, O_CONC},
         {"connect-timeout", required_argument, nullptr, O_CTIMEOUT},
@@ -438,6 +450,12 @@ parse_options(int argc, char **argv)
         case O_LABEL: o.label = optarg; break;
         case O_SUBS: o.subscribers = long(num(optarg, "subscribers")); break;
         case O_SRC: o.src_addrs = int(num(optarg, "src-addrs")); break;
+        case O_SRC_BASE: o.src_base = int(num(optarg, "src-base")); break;
+        case O_EXTERNAL:
+            o.external = true;
+            o.events = long(num(optarg, "external"));
+            break;
+        case O_READY: o.ready_file = optarg; break;
         case O_THREADS: o.threads = int(num(optarg, "threads")); break;
         case O_CONC: o.connect_concurrency = int(num(optarg, "connect-concurrency")); break;
         case O_CTIMEOUT: o.connect_timeout = num(optarg, "connect-timeout"); break;
@@ -488,10 +506,13 @@ parse_options(int argc, char **argv)
     if (o.rate > 0 && o.burst) {
         die("--rate and --burst exclude each other");
     }
+    if (o.external && (o.rate > 0 || o.burst)) {
+        die("--external excludes --rate and --burst");
+    }
     if (o.events < 0) {
         o.events = o.burst ? 2000 : long(std::llround(o.rate * o.duration));
     }
-    if (!o.burst && o.rate <= 0) {
+    if (!o.burst && o.rate <= 0 && !o.external) {
         o.events = 0;               /* subscribe (and idle) only */
     }
     if (o.pub_conns <= 0) {
@@ -504,8 +525,8 @@ parse_options(int argc, char **argv)
         o.src_addrs = int((o.subscribers + 24999) / 25000);
         o.src_addrs = std::max(o.src_addrs, 1);
     }
-    if (o.src_addrs > 250) {
-        die("--src-addrs at most 250");
+    if (o.src_base < 1 || o.src_addrs + o.src_base > 255) {
+        die("--src-base + --src-addrs at most 255");
     }
     o.threads = std::clamp(o.threads, 1, 64);
     o.connect_concurrency = std::max(o.connect_concurrency, 1);
@@ -646,6 +667,7 @@ struct Sub {
     SubState state = S_IDLE;
     bool counted = false;       /* subscribed before publishing began */
     bool was_subscribed = false;
+    bool pinged = false;        /* answered a pusher:ping at least once */
     uint8_t frag_op = 0;
     uint32_t uniq = 0;          /* distinct events received */
     int64_t last_n = -1;
@@ -709,7 +731,7 @@ private:
 
     Shared &sh_;
     const Options &o_;
-    int id_;
+    [[maybe_unused]] int id_;     /* thread number, for debugging */
     long first_;
     std::vector<Sub> subs_;
     std::vector<uint8_t> buf_;
@@ -798,12 +820,13 @@ SubWorker::open_more()
         int on = 1;
         setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
 
-        if (o_.src_addrs > 1) {
+        if (o_.src_addrs > 1 || o_.src_base > 1) {
             int one = 1;
             setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
             sockaddr_in src{};
             src.sin_family = AF_INET;
-            src.sin_addr.s_addr = htonl(0x7f000001u + uint32_t(global % o_.src_addrs));
+            src.sin_addr.s_addr = htonl(0x7f000000u + uint32_t(o_.src_base)
+                                      + uint32_t(global % o_.src_addrs));
             if (bind(fd, reinterpret_cast<sockaddr *>(&src), sizeof(src)) < 0) {
                 sh_.note_error(std::string("bind: ") + std::strerror(errno));
                 close(fd);
@@ -1240,6 +1263,7 @@ SubWorker::on_message(uint32_t i, const uint8_t *p, size_t len, const RxTime &no
     }
     if (find(p, len, "\"pusher:ping\"")) {
         pusher_pings++;
+        s.pinged = true;
         static const char pong[] = "{\"event\":\"pusher:pong\",\"data\":{}}";
         send_frame(i, 0x1, pong, sizeof(pong) - 1);
     } else if (s.state == S_WAIT_EST
@@ -1290,6 +1314,7 @@ public:
     long sent = 0;              /* distinct events sent */
     long resent = 0;
     long reconnects = 0;
+    long closes_announced = 0;  /* "Connection: close" answers */
     long late = 0;              /* rate mode: sent > 1 ms after due */
     bool timed_out = false;
     int64_t t_start = 0;
@@ -1300,7 +1325,7 @@ public:
 
 private:
     void connect_one(PubConn &c, uint32_t idx);
-    void drop(PubConn &c, uint32_t idx, const char *why);
+    void drop(PubConn &c, uint32_t idx, const char *why, bool announced = false);
     void fill(int64_t now);
     bool send_event(PubConn &c, uint32_t idx, uint32_t n, int64_t now);
     void flush(PubConn &c, uint32_t idx);
@@ -1354,7 +1379,7 @@ Publisher::connect_one(PubConn &c, uint32_t idx)
 
 /* the connection went away: resend what it had not answered */
 void
-Publisher::drop(PubConn &c, uint32_t idx, const char *why)
+Publisher::drop(PubConn &c, uint32_t idx, const char *why, bool announced)
 {
     if (why) {
         note(why);
@@ -1370,7 +1395,13 @@ Publisher::drop(PubConn &c, uint32_t idx, const char *why)
         resent++;
     }
     c.inflight.clear();
-    reconnects++;
+    /* a server that answers "Connection: close" every time (soketi's HTTP
+       API) costs a connect per request; only unannounced closes count */
+    if (announced) {
+        closes_announced++;
+    } else {
+        reconnects++;
+    }
     if (reconnects > 1000 + o_.events / 100) {
         return;             /* run() gives up */
     }
@@ -1651,7 +1682,7 @@ Publisher::on_readable(PubConn &c, uint32_t idx, int64_t now)
     }
     c.in.erase(0, pos);
     if (close_after) {
-        drop(c, idx, nullptr);
+        drop(c, idx, nullptr, true);
     }
 }
 
@@ -1917,7 +1948,25 @@ main(int argc, char **argv)
     long counted = sh.counted.load();
     Publisher pub(sh);
     int64_t t_pub0 = now_ns(), t_pub1 = t_pub0;
-    if (o.events > 0 && o.subscribers > 0 && counted == 0) {
+    if (o.external) {
+        /* events timestamped from now on are this run's */
+        sh.pub_t0 = wall_ns();
+        if (!o.ready_file.empty()) {
+            FILE *rf = std::fopen(o.ready_file.c_str(), "w");
+            if (rf == nullptr) {
+                die("--ready-file %s: %s", o.ready_file.c_str(), std::strerror(errno));
+            }
+            std::fprintf(rf, "%ld\n", counted);
+            std::fclose(rf);
+        }
+        progress("waiting for %ld events from another publisher", o.events);
+        long want = counted * o.events;
+        int64_t deadline = now_ns() + int64_t(o.pub_timeout * 1e9);
+        while (sh.received.load() == 0 && now_ns() < deadline && want > 0) {
+            usleep(2000);
+        }
+        pub.ok = o.events;      /* what the other process published */
+    } else if (o.events > 0 && o.subscribers > 0 && counted == 0) {
         progress("nothing subscribed, not publishing");
     } else if (o.events > 0) {
         progress("publishing %ld events (%s)", o.events,
@@ -1953,7 +2002,7 @@ main(int argc, char **argv)
     long no_kernel_ts = 0;
     long rx = 0, dups = 0, reorders = 0, unexpected = 0, pings = 0, ws_pings = 0;
     long server_errors = 0, closes = 0, other = 0, uniq = 0, conns_lossy = 0;
-    long still_subscribed = 0, stale = 0;
+    long still_subscribed = 0, stale = 0, pinged_conns = 0;
     int64_t first_rx = 0, last_rx = 0;
     for (auto &w : workers) {
         lat.merge(w->hist);
@@ -1976,6 +2025,7 @@ main(int argc, char **argv)
         for (const Sub &s : w->subs()) {
             if (s.state == S_SUBSCRIBED) {
                 still_subscribed++;
+                pinged_conns += s.pinged;
             }
             if (s.counted) {
                 uniq += s.uniq;
@@ -1986,7 +2036,8 @@ main(int argc, char **argv)
         }
     }
     long loss = std::max(0L, expected - uniq);
-    double window = first_rx && last_rx > pub.t_first ? secs(last_rx - pub.t_first) : 0;
+    int64_t t_origin = o.external ? first_rx : pub.t_first;
+    double window = first_rx && last_rx > t_origin ? secs(last_rx - t_origin) : 0;
     double deliveries_s = window > 0 ? double(rx) / window : 0;
     double pub_window = pub.t_last > pub.t_first ? secs(pub.t_last - pub.t_first) : 0;
     double pub_rate = pub_window > 0 ? double(pub.ok + pub.errors) / pub_window : 0;
@@ -2047,10 +2098,11 @@ main(int argc, char **argv)
                      ms(lat_read.max()));
     }
     if (pings || ws_pings || server_errors || closes || other || unexpected || stale) {
-        std::fprintf(rep, "  other         %ld pusher:ping, %ld ws ping, %ld errors,"
-                     " %ld close frames, %ld other messages, %ld out-of-range,"
+        std::fprintf(rep, "  other         %ld pusher:ping (%ld connections pinged), %ld ws ping,"
+                     " %ld errors, %ld close frames, %ld other messages, %ld out-of-range,"
                      " %ld stale\n",
-                     pings, ws_pings, server_errors, closes, other, unexpected, stale);
+                     pings, pinged_conns, ws_pings, server_errors, closes, other, unexpected,
+                     stale);
     }
     if (have_server) {
         std::fprintf(rep, "  server        %.3f us CPU/delivery (%.2f s), %.1f us"
@@ -2080,12 +2132,12 @@ main(int argc, char **argv)
             "\"max_ms\":%.3f,\"mean_ms\":%.3f,"
             "\"read_p50_ms\":%.3f,\"read_p99_ms\":%.3f,\"read_p999_ms\":%.3f,"
             "\"reads_without_kernel_ts\":%ld,"
-            "\"pusher_pings\":%ld,\"ws_pings\":%ld,\"server_errors\":%ld,"
+            "\"pusher_pings\":%ld,\"pinged_conns\":%ld,\"ws_pings\":%ld,\"server_errors\":%ld,"
             "\"close_frames\":%ld,\"stale\":%ld,",
             json_escape(o.label).c_str(), tname, o.subscribers, subscribed_setup,
             sh.failed.load(), sh.dropped.load(), still_subscribed, connect_s,
             connect_rate, connect_timed_out ? "true" : "false", o.size,
-            o.burst ? "burst" : o.events ? "rate" : "idle", o.rate, pub.sent, pub.ok,
+            o.burst ? "burst" : o.external ? "external" : o.events ? "rate" : "idle", o.rate, pub.sent, pub.ok,
             pub.errors, pub.resent, pub.late, pub_rate,
             pub.timed_out ? "true" : "false", ms(pub.resp.percentile(0.5)),
             ms(pub.resp.percentile(0.99)), expected, uniq, rx, loss, conns_lossy,
@@ -2093,7 +2145,7 @@ main(int argc, char **argv)
             ms(lat.percentile(0.5)), ms(lat.percentile(0.9)), ms(lat.percentile(0.99)),
             ms(lat.percentile(0.999)), ms(lat.max()), ms(lat.mean()),
             ms(lat_read.percentile(0.5)), ms(lat_read.percentile(0.99)),
-            ms(lat_read.percentile(0.999)), no_kernel_ts, pings, ws_pings,
+            ms(lat_read.percentile(0.999)), no_kernel_ts, pings, pinged_conns, ws_pings,
             server_errors, closes, stale);
         if (have_server) {
             std::printf("\"server_cpu_s\":%.3f,\"cpu_us_per_delivery\":%.4f,"
