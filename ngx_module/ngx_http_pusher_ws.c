@@ -28,6 +28,7 @@ static ngx_buf_t               ngx_http_pusher_bufs[NGX_HTTP_PUSHER_IOVS];
 static ngx_chain_t             ngx_http_pusher_chain[NGX_HTTP_PUSHER_IOVS];
 static ngx_event_t             ngx_http_pusher_flush_timer;
 static ngx_msec_t              ngx_http_pusher_last_flush;
+static ngx_msec_t              ngx_http_pusher_last_batch;
 
 
 ngx_int_t
@@ -578,26 +579,37 @@ ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
 
 
 /*
- * After a ring batch.  A worker that wrote its sockets less than
- * NGX_HTTP_PUSHER_FLUSH_WINDOW ago is busy: the frames of the batches that
- * arrive until then go out together, several per writev().  An idle
- * worker writes at once, so an isolated event is not delayed.
+ * After a ring batch.  A worker whose previous batch came less than
+ * NGX_HTTP_PUSHER_FLUSH_WINDOW ago, and that finished writing its sockets
+ * less than that ago, is busy: the frames of the batches that arrive until
+ * the window ends go out together, several per writev(), and the event
+ * loop serves the API requests in between.  Events further apart (100 a
+ * second, say) are written at once.
  */
 
 void
 ngx_http_pusher_flush_fanout(void)
 {
-    ngx_msec_int_t  age;
+    ngx_msec_t      now;
+    ngx_msec_int_t  gap, age;
 
-    if (ngx_http_pusher_flush_timer.timer_set
-        || ngx_queue_empty(&ngx_http_pusher_dirty))
-    {
+    if (ngx_queue_empty(&ngx_http_pusher_dirty)) {
         return;
     }
 
-    age = (ngx_msec_int_t) (ngx_current_msec - ngx_http_pusher_last_flush);
+    now = ngx_current_msec;
+    gap = (ngx_msec_int_t) (now - ngx_http_pusher_last_batch);
+    ngx_http_pusher_last_batch = now;
 
-    if (age >= 0 && age < NGX_HTTP_PUSHER_FLUSH_WINDOW) {
+    if (ngx_http_pusher_flush_timer.timer_set) {
+        return;
+    }
+
+    age = (ngx_msec_int_t) (now - ngx_http_pusher_last_flush);
+
+    if (gap >= 0 && gap < NGX_HTTP_PUSHER_FLUSH_WINDOW
+        && age >= 0 && age < NGX_HTTP_PUSHER_FLUSH_WINDOW)
+    {
         ngx_add_timer(&ngx_http_pusher_flush_timer,
                       NGX_HTTP_PUSHER_FLUSH_WINDOW - age);
         return;
