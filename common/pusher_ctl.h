@@ -12,7 +12,17 @@
  *   HELLO     JSON {"pid":123,"conf_time":1732630000123,
  *                   "apps":[{"id":"..","key":"..","secret":"..",
  *                            "cache_ttl":1800,
- *                            "subscription_count":false}, ...]}
+ *                            "subscription_count":false,
+ *                            "max_event_data":10240,"max_channels":100,
+ *                            "max_event_name":200,"max_batch":10,
+ *                            "max_request_size":1048576,
+ *                            "webhook_vacated_delay":0 (ms),
+ *                            "webhooks":[{"url":"https://..",
+ *                                "event_types":["channel_occupied",..],
+ *                                "filter":{"channel_name_starts_with":"",
+ *                                          "channel_name_ends_with":""},
+ *                                "headers":{"Name":"value"}}, ...]},
+ *                           ...]}
  *             sent first on every (re)connect.  nginx.conf is the only
  *             place apps are written: the broker takes the app table of
  *             the HELLO with the highest conf_time (the newest nginx

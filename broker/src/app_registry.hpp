@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <cjson/cJSON.h>
@@ -19,6 +20,50 @@ inline constexpr std::uint32_t default_max_channels = 100;
 inline constexpr std::uint32_t default_max_batch = 10;
 inline constexpr std::uint32_t default_max_event_name = 200;
 inline constexpr std::uint32_t default_cache_ttl = 1800;   // seconds
+// webhook_vacated_delay: at most an hour, in milliseconds
+inline constexpr std::uint32_t max_webhook_vacated_delay = 3600 * 1000;
+inline constexpr std::size_t max_webhooks_per_app = 16;
+inline constexpr std::size_t max_webhook_headers = 32;
+
+// The webhook event types (pusher-protocol.md 6.3), as bits of
+// webhook_config::events.
+enum webhook_event : unsigned {
+    webhook_channel_occupied = 1u << 0,
+    webhook_channel_vacated = 1u << 1,
+    webhook_member_added = 1u << 2,
+    webhook_member_removed = 1u << 3,
+    webhook_client_event = 1u << 4,
+    webhook_cache_miss = 1u << 5,
+};
+inline constexpr unsigned webhook_all_events = (1u << 6) - 1;
+
+// One "webhook" of an app: where its events are POSTed and which go there.
+struct webhook_config {
+    std::string url;                // as configured (for logs and identity)
+    bool tls = false;               // https
+    std::string host;               // name or address, IPv6 without []
+    std::string port;               // decimal
+    std::string host_header;        // Host: host[:port]
+    std::string target;             // path and query, at least "/"
+    unsigned events = webhook_all_events;
+    std::string prefix;             // channel_name_starts_with
+    std::string suffix;             // channel_name_ends_with
+    // custom headers; never Content-Type, Content-Length, Host, Connection,
+    // Transfer-Encoding, User-Agent or X-Pusher-* (those are dropped)
+    std::vector<std::pair<std::string, std::string>> headers;
+
+    bool wants(unsigned event, std::string_view channel) const noexcept
+    {
+        return (events & event) != 0 && channel.starts_with(prefix)
+               && channel.ends_with(suffix);
+    }
+
+    bool operator==(const webhook_config &) const = default;
+};
+
+// Parses and checks a webhook URL ("http://host[:port][/path]" or https);
+// throws std::invalid_argument.
+void parse_webhook_url(std::string_view url, webhook_config &out);
 
 struct app {
     std::string id;
@@ -31,6 +76,14 @@ struct app {
     std::uint32_t cache_ttl = default_cache_ttl;
     // pusher_internal:subscription_count for non-presence channels
     bool subscription_count = false;
+    // HTTP API request bodies; 0: the broker's --max-body
+    std::uint64_t max_request_size = 0;
+    std::vector<webhook_config> webhooks;
+    // channel_vacated waits this long (ms) and is cancelled, with the
+    // channel_occupied that would follow, if the channel is re-occupied
+    std::uint32_t webhook_vacated_delay = 0;
+    // the union of the events of its webhooks
+    unsigned webhook_events = 0;
 };
 
 // The app table of the newest nginx configuration: the apps of the HELLO
@@ -50,6 +103,15 @@ public:
     // table alone if conf_time is older than the current table.  Throws
     // std::invalid_argument for a malformed app list.
     bool update(std::int64_t conf_time, const cJSON *apps);
+
+    // f(const app &) for each app, in no particular order
+    template <typename F>
+    void for_each(F &&f) const
+    {
+        for (const auto &[id, a] : apps_) {
+            f(a);
+        }
+    }
 
 private:
 

@@ -191,8 +191,10 @@ struct control_server::worker {
 };
 
 control_server::control_server(net::io_context &ioc, const std::string &path,
-                               mode_t mode, segment &seg, app_registry &apps)
-    : ioc_(ioc), seg_(seg), apps_(apps), file_(path), acceptor_(ioc),
+                               mode_t mode, segment &seg, app_registry &apps,
+                               webhook_sender &hooks)
+    : ioc_(ioc), seg_(seg), apps_(apps), hooks_(hooks), file_(path),
+      acceptor_(ioc),
       count_timer_(ioc)
 {
     unix_stream::endpoint ep(path);
@@ -314,9 +316,13 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
     users_.drop(w->id, notices_);
     publish_notices(notices_);
     count_changed_.clear();
-    occupancy_.drop(w->id, count_changed_);
+    vacated_.clear();
+    occupancy_.drop(w->id, count_changed_, vacated_);
     for (const auto &c : count_changed_) {
         count_changed(c.app_id, c.channel);
+    }
+    for (const auto &c : vacated_) {
+        hooks_.channel_vacated(c.app_id, c.channel);
     }
     if (w->ignored > 1) {
         log_line("nginx worker pid " + std::to_string(w->pid) + ": "
@@ -349,13 +355,15 @@ bool control_server::on_hello(const worker_ptr &w, std::string_view payload)
         w->pid = json_integer(root.get(), "pid");
         conf_time = json_integer(root.get(), "conf_time");
         std::int64_t before = apps_.known() ? apps_.conf_time() : -1;
-        if (apps_.update(conf_time, json::member(root.get(), "apps"))
-            && conf_time != before)
-        {
-            log_line("app table from nginx worker pid "
-                     + std::to_string(w->pid) + ": "
-                     + std::to_string(apps_.size()) + " app(s), conf_time "
-                     + std::to_string(conf_time));
+        if (apps_.update(conf_time, json::member(root.get(), "apps"))) {
+            // endpoints that did not change keep their queues
+            hooks_.configure();
+            if (conf_time != before) {
+                log_line("app table from nginx worker pid "
+                         + std::to_string(w->pid) + ": "
+                         + std::to_string(apps_.size())
+                         + " app(s), conf_time " + std::to_string(conf_time));
+            }
         }
     } catch (const std::invalid_argument &e) {
         log_line("nginx worker pid " + std::to_string(w->pid)
@@ -546,6 +554,14 @@ void control_server::publish_members(
             : member_removed_json(ev.channel, ev.user_id);
         publish(ev.app_id, ev.channel, socket_id, json);
     }
+    // after the ring: webhooks never delay subscribers
+    for (const auto &ev : events) {
+        if (added) {
+            hooks_.member_added(ev.app_id, ev.channel, ev.user_key);
+        } else {
+            hooks_.member_removed(ev.app_id, ev.channel, ev.user_key);
+        }
+    }
 }
 
 // app_id, channel, socket_id, json
@@ -569,6 +585,7 @@ void control_server::on_client_event(const worker_ptr &w,
         return;
     }
     publish(app_id, channel, socket_id, json);
+    hooks_.client_event(app_id, channel, socket_id, json);
 }
 
 // app_id, channel, socket_id -> CACHE socket_id, channel, json (empty: miss)
@@ -586,12 +603,15 @@ void control_server::on_cache_get(const worker_ptr &w,
         return;
     }
     // down the ring: the subscription starts exactly at this answer
-    if (!seg_.publish_fields(PUSHER_RING_CACHE,
-                             {socket_id, channel, cache_.get(app_id, channel)}))
+    std::string_view cached = cache_.get(app_id, channel);
+    if (!seg_.publish_fields(PUSHER_RING_CACHE, {socket_id, channel, cached}))
     {
         seg_.publish_fields(PUSHER_RING_CACHE, {socket_id, channel, {}});
     }
     notify_published();
+    if (cached.empty()) {
+        hooks_.cache_miss(app_id, channel);
+    }
 }
 
 // app_id, channel, socket_id, user_id, user_info, max_members, flags
@@ -674,6 +694,11 @@ void control_server::on_presence_join(const worker_ptr &w,
         ignore(*w, type, "member list too large for a reply");
         seg_.publish_fields(PUSHER_RING_PRESENCE_JOINED,
                             {socket_id, channel, "limit", {}, {}});
+    } else if (cached.empty()
+               && pusher_channel_type(channel.data(), channel.size())
+                      == PUSHER_CHANNEL_PRESENCE_CACHE)
+    {
+        hooks_.cache_miss(app_id, channel);
     }
     notify_published();
 }
@@ -780,8 +805,22 @@ void control_server::on_occupancy(const worker_ptr &w,
         ignore(*w, type, "unknown app");
         return;
     }
+    // channel_occupied / channel_vacated: the total went from 0 or to 0
+    const app *a = apps_.find(app_id);
+    bool hooked = a != nullptr
+                  && (a->webhook_events
+                      & (webhook_channel_occupied | webhook_channel_vacated));
+    bool was_occupied = hooked && occupancy_.total(app_id, channel) != 0;
     if (occupancy_.set(w->id, app_id, channel, count)) {
         count_changed(app_id, channel);
+    }
+    bool occupied = hooked && occupancy_.total(app_id, channel) != 0;
+    if (occupied != was_occupied) {
+        if (occupied) {
+            hooks_.channel_occupied(app_id, channel);
+        } else {
+            hooks_.channel_vacated(app_id, channel);
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 #include "segment.hpp"
 #include "unix_socket_path.hpp"
 #include "users.hpp"
+#include "webhooks.hpp"
 
 namespace pusher::broker {
 
@@ -30,11 +31,12 @@ namespace pusher::broker {
 // a worker's memberships end with its connection.  So do channel
 // occupancy (OCCUPANCY counts, summed over workers, with the coalesced
 // pusher_internal:subscription_count) and signed-in users (USER_ONLINE /
-// USER_OFFLINE, with the watchlist_events of their watchers).
+// USER_OFFLINE, with the watchlist_events of their watchers).  What of
+// this an app has webhooks for goes to the webhook_sender as well.
 class control_server {
 public:
     control_server(net::io_context &ioc, const std::string &path, mode_t mode,
-                   segment &seg, app_registry &apps);
+                   segment &seg, app_registry &apps, webhook_sender &hooks);
     ~control_server();
 
     control_server(const control_server &) = delete;
@@ -106,6 +108,7 @@ private:
     net::io_context &ioc_;
     segment &seg_;
     app_registry &apps_;
+    webhook_sender &hooks_;
     unix_socket_path file_;
     unix_stream::acceptor acceptor_;
     std::array<worker_ptr, PUSHER_SHM_WAKE_SLOTS> slots_;
@@ -124,6 +127,7 @@ private:
     std::vector<presence_table::member_event> removed_;
     std::vector<presence_table::member_event> added_;
     std::vector<occupancy_table::channel_ref> count_changed_;
+    std::vector<occupancy_table::channel_ref> vacated_;
     std::vector<occupancy_table::due> counts_due_;
     std::vector<user_table::notice> notices_;
 };

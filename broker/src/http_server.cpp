@@ -1,5 +1,7 @@
 #include "http_server.hpp"
 
+#include <limits>
+
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
@@ -57,8 +59,9 @@ net::awaitable<void> reply_and_close(Stream &stream, unsigned status,
 } // namespace
 
 http_server::http_server(net::io_context &ioc, const api_endpoint &ep,
-                         mode_t mode, std::uint64_t max_body, trigger_api &api)
-    : ioc_(ioc), max_body_(max_body), api_(api)
+                         mode_t mode, std::uint64_t max_body,
+                         const app_registry &apps, trigger_api &api)
+    : ioc_(ioc), max_body_(max_body), apps_(apps), api_(api)
 {
     if (ep.is_unix) {
         file_.emplace(ep.path);
@@ -126,6 +129,19 @@ http_server::accept_loop(typename Protocol::acceptor &acceptor)
     }
 }
 
+std::uint64_t http_server::body_limit(std::string_view target) const
+{
+    constexpr std::string_view apps_prefix = "/apps/";
+    if (!target.starts_with(apps_prefix)) {
+        return max_body_;
+    }
+    std::string_view id = target.substr(apps_prefix.size());
+    id = id.substr(0, id.find_first_of("/?"));
+    const app *a = apps_.find(id);
+    return a != nullptr && a->max_request_size != 0 ? a->max_request_size
+                                                    : max_body_;
+}
+
 template <typename Protocol>
 net::awaitable<void> http_server::session(typename Protocol::socket socket)
 {
@@ -135,16 +151,33 @@ net::awaitable<void> http_server::session(typename Protocol::socket socket)
     try {
         for (;;) {
             http::request_parser<http::string_body> parser;
-            parser.body_limit(max_body_);
+            // the app's limit is known after the header: until then none
+            // (Beast 1.74 compares a Content-Length with an unset limit
+            // wrongly, so "none" is the largest value)
+            parser.body_limit(std::numeric_limits<std::uint64_t>::max());
 
             boost::system::error_code ec;
             stream.expires_after(read_timeout);
-            co_await http::async_read(stream, buffer, parser,
+            co_await http::async_read_header(stream, buffer, parser,
                 net::redirect_error(net::use_awaitable, ec));
+            std::uint64_t limit = max_body_;
+            if (!ec) {
+                limit = body_limit(parser.get().target());
+                // a Content-Length is checked here, chunks as they come
+                if (parser.content_length()
+                    && *parser.content_length() > limit)
+                {
+                    ec = http::error::body_limit;
+                } else {
+                    parser.body_limit(limit);
+                    co_await http::async_read(stream, buffer, parser,
+                        net::redirect_error(net::use_awaitable, ec));
+                }
+            }
             if (ec == http::error::body_limit) {
                 co_await reply_and_close(stream, 413,
                     "Request body is larger than "
-                    + std::to_string(max_body_) + " bytes");
+                    + std::to_string(limit) + " bytes");
                 co_return;
             }
             if (ec == http::error::end_of_stream

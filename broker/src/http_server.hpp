@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 
+#include "app_registry.hpp"
 #include "asio.hpp"
 #include "config.hpp"
 #include "trigger_api.hpp"
@@ -14,14 +15,16 @@ namespace pusher::broker {
 
 // The HTTP API listener (unix socket behind nginx, or TCP for tests):
 // one coroutine per connection, keep-alive, a read timeout per request,
-// and one try/catch per session.
+// and one try/catch per session.  A request body is limited by its app's
+// max_request_size (/apps/{id}/...), else by max_body.
 class http_server {
 public:
     static constexpr std::chrono::seconds read_timeout{30};
     static constexpr std::chrono::seconds write_timeout{30};
 
     http_server(net::io_context &ioc, const api_endpoint &ep, mode_t mode,
-                std::uint64_t max_body, trigger_api &api);
+                std::uint64_t max_body, const app_registry &apps,
+                trigger_api &api);
     ~http_server();
 
     http_server(const http_server &) = delete;
@@ -37,7 +40,11 @@ private:
     net::awaitable<void> session(typename Protocol::socket socket);
 
     net::io_context &ioc_;
+    // the body limit of a request to target
+    std::uint64_t body_limit(std::string_view target) const;
+
     std::uint64_t max_body_;
+    const app_registry &apps_;
     trigger_api &api_;
     std::optional<unix_socket_path> file_;
     std::optional<unix_stream::acceptor> unix_acceptor_;

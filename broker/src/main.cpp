@@ -15,6 +15,7 @@
 #include "segment.hpp"
 #include "trigger_api.hpp"
 #include "unix_socket_path.hpp"
+#include "webhooks.hpp"
 
 namespace pusher::broker {
 
@@ -33,9 +34,12 @@ int run(const options &opt)
 
     segment seg(opt.shm_name, opt.ring_size, opt.socket_mode);
     app_registry apps;
-    control_server control(ioc, opt.control_path, opt.socket_mode, seg, apps);
+    webhook_sender hooks(ioc, apps);
+    control_server control(ioc, opt.control_path, opt.socket_mode, seg, apps,
+                           hooks);
     trigger_api api(seg, apps, control);
-    http_server server(ioc, opt.api, opt.socket_mode, opt.max_body, api);
+    http_server server(ioc, opt.api, opt.socket_mode, opt.max_body, apps,
+                       api);
 
     net::signal_set signals(ioc, SIGINT, SIGTERM);
     signals.async_wait([&](boost::system::error_code ec, int signo) {
@@ -46,6 +50,7 @@ int run(const options &opt)
                  + ": stopping");
         server.stop();
         control.stop();
+        hooks.stop();
         ioc.stop();
     });
 

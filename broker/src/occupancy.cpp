@@ -113,7 +113,8 @@ void occupancy_table::erase(entry *e)
     channels_.erase(e->key);
 }
 
-void occupancy_table::drop(conn_id conn, std::vector<channel_ref> &changed)
+void occupancy_table::drop(conn_id conn, std::vector<channel_ref> &changed,
+                           std::vector<channel_ref> &vacated)
 {
     auto cit = conns_.find(conn);
     if (cit == conns_.end()) {
@@ -123,8 +124,12 @@ void occupancy_table::drop(conn_id conn, std::vector<channel_ref> &changed)
     conns_.erase(cit);
 
     for (entry *e : entries) {
+        // apply() may erase e
+        channel_ref ref{e->app_id, e->name};
         if (apply(e, conn, 0, false)) {
-            changed.push_back(channel_ref{e->app_id, e->name});
+            changed.push_back(std::move(ref));
+        } else if (find(ref.app_id, ref.channel) == nullptr) {
+            vacated.push_back(std::move(ref));
         }
     }
 }

@@ -48,8 +48,9 @@ public:
              std::uint64_t count);
 
     // Removes every count of conn; "changed" gets the channels whose total
-    // changed and is not 0.
-    void drop(conn_id conn, std::vector<channel_ref> &changed);
+    // changed and is not 0, "vacated" those whose total became 0.
+    void drop(conn_id conn, std::vector<channel_ref> &changed,
+              std::vector<channel_ref> &vacated);
 
     // 0 for an unoccupied channel
     std::uint64_t total(std::string_view app_id,

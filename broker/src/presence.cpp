@@ -147,7 +147,7 @@ presence_table::join(const join_request &req,
         uit = std::prev(ch->users.end());
         ch->by_key.emplace(uit->key, uit);
         added.push_back(member_event{ch->app_id, ch->name, uit->id_json,
-                                     uit->info_json});
+                                     uit->info_json, uit->key});
     }
 
     uit->sockets++;
@@ -208,7 +208,8 @@ void presence_table::remove_socket(channel *ch,
 
     if (--uit->sockets == 0) {
         removed.push_back(member_event{ch->app_id, ch->name,
-                                       std::move(uit->id_json), {}});
+                                       std::move(uit->id_json), {},
+                                       uit->key});
         ch->by_key.erase(uit->key);
         ch->users.erase(uit);
     }

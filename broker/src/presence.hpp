@@ -49,6 +49,7 @@ public:
         std::string channel;
         std::string user_id;            // JSON text, as first joined
         std::string user_info;          // member_added only; empty: null
+        std::string user_key;           // user_id as a string (webhooks)
     };
 
     // Adds socket_id to the channel.  A socket that is already a member

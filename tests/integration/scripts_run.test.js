@@ -25,15 +25,27 @@ const SHOP = { id: '1001', key: 'shop-key', secret: 'shop-secret' };
 const BACKOFFICE = { id: '1002', key: 'backoffice-key', secret: 'backoffice-secret' };
 
 let run = null;
+let exited = null;
 let dir = null;
 const open = [];
 
+/* a failed test still stops nginx and the broker: scripts/run does it on SIGTERM */
 after(async () => {
     for (const ws of open) {
         ws.destroy();
     }
-    if (run && run.exitCode === null) {
-        run.kill('SIGKILL');
+    if (run && run.exitCode === null && run.signalCode === null) {
+        run.kill('SIGTERM');
+        if (await Promise.race([exited, sleep(20000).then(() => null)]) === null) {
+            run.kill('SIGKILL');
+            for (const f of ['nginx.pid', 'rt/broker.pid']) {
+                try {
+                    process.kill(Number(fs.readFileSync(path.join(dir, f), 'utf8')), 'SIGKILL');
+                } catch {
+                    /* not running */
+                }
+            }
+        }
     }
     if (dir) {
         fs.rmSync(dir, { recursive: true, force: true });
@@ -76,6 +88,7 @@ test('NGINX_CONF=conf.examples/nginx-two-apps.conf scripts/run: both apps serve,
             PUSHER_RUNTIME_DIR: path.join(dir, 'rt'),
             REVERB_HOST: '127.0.0.1',
             REVERB_PORT: String(port),
+            PUSHER_SHM: `/ngx-pusher-test-run-${process.pid}`,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -85,7 +98,7 @@ test('NGINX_CONF=conf.examples/nginx-two-apps.conf scripts/run: both apps serve,
     run.stderr.on('data', (d) => {
         output += d;
     });
-    const exited = new Promise((resolve) => run.on('exit', (code, signal) => resolve({ code, signal })));
+    exited = new Promise((resolve) => run.on('exit', (code, signal) => resolve({ code, signal })));
 
     await waitUntil(async () => {
         assert.equal(run.exitCode, null, `scripts/run exited: ${output}`);

@@ -145,16 +145,19 @@ function httpRequest(port, method, urlPath, { body, headers = {}, timeout = 5000
     });
 }
 
+/* {directive: value} -> lines; an array value gives one line per element */
+function directiveLines(settings) {
+    return Object.entries(settings || {})
+        .flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((one) => `        ${k} ${one};\n`))
+        .join('');
+}
+
 function renderConf(s) {
-    const app = Object.entries(s.app)
-        .map(([k, v]) => `        ${k} ${v};`)
-        .join('\n');
+    const app = directiveLines(s.app).replace(/\n$/, '');
     /* extra apps: {id, key, secret, app: {directive: value, ...}} */
     const extraApps = (s.extraApps || [])
         .map((a) => {
-            const settings = Object.entries(a.app || {})
-                .map(([k, v]) => `        ${k} ${v};\n`)
-                .join('');
+            const settings = directiveLines(a.app);
             return `    pusher_app ${a.id} {\n        key ${a.key};\n        secret ${a.secret};\n${settings}    }\n`;
         })
         .join('');

@@ -1,0 +1,765 @@
+// Webhooks and the per-app request body limit without nginx: this test
+// starts pusher-broker itself (argv[1]), plays nginx workers on the control
+// socket (HELLO with "webhooks", OCCUPANCY, PRESENCE_JOIN/LEAVE,
+// CLIENT_EVENT, CACHE_GET) and runs the webhook receiver, an HTTP/1.1
+// server on 127.0.0.1 in a thread, that checks every request's headers and
+// signature and keeps its events.  It checks the exact event objects, the
+// event_types and channel filters, that apps and endpoints never mix, one
+// request in flight per endpoint with the events that came meanwhile in
+// the next one, a retry of the same batch after a 500, and the
+// webhook_vacated_delay; then max_request_size (413) on the HTTP API.
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "broker_test.hpp"
+#include "pusher_auth.h"
+
+namespace {
+
+using worker = fake_worker;
+using clock_type = std::chrono::steady_clock;
+
+// ---- the receiver -------------------------------------------------------
+
+struct hook_request {
+    std::string target;
+    std::map<std::string, std::string> headers;     // names lowercased
+    std::string body;
+    std::vector<std::string> events;                // unformatted JSON
+    double time_ms = 0;
+    clock_type::time_point at;
+};
+
+struct connection {
+    int fd = -1;
+    std::string in;
+    bool held = false;      // a request waits for release()
+};
+
+class receiver {
+public:
+    // after a failed check, exit() finds the thread still running
+    ~receiver()
+    {
+        if (thread_.joinable()) {
+            thread_.detach();
+        }
+    }
+
+    void start()
+    {
+        fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(fd_ >= 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        CHECK(bind(fd_, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) == 0);
+        CHECK(listen(fd_, 16) == 0);
+        socklen_t len = sizeof(sa);
+        CHECK(getsockname(fd_, reinterpret_cast<sockaddr *>(&sa), &len) == 0);
+        port_ = ntohs(sa.sin_port);
+        CHECK(pipe(wake_) == 0);
+        thread_ = std::thread([this] { loop(); });
+    }
+
+    void stop()
+    {
+        {
+            std::lock_guard lock(mu_);
+            stop_ = true;
+        }
+        poke();
+        thread_.join();
+        for (auto &c : conns_) {
+            close(c.fd);
+        }
+        close(fd_);
+        close(wake_[0]);
+        close(wake_[1]);
+    }
+
+    int port() const { return port_; }
+
+    // the next request to path gets this status
+    void fail_next(const std::string &path, int status)
+    {
+        std::lock_guard lock(mu_);
+        fail_[path] = status;
+    }
+
+    // requests to path are answered only after release(path)
+    void hold(const std::string &path)
+    {
+        std::lock_guard lock(mu_);
+        hold_[path] = true;
+    }
+
+    void release(const std::string &path)
+    {
+        {
+            std::lock_guard lock(mu_);
+            hold_[path] = false;
+        }
+        poke();
+    }
+
+    // every request to path so far (path without the query)
+    std::vector<hook_request> requests(const std::string &path)
+    {
+        std::lock_guard lock(mu_);
+        return got_[path];
+    }
+
+    // waits until path has n requests
+    std::vector<hook_request> wait_requests(const std::string &path,
+                                            std::size_t n)
+    {
+        std::unique_lock lock(mu_);
+        if (!cv_.wait_for(lock, std::chrono::seconds(5),
+                          [&] { return got_[path].size() >= n; }))
+        {
+            fail("%s: %zu request(s), expected %zu", path.c_str(),
+                 got_[path].size(), n);
+        }
+        return got_[path];
+    }
+
+    // The next n events POSTed to path (over however many requests), in
+    // order; they are taken.
+    std::vector<std::string> take(const std::string &path, std::size_t n)
+    {
+        std::unique_lock lock(mu_);
+        auto enough = [&] { return events_[path].size() >= n; };
+        if (!cv_.wait_for(lock, std::chrono::seconds(5), enough)) {
+            std::string have;
+            for (const auto &e : events_[path]) {
+                have += "\n  " + e;
+            }
+            fail("%s: %zu event(s), expected %zu:%s", path.c_str(),
+                 events_[path].size(), n, have.c_str());
+        }
+        auto &q = events_[path];
+        std::vector<std::string> out(q.begin(),
+                                     q.begin() + static_cast<long>(n));
+        q.erase(q.begin(), q.begin() + static_cast<long>(n));
+        return out;
+    }
+
+    // no events are left at any path
+    void expect_empty()
+    {
+        std::lock_guard lock(mu_);
+        for (const auto &[path, q] : events_) {
+            if (!q.empty()) {
+                fail("%s: unexpected event %s", path.c_str(),
+                     q.front().c_str());
+            }
+        }
+    }
+
+private:
+    void poke() { CHECK(write(wake_[1], "x", 1) == 1); }
+
+    void loop()
+    {
+        for (;;) {
+            std::vector<pollfd> p;
+            p.push_back({fd_, POLLIN, 0});
+            p.push_back({wake_[0], POLLIN, 0});
+            for (const auto &c : conns_) {
+                p.push_back({c.fd, POLLIN, 0});
+            }
+            CHECK(poll(p.data(), p.size(), 1000) >= 0);
+            {
+                std::lock_guard lock(mu_);
+                if (stop_) {
+                    return;
+                }
+            }
+            if (p[1].revents & POLLIN) {
+                char buf[64];
+                CHECK(read(wake_[0], buf, sizeof(buf)) > 0);
+            }
+            if (p[0].revents & POLLIN) {
+                int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+                CHECK(c >= 0);
+                conns_.push_back(connection{c, {}, false});
+            }
+            for (std::size_t i = 0; i < conns_.size(); i++) {
+                connection &c = conns_[i];
+                if (i + 2 < p.size()
+                    && (p[i + 2].revents & (POLLIN | POLLHUP)))
+                {
+                    char buf[16384];
+                    ssize_t n = read(c.fd, buf, sizeof(buf));
+                    if (n <= 0) {
+                        close(c.fd);
+                        c.fd = -1;
+                        continue;
+                    }
+                    c.in.append(buf, static_cast<std::size_t>(n));
+                }
+                serve(c);
+            }
+            std::erase_if(conns_, [](const connection &c) { return c.fd < 0; });
+        }
+    }
+
+    // answers the complete requests in c.in unless one is held
+    void serve(connection &c)
+    {
+        while (c.fd >= 0) {
+            std::size_t end = c.in.find("\r\n\r\n");
+            if (end == std::string::npos) {
+                return;
+            }
+            hook_request r;
+            std::string head = c.in.substr(0, end);
+            std::size_t eol = head.find("\r\n");
+            std::string line = head.substr(0, eol);
+            CHECK(line.starts_with("POST ") && line.ends_with(" HTTP/1.1"));
+            r.target = line.substr(5, line.size() - 5 - 9);
+            std::size_t pos = eol;
+            while (pos != std::string::npos && pos < head.size()) {
+                std::size_t next = head.find("\r\n", pos + 2);
+                std::string h = head.substr(pos + 2, next == std::string::npos
+                                                         ? std::string::npos
+                                                         : next - pos - 2);
+                std::size_t colon = h.find(':');
+                CHECK(colon != std::string::npos);
+                std::string name = h.substr(0, colon);
+                for (char &ch : name) {
+                    ch = static_cast<char>(std::tolower(ch));
+                }
+                std::string value = h.substr(colon + 1);
+                value.erase(0, value.find_first_not_of(' '));
+                CHECK(r.headers.count(name) == 0);
+                r.headers[name] = value;
+                pos = next;
+            }
+            CHECK(r.headers.count("content-length") == 1);
+            std::size_t len = std::stoul(r.headers["content-length"]);
+            if (c.in.size() < end + 4 + len) {
+                return;
+            }
+            std::string path = r.target.substr(0, r.target.find('?'));
+            int status = 200;
+            {
+                std::lock_guard lock(mu_);
+                if (hold_[path]) {
+                    if (!c.held) {
+                        c.held = true;
+                        record(path, r, c.in.substr(end + 4, len));
+                    }
+                    return;
+                }
+                if (!c.held) {
+                    record(path, r, c.in.substr(end + 4, len));
+                }
+                c.held = false;
+                auto f = fail_.find(path);
+                if (f != fail_.end()) {
+                    status = f->second;
+                    fail_.erase(f);
+                    // a failed request's events are not delivered
+                    auto &q = events_[path];
+                    q.resize(q.size() - got_[path].back().events.size());
+                }
+                cv_.notify_all();
+            }
+            c.in.erase(0, end + 4 + len);
+            std::string reply = "HTTP/1.1 " + std::to_string(status)
+                                + (status == 200 ? " OK" : " Oops")
+                                + "\r\nContent-Length: 2\r\n\r\nok";
+            write_all(c.fd, reply);
+        }
+    }
+
+    // under mu_
+    void record(const std::string &path, hook_request &r, std::string body)
+    {
+        r.body = std::move(body);
+        r.at = clock_type::now();
+        cJSON *root = cJSON_ParseWithLength(r.body.data(), r.body.size());
+        CHECK(root != nullptr);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "time_ms");
+        const cJSON *events = cJSON_GetObjectItemCaseSensitive(root, "events");
+        CHECK(cJSON_IsNumber(t) && cJSON_IsArray(events));
+        CHECK(cJSON_GetArraySize(root) == 2);
+        r.time_ms = t->valuedouble;
+        const cJSON *e = nullptr;
+        cJSON_ArrayForEach(e, events) {
+            char *text = cJSON_PrintUnformatted(e);
+            CHECK(text != nullptr);
+            r.events.emplace_back(text);
+            events_[path].emplace_back(text);
+            cJSON_free(text);
+        }
+        CHECK(!r.events.empty());
+        cJSON_Delete(root);
+        got_[path].push_back(std::move(r));
+        cv_.notify_all();
+    }
+
+    int fd_ = -1;
+    int port_ = 0;
+    int wake_[2] = {-1, -1};
+    std::thread thread_;
+    std::vector<connection> conns_;     // the receiver thread's
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+    std::map<std::string, int> fail_;
+    std::map<std::string, bool> hold_;
+    std::map<std::string, std::vector<hook_request>> got_;
+    std::map<std::string, std::deque<std::string>> events_;
+};
+
+receiver g_hooks;
+
+// ---- expected texts -----------------------------------------------------
+
+std::string channel_event(const std::string &name, const std::string &channel)
+{
+    return "{\"name\":\"" + name + "\",\"channel\":\"" + channel + "\"}";
+}
+
+std::string occupied(const std::string &channel)
+{
+    return channel_event("channel_occupied", channel);
+}
+
+std::string vacated(const std::string &channel)
+{
+    return channel_event("channel_vacated", channel);
+}
+
+std::string member(const std::string &name, const std::string &channel,
+                   const std::string &user_id)
+{
+    return "{\"name\":\"" + name + "\",\"channel\":\"" + channel
+           + "\",\"user_id\":\"" + user_id + "\"}";
+}
+
+void expect_events(const std::string &path,
+                   std::vector<std::string> expected, bool any_order = false)
+{
+    std::vector<std::string> got = g_hooks.take(path, expected.size());
+    if (any_order) {
+        std::sort(got.begin(), got.end());
+        std::sort(expected.begin(), expected.end());
+    }
+    for (std::size_t i = 0; i < expected.size(); i++) {
+        CHECK_EQ(got[i], expected[i]);
+    }
+}
+
+// every request to path is signed for the app and carries the headers
+void check_requests(const std::string &path, const std::string &key,
+                    const std::string &secret, bool custom)
+{
+    std::vector<hook_request> list = g_hooks.requests(path);
+    CHECK(!list.empty());
+    for (hook_request &r : list) {
+        char sig[PUSHER_HMAC_HEX_LEN];
+        pusher_hmac_sha256_hex(
+            reinterpret_cast<const std::uint8_t *>(secret.data()),
+            secret.size(),
+            reinterpret_cast<const std::uint8_t *>(r.body.data()),
+            r.body.size(), sig);
+        CHECK_EQ(r.headers["x-pusher-signature"],
+                 std::string(sig, sizeof(sig)));
+        CHECK_EQ(r.headers["x-pusher-key"], key);
+        CHECK_EQ(r.headers["content-type"], "application/json");
+        CHECK_EQ(r.headers["user-agent"], "ngx-pusher");
+        CHECK(r.headers.count("host") == 1);
+        CHECK_EQ(custom ? r.headers["x-custom"] : "", custom ? "v" : "");
+        CHECK(custom || r.headers.count("x-custom") == 0);
+        double now = static_cast<double>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count());
+        CHECK(r.time_ms > now - 60000 && r.time_ms <= now);
+    }
+}
+
+// ---- the control socket -------------------------------------------------
+
+std::string apps_json()
+{
+    std::string base = "http://127.0.0.1:" + std::to_string(g_hooks.port());
+    std::string local = "http://localhost:" + std::to_string(g_hooks.port());
+    return "[{\"id\":\"app1\",\"key\":\"key1\",\"secret\":\"secret1\","
+           "\"webhooks\":["
+           "{\"url\":\"" + base + "/all\",\"headers\":{\"X-Custom\":\"v\","
+           "\"X-Pusher-Key\":\"forged\",\"Content-Type\":\"text/plain\"}},"
+           "{\"url\":\"" + base + "/presence?x=1\",\"event_types\":"
+           "[\"member_added\",\"member_removed\",\"client_event\"],"
+           "\"filter\":{\"channel_name_starts_with\":\"presence-\"}},"
+           "{\"url\":\"" + base + "/suffix\",\"event_types\":"
+           "[\"channel_occupied\"],"
+           "\"filter\":{\"channel_name_ends_with\":\"-x\"}}]},"
+           "{\"id\":\"app2\",\"key\":\"key2\",\"secret\":\"secret2\","
+           "\"webhook_vacated_delay\":300,\"webhooks\":["
+           "{\"url\":\"" + local + "/app2\",\"event_types\":"
+           "[\"channel_occupied\",\"channel_vacated\"]}]},"
+           "{\"id\":\"app3\",\"key\":\"key3\",\"secret\":\"secret3\","
+           "\"max_request_size\":1024}]";
+}
+
+// after a reload: /all as it was, /presence gone, /suffix on "-z"
+std::string reloaded_apps_json()
+{
+    std::string base = "http://127.0.0.1:" + std::to_string(g_hooks.port());
+    std::string local = "http://localhost:" + std::to_string(g_hooks.port());
+    return "[{\"id\":\"app1\",\"key\":\"key1\",\"secret\":\"secret1\","
+           "\"webhooks\":["
+           "{\"url\":\"" + base + "/all\",\"headers\":{\"X-Custom\":\"v\","
+           "\"X-Pusher-Key\":\"forged\",\"Content-Type\":\"text/plain\"}},"
+           "{\"url\":\"" + base + "/suffix\",\"event_types\":"
+           "[\"channel_occupied\"],"
+           "\"filter\":{\"channel_name_ends_with\":\"-z\"}}]},"
+           "{\"id\":\"app2\",\"key\":\"key2\",\"secret\":\"secret2\","
+           "\"webhook_vacated_delay\":300,\"webhooks\":["
+           "{\"url\":\"" + local + "/app2\",\"event_types\":"
+           "[\"channel_occupied\",\"channel_vacated\"]}]},"
+           "{\"id\":\"app3\",\"key\":\"key3\",\"secret\":\"secret3\","
+           "\"max_request_size\":1024}]";
+}
+
+// a HELLO of a newer configuration
+void hello_at(worker &w, int pid, int conf_time, const std::string &apps)
+{
+    w.fd = connect_control();
+    CHECK(w.fd >= 0);
+    w.send(PUSHER_CTL_HELLO, "{\"pid\":" + std::to_string(pid)
+                                 + ",\"conf_time\":"
+                                 + std::to_string(conf_time)
+                                 + ",\"apps\":" + apps + "}");
+    CHECK(w.next().type == PUSHER_CTL_WELCOME);
+}
+
+void occupancy(worker &w, const std::string &app, const std::string &channel,
+               const std::string &count)
+{
+    w.occupancy(app, channel, count);
+}
+
+void join(worker &w, const std::string &channel, const std::string &socket,
+          const std::string &user_id)
+{
+    w.send(PUSHER_CTL_PRESENCE_JOIN,
+           fields({"app1", channel, socket, user_id, "", "0", ""}));
+}
+
+void leave(worker &w, const std::string &channel, const std::string &socket)
+{
+    w.send(PUSHER_CTL_PRESENCE_LEAVE, fields({"app1", channel, socket}));
+}
+
+void client_event(worker &w, const std::string &channel,
+                  const std::string &socket, const std::string &json)
+{
+    w.send(PUSHER_CTL_CLIENT_EVENT, fields({"app1", channel, socket, json}));
+}
+
+// everything sent before on w's connection has been handled once the
+// CACHE answer is in the ring (the miss goes to /all: taken here)
+int g_barriers = 0;
+
+void barrier(worker &w)
+{
+    std::string channel = "cache-barrier" + std::to_string(++g_barriers);
+    w.send(PUSHER_CTL_CACHE_GET, fields({"app1", channel, "9.9"}));
+    for (;;) {
+        std::vector<std::string> f = next_answer();
+        if (f.size() == 3 && f[1] == channel) {
+            break;
+        }
+    }
+}
+
+void take_barrier(int n)
+{
+    expect_events("/all",
+                  {channel_event("cache_miss",
+                                 "cache-barrier" + std::to_string(n))});
+}
+
+// ---- HTTP over the API socket -------------------------------------------
+
+int api_status(const std::string &request, std::string *body = nullptr)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_api.c_str());
+    CHECK(connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) == 0);
+    write_all(fd, request);
+    std::string in;
+    for (;;) {
+        pollfd pfd{fd, POLLIN, 0};
+        CHECK(poll(&pfd, 1, 2000) == 1);
+        char buf[4096];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        in.append(buf, static_cast<std::size_t>(n));
+    }
+    close(fd);
+    CHECK(in.starts_with("HTTP/1.1 "));
+    if (body != nullptr) {
+        std::size_t end = in.find("\r\n\r\n");
+        CHECK(end != std::string::npos);
+        *body = in.substr(end + 4);
+    }
+    return std::atoi(in.c_str() + 9);
+}
+
+int post(const std::string &app, std::size_t size, std::string *body = nullptr)
+{
+    std::string data(size, 'x');
+    return api_status("POST /apps/" + app + "/events HTTP/1.1\r\nHost: x\r\n"
+                      "Connection: close\r\nContent-Type: application/json\r\n"
+                      "Content-Length: " + std::to_string(size) + "\r\n\r\n"
+                      + data, body);
+}
+
+int post_chunked(const std::string &app, std::size_t size)
+{
+    char head[32];
+    std::snprintf(head, sizeof(head), "%zx\r\n", size);
+    return api_status("POST /apps/" + app + "/events HTTP/1.1\r\nHost: x\r\n"
+                      "Connection: close\r\nContent-Type: application/json\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n" + head
+                      + std::string(size, 'x') + "\r\n0\r\n\r\n");
+}
+
+// ---- the cases ----------------------------------------------------------
+
+void run()
+{
+    g_hooks.start();
+    std::string apps = apps_json();
+    worker a, b;
+    ::hello(a, 101, apps.c_str());
+    ::hello(b, 102, apps.c_str());
+    map_segment();
+
+    // occupied on the first subscriber of the node, vacated after the last,
+    // whichever worker they are on
+    occupancy(a, "app1", "room", "1");
+    occupancy(b, "app1", "room", "2");
+    occupancy(a, "app1", "room", "0");
+    occupancy(b, "app1", "room", "0");
+    expect_events("/all", {occupied("room"), vacated("room")});
+
+    // the suffix filter and event_types: /suffix has occupied of "-x" only
+    occupancy(a, "app1", "lobby-x", "1");
+    occupancy(a, "app1", "lobby-y", "1");
+    occupancy(a, "app1", "lobby-x", "0");
+    occupancy(a, "app1", "lobby-y", "0");
+    expect_events("/all", {occupied("lobby-x"), occupied("lobby-y"),
+                           vacated("lobby-x"), vacated("lobby-y")});
+    expect_events("/suffix", {occupied("lobby-x")});
+
+    // members: once per user ("7" and 7 are one), to /all and to the
+    // presence- endpoint
+    join(a, "presence-room", "1.1", "7");
+    join(b, "presence-room", "2.1", "\"7\"");
+    join(a, "presence-room", "1.2", "\"u2\"");
+    leave(a, "presence-room", "1.1");
+    leave(b, "presence-room", "2.1");
+    std::vector<std::string> members = {
+        member("member_added", "presence-room", "7"),
+        member("member_added", "presence-room", "u2"),
+        member("member_removed", "presence-room", "7")};
+    expect_events("/all", members);
+    expect_events("/presence", members);
+
+    // client events: user_id (a string) on presence channels only, data as
+    // the client sent it; /presence takes presence- channels only
+    client_event(a, "presence-room", "1.2",
+                 "{\"event\":\"client-typing\",\"channel\":\"presence-room\","
+                 "\"data\":{\"a\":1},\"user_id\":\"u2\"}");
+    client_event(a, "private-chat", "1.3",
+                 "{\"event\":\"client-x\",\"channel\":\"private-chat\","
+                 "\"data\":\"hi \\\"there\\\"\",\"user_id\":\"u2\"}");
+    client_event(a, "presence-room", "1.2",
+                 "{\"event\":\"client-n\",\"channel\":\"presence-room\","
+                 "\"data\":[1,2],\"user_id\":12}");
+    std::string typing =
+        "{\"name\":\"client_event\",\"channel\":\"presence-room\","
+        "\"event\":\"client-typing\",\"data\":{\"a\":1},"
+        "\"socket_id\":\"1.2\",\"user_id\":\"u2\"}";
+    std::string numeric =
+        "{\"name\":\"client_event\",\"channel\":\"presence-room\","
+        "\"event\":\"client-n\",\"data\":[1,2],"
+        "\"socket_id\":\"1.2\",\"user_id\":\"12\"}";
+    expect_events("/all",
+                  {typing,
+                   "{\"name\":\"client_event\",\"channel\":\"private-chat\","
+                   "\"event\":\"client-x\",\"data\":\"hi \\\"there\\\"\","
+                   "\"socket_id\":\"1.3\"}",
+                   numeric});
+    expect_events("/presence", {typing, numeric});
+    leave(a, "presence-room", "1.2");
+    expect_events("/all", {member("member_removed", "presence-room", "u2")});
+    expect_events("/presence",
+                  {member("member_removed", "presence-room", "u2")});
+
+    // cache_miss on a cache channel subscribe that finds nothing
+    barrier(a);
+    take_barrier(g_barriers);
+
+    // one request in flight per endpoint; what comes meanwhile goes in the
+    // next request, together
+    g_hooks.hold("/all");
+    std::size_t before = g_hooks.requests("/all").size();
+    occupancy(a, "app1", "b1", "1");
+    g_hooks.wait_requests("/all", before + 1);
+    occupancy(a, "app1", "b2", "1");
+    occupancy(a, "app1", "b3", "1");
+    barrier(a);
+    usleep(100000);
+    CHECK(g_hooks.requests("/all").size() == before + 1);
+    g_hooks.release("/all");
+    std::vector<hook_request> held = g_hooks.wait_requests("/all", before + 2);
+    CHECK(held[before].events.size() == 1);
+    CHECK(held[before + 1].events.size() == 3);
+    expect_events("/all", {occupied("b1"), occupied("b2"), occupied("b3")});
+    take_barrier(g_barriers);
+
+    // a worker's counts end with its connection
+    occupancy(b, "app1", "solo", "1");
+    expect_events("/all", {occupied("solo")});
+    b.close_fd();
+    expect_events("/all", {vacated("solo")});
+
+    // app2 (its own endpoint, key and secret): a 500 is retried after a
+    // second with the same body
+    g_hooks.fail_next("/app2", 500);
+    occupancy(a, "app2", "lobby", "1");
+    std::vector<hook_request> r = g_hooks.wait_requests("/app2", 2);
+    CHECK_EQ(r[1].body, r[0].body);
+    CHECK(r[1].at - r[0].at >= std::chrono::milliseconds(900));
+    expect_events("/app2", {occupied("lobby")});
+
+    // webhook_vacated_delay 300 ms: re-occupied within it, neither event;
+    // else vacated after it
+    occupancy(a, "app2", "lobby", "0");
+    occupancy(a, "app2", "lobby", "1");
+    barrier(a);
+    usleep(400000);
+    CHECK(g_hooks.requests("/app2").size() == 2);
+    auto left = clock_type::now();
+    occupancy(a, "app2", "lobby", "0");
+    expect_events("/app2", {vacated("lobby")});
+    CHECK(g_hooks.requests("/app2").back().at - left
+          >= std::chrono::milliseconds(290));
+    take_barrier(g_barriers);
+
+    check_requests("/all", "key1", "secret1", true);
+    check_requests("/presence", "key1", "secret1", false);
+    CHECK_EQ(g_hooks.requests("/presence")[0].target, "/presence?x=1");
+    check_requests("/suffix", "key1", "secret1", false);
+    check_requests("/app2", "key2", "secret2", false);
+    CHECK_EQ(g_hooks.requests("/app2")[0].headers["host"],
+             "localhost:" + std::to_string(g_hooks.port()));
+
+    // max_request_size: app3 1024 bytes, the others the broker's 1 MiB
+    std::string err;
+    CHECK(post("app3", 2048, &err) == 413);
+    CHECK_EQ(err, "{\"error\":\"Request body is larger than 1024 bytes\","
+                  "\"code\":413}");
+    CHECK(post_chunked("app3", 2048) == 413);
+    CHECK(post("app3", 1000) == 401);       // read; unsigned
+    CHECK(post_chunked("app3", 1000) == 401);
+    CHECK(post("app1", 2048) == 401);
+    CHECK(post("app1", 2 * 1024 * 1024) == 413);
+    CHECK(post("nope", 2048) != 413);
+
+    // a reload: an unchanged endpoint keeps its queue, a removed one gets
+    // nothing more, a changed one follows its new filter
+    g_hooks.hold("/all");
+    before = g_hooks.requests("/all").size();
+    occupancy(a, "app1", "r1", "1");
+    g_hooks.wait_requests("/all", before + 1);
+    occupancy(a, "app1", "r2", "1");
+    barrier(a);
+    worker c;
+    hello_at(c, 104, 2, reloaded_apps_json());
+    g_hooks.release("/all");
+    expect_events("/all", {occupied("r1"), occupied("r2")});
+    take_barrier(g_barriers);
+    occupancy(a, "app1", "q-x", "1");
+    occupancy(a, "app1", "q-z", "1");
+    join(a, "presence-after", "1.5", "\"p\"");
+    expect_events("/all", {occupied("q-x"), occupied("q-z"),
+                           member("member_added", "presence-after", "p")});
+    expect_events("/suffix", {occupied("q-z")});
+    c.close_fd();
+
+    // a HELLO with a bad webhook is refused; the table stays
+    const char *bad[] = {
+        "[{\"id\":\"x\",\"key\":\"k\",\"secret\":\"s\",\"webhooks\":"
+        "[{\"url\":\"ftp://127.0.0.1/\"}]}]",
+        "[{\"id\":\"x\",\"key\":\"k\",\"secret\":\"s\",\"webhooks\":"
+        "[{\"url\":\"http://127.0.0.1:99999/\"}]}]",
+        "[{\"id\":\"x\",\"key\":\"k\",\"secret\":\"s\",\"webhooks\":"
+        "[{\"url\":\"http://a@b/\"}]}]",
+        "[{\"id\":\"x\",\"key\":\"k\",\"secret\":\"s\",\"webhooks\":"
+        "[{\"url\":\"http://h/\",\"event_types\":[\"nope\"]}]}]",
+        "[{\"id\":\"x\",\"key\":\"k\",\"secret\":\"s\",\"webhooks\":"
+        "[{\"url\":\"http://h/\",\"headers\":{\"X\":\"a\\r\\nb\"}}]}]",
+        "[{\"id\":\"x\",\"key\":\"k\",\"secret\":\"s\","
+        "\"webhook_vacated_delay\":-1}]",
+        "[{\"id\":\"x\",\"key\":\"k\",\"secret\":\"s\","
+        "\"max_request_size\":0}]",
+    };
+    for (const char *apps_text : bad) {
+        worker w;
+        w.fd = connect_control();
+        CHECK(w.fd >= 0);
+        w.send(PUSHER_CTL_HELLO, std::string("{\"pid\":103,\"conf_time\":5,"
+                                             "\"apps\":")
+                                     + apps_text + "}");
+        char c;
+        CHECK(!read_all(w.fd, &c, 1, 2000));
+    }
+    occupancy(a, "app1", "still", "1");
+    expect_events("/all", {occupied("still")});
+
+    // nothing else arrived anywhere
+    usleep(200000);
+    g_hooks.expect_empty();
+    a.close_fd();
+    expect_events("/all", {vacated("b1"), vacated("b2"), vacated("b3"),
+                           vacated("r1"), vacated("r2"), vacated("q-x"),
+                           vacated("q-z"), vacated("still"),
+                           member("member_removed", "presence-after", "p")},
+                  true);
+    g_hooks.stop();
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    return test_main(argc, argv, "test_webhooks", "/tmp/pusher-wh-XXXXXX",
+                     "/pusher-wh-", run);
+}
