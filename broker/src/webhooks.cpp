@@ -122,6 +122,7 @@ struct webhook_sender::endpoint {
     webhook_config cfg;
     std::shared_ptr<ssl::context> tls;
     std::deque<std::string> queue;  // event objects not yet in a request
+    std::size_t queue_bytes = 0;    // their size
     std::optional<beast::tcp_stream> plain;
     std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
     beast::flat_buffer buffer;
@@ -267,20 +268,29 @@ void webhook_sender::emit(const app &a, unsigned event,
 
 void webhook_sender::push(const endpoint_ptr &ep, const std::string &json)
 {
-    if (ep->queue.size() >= max_queue) {
+    while (!ep->queue.empty()
+           && (ep->queue.size() >= max_queue
+               || ep->queue_bytes + json.size() > max_queue_bytes))
+    {
+        ep->queue_bytes -= ep->queue.front().size();
         ep->queue.pop_front();
         ep->dropped++;
+    }
+    if (ep->dropped != 0) {
         auto now = std::chrono::steady_clock::now();
         if (ep->drop_logged == std::chrono::steady_clock::time_point{}
             || now - ep->drop_logged >= drop_log_interval)
         {
             log_line(ep->who() + ": queue full (" + std::to_string(max_queue)
-                     + " events), " + std::to_string(ep->dropped)
+                     + " events or "
+                     + std::to_string(max_queue_bytes >> 20) + " MB), "
+                     + std::to_string(ep->dropped)
                      + " oldest event(s) dropped");
             ep->dropped = 0;
             ep->drop_logged = now;
         }
     }
+    ep->queue_bytes += json.size();
     ep->queue.push_back(json);
     if (!ep->running) {
         // co_spawn starts it on a later turn of the event loop: what the
@@ -439,6 +449,9 @@ net::awaitable<void> webhook_sender::run(endpoint_ptr ep)
         while (!ep->stopped && !ep->queue.empty()) {
             std::size_t n = std::min(ep->queue.size(), max_batch);
             std::string body = webhook_body(now_ms(), ep->queue, n);
+            for (std::size_t i = 0; i < n; i++) {
+                ep->queue_bytes -= ep->queue[i].size();
+            }
             ep->queue.erase(ep->queue.begin(),
                             ep->queue.begin()
                                 + static_cast<std::ptrdiff_t>(n));

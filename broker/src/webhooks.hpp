@@ -34,6 +34,7 @@ class webhook_sender {
 public:
     static constexpr std::size_t max_batch = 100;             // events
     static constexpr std::size_t max_queue = 10000;           // events
+    static constexpr std::size_t max_queue_bytes = 16 << 20;  // their JSON
     static constexpr int max_attempts = 6;
     static constexpr std::chrono::seconds request_timeout{10};
     static constexpr std::chrono::seconds first_backoff{1};
