@@ -744,6 +744,40 @@ void run()
     occupancy(a, "app1", "still", "1");
     expect_events("/all", {occupied("still")});
 
+    // a full queue drops its oldest events: 10,050 client events and the
+    // barrier's cache_miss while a request is in flight leave the newest
+    // 10,000, sent 100 per request
+    g_hooks.hold("/all");
+    before = g_hooks.requests("/all").size();
+    auto whisper = [&](int i) {
+        client_event(a, "private-q", "1.9",
+                     "{\"event\":\"client-" + std::to_string(i)
+                         + "\",\"channel\":\"private-q\",\"data\":{}}");
+    };
+    auto whispered = [](int i) {
+        return "{\"name\":\"client_event\",\"channel\":\"private-q\","
+               "\"event\":\"client-" + std::to_string(i)
+               + "\",\"data\":{},\"socket_id\":\"1.9\"}";
+    };
+    whisper(0);
+    g_hooks.wait_requests("/all", before + 1);
+    for (int i = 1; i <= 10050; i++) {
+        whisper(i);
+    }
+    barrier(a);
+    g_hooks.release("/all");
+    std::vector<std::string> kept = {whispered(0)};
+    for (int i = 52; i <= 10050; i++) {
+        kept.push_back(whispered(i));
+    }
+    expect_events("/all", kept);
+    take_barrier(g_barriers);
+    std::vector<hook_request> sent = g_hooks.requests("/all");
+    CHECK(sent.size() >= before + 1 + 100);
+    for (std::size_t i = before; i < sent.size(); i++) {
+        CHECK(sent[i].events.size() <= 100);
+    }
+
     // nothing else arrived anywhere
     usleep(200000);
     g_hooks.expect_empty();
