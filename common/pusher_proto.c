@@ -1054,3 +1054,37 @@ pusher_host_match(const char *pattern, size_t pattern_len, const char *host,
 
     return p == pattern_len;
 }
+
+
+static const char  *pusher_webhook_events[PUSHER_WEBHOOK_TYPES] = {
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss"
+};
+
+
+unsigned
+pusher_webhook_event(const char *name, size_t len)
+{
+    unsigned  n;
+
+    for (n = 0; n < PUSHER_WEBHOOK_TYPES; n++) {
+        if (strlen(pusher_webhook_events[n]) == len
+            && memcmp(pusher_webhook_events[n], name, len) == 0)
+        {
+            return 1u << n;
+        }
+    }
+
+    return 0;
+}
+
+
+const char *
+pusher_webhook_event_name(unsigned n)
+{
+    return n < PUSHER_WEBHOOK_TYPES ? pusher_webhook_events[n] : NULL;
+}

@@ -183,6 +183,25 @@ int pusher_ring_event_decode(const uint8_t *rec, size_t len,
 
 
 /*
+ * Webhook event types, the "event_types" of a webhook in HELLO: one bit
+ * each in an event mask.  pusher_webhook_event() gives the bit of a name
+ * (0 for an unknown one), pusher_webhook_event_name() the name of bit
+ * number n < PUSHER_WEBHOOK_TYPES.
+ */
+#define PUSHER_WEBHOOK_CHANNEL_OCCUPIED  0x01
+#define PUSHER_WEBHOOK_CHANNEL_VACATED   0x02
+#define PUSHER_WEBHOOK_MEMBER_ADDED      0x04
+#define PUSHER_WEBHOOK_MEMBER_REMOVED    0x08
+#define PUSHER_WEBHOOK_CLIENT_EVENT      0x10
+#define PUSHER_WEBHOOK_CACHE_MISS        0x20
+#define PUSHER_WEBHOOK_TYPES             6
+#define PUSHER_WEBHOOK_ALL               0x3f
+
+unsigned pusher_webhook_event(const char *name, size_t len);
+const char *pusher_webhook_event_name(unsigned n);
+
+
+/*
  * Origin allow-lists.  pusher_origin_host() finds the host of an Origin
  * header value ("https://app.example.com:8443" -> "app.example.com");
  * returns 0, or -1 for a value without "scheme://host" ("null").

@@ -627,17 +627,6 @@ ngx_http_pusher_allowed_origins(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-ngx_str_t  ngx_http_pusher_webhook_names[] = {
-    ngx_string("channel_occupied"),
-    ngx_string("channel_vacated"),
-    ngx_string("member_added"),
-    ngx_string("member_removed"),
-    ngx_string("client_event"),
-    ngx_string("cache_miss"),
-    ngx_null_string
-};
-
-
 /* webhook URL [events=a,b] [prefix=STR] [suffix=STR] [header=Name:Value]... */
 
 static char *
@@ -647,7 +636,8 @@ ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char                     *p, *last, *comma;
     ngx_str_t                  *value, v;
-    ngx_uint_t                  i, k;
+    unsigned                    event;
+    ngx_uint_t                  i;
     ngx_keyval_t               *kv;
     ngx_http_pusher_webhook_t  *wh;
 
@@ -668,7 +658,7 @@ ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
     wh->url = value[1];
-    wh->events = NGX_HTTP_PUSHER_WEBHOOK_ALL;
+    wh->events = PUSHER_WEBHOOK_ALL;
 
     if (!((wh->url.len > sizeof("http://") - 1
            && ngx_strncasecmp(wh->url.data, (u_char *) "http://",
@@ -699,22 +689,15 @@ ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 v.data = p;
                 v.len = comma - p;
 
-                for (k = 0; ngx_http_pusher_webhook_names[k].len; k++) {
-                    if (ngx_http_pusher_webhook_names[k].len == v.len
-                        && ngx_strncmp(ngx_http_pusher_webhook_names[k].data,
-                                       v.data, v.len) == 0)
-                    {
-                        break;
-                    }
-                }
+                event = pusher_webhook_event((char *) v.data, v.len);
 
-                if (ngx_http_pusher_webhook_names[k].len == 0) {
+                if (event == 0) {
                     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                        "unknown webhook event \"%V\"", &v);
                     return NGX_CONF_ERROR;
                 }
 
-                wh->events |= (ngx_uint_t) 1 << k;
+                wh->events |= event;
                 p = comma + 1;
             }
 

@@ -100,20 +100,10 @@ typedef struct {
 } ngx_http_pusher_zone_t;
 
 
-/* webhook event types */
-#define NGX_HTTP_PUSHER_WEBHOOK_OCCUPIED   0x01
-#define NGX_HTTP_PUSHER_WEBHOOK_VACATED    0x02
-#define NGX_HTTP_PUSHER_WEBHOOK_ADDED      0x04
-#define NGX_HTTP_PUSHER_WEBHOOK_REMOVED    0x08
-#define NGX_HTTP_PUSHER_WEBHOOK_CLIENT     0x10
-#define NGX_HTTP_PUSHER_WEBHOOK_CACHE_MISS 0x20
-#define NGX_HTTP_PUSHER_WEBHOOK_ALL        0x3f
-
-
 /* "webhook URL [events=...] [prefix=...] [suffix=...] [header=N:V]..." */
 typedef struct {
     ngx_str_t                  url;
-    ngx_uint_t                 events;      /* NGX_HTTP_PUSHER_WEBHOOK_* */
+    unsigned                   events;      /* PUSHER_WEBHOOK_* */
     ngx_str_t                  prefix;
     ngx_str_t                  suffix;
     ngx_array_t               *headers;            /* ngx_keyval_t */
@@ -262,7 +252,6 @@ ngx_http_pusher_app_t *ngx_http_pusher_app_by_key(
     ngx_http_pusher_main_conf_t *pmcf, ngx_str_t *key);
 ngx_http_pusher_app_t *ngx_http_pusher_app_by_id(
     ngx_http_pusher_main_conf_t *pmcf, u_char *id, size_t len);
-extern ngx_str_t  ngx_http_pusher_webhook_names[];
 
 /* ngx_http_pusher_zone.c */
 ngx_int_t ngx_http_pusher_zone_add(ngx_conf_t *cf,

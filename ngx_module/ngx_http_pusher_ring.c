@@ -466,10 +466,10 @@ ngx_http_pusher_ring_hello_webhooks(cJSON *json, ngx_http_pusher_app_t *app)
             return NGX_ERROR;
         }
 
-        for (k = 0; ngx_http_pusher_webhook_names[k].len; k++) {
-            if ((wh[i].events & ((ngx_uint_t) 1 << k))
+        for (k = 0; k < PUSHER_WEBHOOK_TYPES; k++) {
+            if ((wh[i].events & (1u << k))
                 && !cJSON_AddItemToArray(types, cJSON_CreateString(
-                       (char *) ngx_http_pusher_webhook_names[k].data)))
+                       pusher_webhook_event_name(k))))
             {
                 return NGX_ERROR;
             }

@@ -1,8 +1,8 @@
 #include "app_registry.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "pusher_shm.h"
@@ -73,15 +73,6 @@ double optional_number(const cJSON *obj, const char *name, double fallback,
     return item->valuedouble;
 }
 
-constexpr std::array<std::pair<std::string_view, unsigned>, 6> event_names{{
-    {"channel_occupied", webhook_channel_occupied},
-    {"channel_vacated", webhook_channel_vacated},
-    {"member_added", webhook_member_added},
-    {"member_removed", webhook_member_removed},
-    {"client_event", webhook_client_event},
-    {"cache_miss", webhook_cache_miss},
-}};
-
 bool token_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
@@ -143,14 +134,12 @@ webhook_config parse_webhook(const cJSON *item)
             if (!cJSON_IsString(t)) {
                 bad("webhooks event_types");
             }
-            std::string_view name(t->valuestring);
-            auto it = std::find_if(
-                event_names.begin(), event_names.end(),
-                [&](const auto &e) { return e.first == name; });
-            if (it == event_names.end()) {
+            unsigned event = pusher_webhook_event(
+                t->valuestring, std::strlen(t->valuestring));
+            if (event == 0) {
                 bad("webhooks event_types");
             }
-            w.events |= it->second;
+            w.events |= event;
         }
     }
 

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "pusher_proto.h"
 #include "string_map.hpp"
 
 namespace pusher::broker {
@@ -26,16 +27,16 @@ inline constexpr std::size_t max_webhooks_per_app = 16;
 inline constexpr std::size_t max_webhook_headers = 32;
 
 // The webhook event types (pusher-protocol.md 6.3), as bits of
-// webhook_config::events.
+// webhook_config::events; names and bits are pusher_proto.h's.
 enum webhook_event : unsigned {
-    webhook_channel_occupied = 1u << 0,
-    webhook_channel_vacated = 1u << 1,
-    webhook_member_added = 1u << 2,
-    webhook_member_removed = 1u << 3,
-    webhook_client_event = 1u << 4,
-    webhook_cache_miss = 1u << 5,
+    webhook_channel_occupied = PUSHER_WEBHOOK_CHANNEL_OCCUPIED,
+    webhook_channel_vacated = PUSHER_WEBHOOK_CHANNEL_VACATED,
+    webhook_member_added = PUSHER_WEBHOOK_MEMBER_ADDED,
+    webhook_member_removed = PUSHER_WEBHOOK_MEMBER_REMOVED,
+    webhook_client_event = PUSHER_WEBHOOK_CLIENT_EVENT,
+    webhook_cache_miss = PUSHER_WEBHOOK_CACHE_MISS,
 };
-inline constexpr unsigned webhook_all_events = (1u << 6) - 1;
+inline constexpr unsigned webhook_all_events = PUSHER_WEBHOOK_ALL;
 
 // One "webhook" of an app: where its events are POSTed and which go there.
 struct webhook_config {

@@ -1601,6 +1601,36 @@ origin_host_is_found(void **state)
 
 
 static void
+webhook_events_by_name(void **state)
+{
+    unsigned  n, all;
+
+    (void) state;
+
+    assert_int_equal(pusher_webhook_event("channel_occupied", 16),
+                     PUSHER_WEBHOOK_CHANNEL_OCCUPIED);
+    assert_int_equal(pusher_webhook_event("cache_miss", 10),
+                     PUSHER_WEBHOOK_CACHE_MISS);
+    assert_int_equal(pusher_webhook_event("cache_mis", 9), 0);
+    assert_int_equal(pusher_webhook_event("cache_missx", 11), 0);
+    assert_int_equal(pusher_webhook_event("", 0), 0);
+
+    all = 0;
+
+    for (n = 0; n < PUSHER_WEBHOOK_TYPES; n++) {
+        const char  *name = pusher_webhook_event_name(n);
+
+        assert_non_null(name);
+        assert_int_equal(pusher_webhook_event(name, strlen(name)), 1u << n);
+        all |= 1u << n;
+    }
+
+    assert_int_equal(all, PUSHER_WEBHOOK_ALL);
+    assert_null(pusher_webhook_event_name(PUSHER_WEBHOOK_TYPES));
+}
+
+
+static void
 host_patterns_match(void **state)
 {
     (void) state;
@@ -1655,7 +1685,8 @@ main(void)
         cmocka_unit_test(ring_event_decode_rejects_non_minimal_lengths),
         cmocka_unit_test(ring_event_decode_survives_garbage),
         cmocka_unit_test(origin_host_is_found),
-        cmocka_unit_test(host_patterns_match)
+        cmocka_unit_test(host_patterns_match),
+        cmocka_unit_test(webhook_events_by_name)
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
