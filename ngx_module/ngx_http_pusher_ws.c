@@ -13,6 +13,10 @@ static ngx_int_t ngx_http_pusher_process(ngx_http_pusher_conn_t *pc,
     u_char *pos, u_char *end);
 static void ngx_http_pusher_timer(ngx_http_pusher_conn_t *pc);
 static void ngx_http_pusher_linger(ngx_http_pusher_conn_t *pc);
+static void ngx_http_pusher_half_close(ngx_http_pusher_conn_t *pc);
+#if (NGX_HTTP_SSL)
+static void ngx_http_pusher_ssl_shutdown_done(ngx_connection_t *c);
+#endif
 static ngx_int_t ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc);
 static void ngx_http_pusher_flush_expired(ngx_event_t *ev);
 static void ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc);
@@ -104,6 +108,15 @@ ngx_http_pusher_ws_start(ngx_http_pusher_conn_t *pc, u_char *pipelined,
     pc->opened = ngx_current_msec;
 
     ngx_http_pusher_session_open(pc);
+
+    /*
+     * Bytes the HTTP code left unread (in the socket, or over TLS in a
+     * record it did not decrypt) raise no new edge-triggered event.
+     */
+
+    if (c->read->ready) {
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
 
     if (pc->app && !pc->closing) {
         ngx_add_timer(c->read, pc->app->signin_timeout
@@ -660,16 +673,21 @@ ngx_http_pusher_flush_dirty(void)
  * Writes the queue with as few send_chain() calls as possible; the frames
  * are shared buffers, so each call gathers up to NGX_HTTP_PUSHER_IOVS of
  * them without copying.
+ *
+ * A frame is released once send_chain() has consumed it, as nginx's write
+ * filter does: over TCP the kernel holds it then, over TLS the
+ * connection's SSL buffer may hold a copy (c->buffered) that goes out when
+ * the buffer fills, at the flush flag on the queue's last frame, or on a
+ * later write event.  A write that would block over TLS is retried from
+ * that buffer with the same bytes, as SSL_write() requires.
  */
 
 static ngx_int_t
 ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
 {
-    off_t                   sent;
-    size_t                  left;
     ngx_buf_t              *b;
-    ngx_uint_t              i;
-    ngx_chain_t            *cl;
+    ngx_uint_t              i, n;
+    ngx_chain_t            *cl, *in;
     ngx_connection_t       *c;
     ngx_http_pusher_out_t  *out;
 
@@ -685,29 +703,39 @@ ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
         return NGX_OK;
     }
 
-    while (pc->out) {
+    for ( ;; ) {
 
-        i = 0;
+        n = 0;
 
-        for (out = pc->out; out && i < NGX_HTTP_PUSHER_IOVS; out = out->next)
+        for (out = pc->out; out && n < NGX_HTTP_PUSHER_IOVS; out = out->next)
         {
-            b = &ngx_http_pusher_bufs[i];
+            b = &ngx_http_pusher_bufs[n];
             b->start = out->msg->data;
-            b->pos = out->msg->data + (i == 0 ? pc->out_sent : 0);
+            b->pos = out->msg->data + (n == 0 ? pc->out_sent : 0);
             b->last = out->msg->data + out->msg->len;
             b->end = b->last;
             b->memory = 1;
+            b->flush = 0;
 
-            ngx_http_pusher_chain[i].buf = b;
-            ngx_http_pusher_chain[i].next = &ngx_http_pusher_chain[i + 1];
-            i++;
+            ngx_http_pusher_chain[n].buf = b;
+            ngx_http_pusher_chain[n].next = &ngx_http_pusher_chain[n + 1];
+            n++;
         }
 
-        ngx_http_pusher_chain[i - 1].next = NULL;
+        if (n) {
+            ngx_http_pusher_chain[n - 1].next = NULL;
+            ngx_http_pusher_bufs[n - 1].flush = (out == NULL);
+            in = ngx_http_pusher_chain;
 
-        sent = c->sent;
+        } else if (c->buffered) {
+            /* what the SSL buffer still holds */
+            in = NULL;
 
-        cl = c->send_chain(c, ngx_http_pusher_chain, 0);
+        } else {
+            break;
+        }
+
+        cl = c->send_chain(c, in, 0);
 
         if (cl == NGX_CHAIN_ERROR) {
             c->error = 1;
@@ -715,21 +743,19 @@ ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
             return NGX_ERROR;
         }
 
-        sent = c->sent - sent;
-        pc->out_bytes -= (size_t) sent;
+        /* release what was consumed */
 
-        /* release what was written */
-
-        while (sent > 0) {
+        for (i = 0; i < n; i++) {
+            b = &ngx_http_pusher_bufs[i];
             out = pc->out;
-            left = out->msg->len - pc->out_sent;
 
-            if ((off_t) left > sent) {
-                pc->out_sent += (size_t) sent;
+            pc->out_bytes -= b->pos - (out->msg->data + pc->out_sent);
+
+            if (b->pos != b->last) {
+                pc->out_sent = b->pos - out->msg->data;
                 break;
             }
 
-            sent -= left;
             pc->out_sent = 0;
             pc->out = out->next;
 
@@ -740,10 +766,9 @@ ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
 
         if (pc->out == NULL) {
             pc->out_last = &pc->out;
-            break;
         }
 
-        if (cl != NULL) {
+        if (cl != NULL || (pc->out == NULL && c->buffered)) {
             /* the socket is full: wait for the write event */
 
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
@@ -755,24 +780,98 @@ ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
         }
     }
 
-    if (pc->closing && !pc->lingering) {
-        pc->lingering = 1;
-
 #if (NGX_HTTP_SSL)
-        if (c->ssl == NULL)
+    if (c->ssl) {
+        /* an idle socket keeps no SSL buffer, as nginx's keepalive does */
+        ngx_ssl_free_buffer(c);
+    }
 #endif
-        {
-            /* our FIN follows the close frame; the peer then closes */
-            (void) shutdown(c->fd, SHUT_WR);
-        }
 
-        if (c->read->ready) {
-            ngx_post_event(c->read, &ngx_posted_events);
-        }
+    if (pc->closing && !pc->lingering) {
+        ngx_http_pusher_half_close(pc);
     }
 
     return NGX_OK;
 }
+
+
+/*
+ * Our close frame is out: our FIN follows it, after a TLS close_notify,
+ * as in nginx's lingering close; the peer then closes, and
+ * ngx_http_pusher_linger() discards what it still sends until it does.
+ */
+
+static void
+ngx_http_pusher_half_close(ngx_http_pusher_conn_t *pc)
+{
+    ngx_connection_t  *c;
+
+    c = pc->connection;
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        ngx_int_t  rc;
+
+        /* the WebSocket close handshake replaces the peer's close_notify */
+        c->ssl->no_wait_shutdown = 1;
+        c->ssl->shutdown_without_free = 1;
+
+        rc = ngx_ssl_shutdown(c);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_pusher_finalize(pc);
+            return;
+        }
+
+        if (rc == NGX_AGAIN) {
+            c->ssl->handler = ngx_http_pusher_ssl_shutdown_done;
+            return;
+        }
+
+        /* from here on c->recv reads the raw socket */
+    }
+#endif
+
+    pc->lingering = 1;
+
+    (void) shutdown(c->fd, SHUT_WR);
+
+    if (c->read->ready) {
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+}
+
+
+#if (NGX_HTTP_SSL)
+
+/* close_notify went out after a write that would block */
+
+static void
+ngx_http_pusher_ssl_shutdown_done(ngx_connection_t *c)
+{
+    ngx_http_pusher_conn_t  *pc;
+
+    pc = c->data;
+
+    c->read->handler = ngx_http_pusher_read_handler;
+    c->write->handler = ngx_http_pusher_write_handler;
+
+    if (c->timedout) {
+        ngx_http_pusher_finalize(pc);
+        return;
+    }
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    ngx_add_timer(c->read, ngx_exiting ? NGX_HTTP_PUSHER_LINGER_EXITING
+                                       : NGX_HTTP_PUSHER_LINGER);
+
+    ngx_http_pusher_half_close(pc);
+}
+
+#endif
 
 
 /* nginx stops while this worker still serves sockets kept over a reload */
@@ -836,6 +935,13 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
         ngx_free(pc->user_id.data);
         pc->user_id.data = NULL;
     }
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        /* the WebSocket close handshake replaces the peer's close_notify */
+        c->ssl->no_wait_shutdown = 1;
+    }
+#endif
 
     ngx_http_close_connection(c);
 }

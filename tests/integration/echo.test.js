@@ -9,7 +9,7 @@ const { before, after } = require('node:test');
 const PusherJs = require('pusher-js');
 
 const { startServer, test, waitUntil, sleep } = require('./lib/harness');
-const { sdk, sdkTrigger, echoClient, SOCKET_ID_RE } = require('./lib/clients');
+const { sdk, sdkTrigger, echoClient, wsOptions, SOCKET_ID_RE } = require('./lib/clients');
 
 let srv;
 let api;
@@ -73,10 +73,7 @@ test('Echo.private() with a wrong signature reports a subscription error', async
     const e = new Echo({
         broadcaster: 'reverb',
         key: srv.key,
-        wsHost: '127.0.0.1',
-        wsPort: srv.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
+        ...wsOptions(srv),
         disableStats: true,
         Pusher: PusherJs,
         channelAuthorization: { customHandler: (p, cb) => cb(null, { auth: `${srv.key}:${'0'.repeat(64)}` }) },

@@ -4,7 +4,7 @@
 const assert = require('node:assert/strict');
 const { before, after } = require('node:test');
 
-const { startServer, test, httpRequest } = require('./lib/harness');
+const { startServer, test, httpRequest, wsUrl } = require('./lib/harness');
 const { RawWs, OP, buildFrame, acceptFor, rawHttp } = require('./lib/rawws');
 const { establishedFrame, PONG, SOCKET_ID_RE } = require('./lib/clients');
 
@@ -139,6 +139,15 @@ test('handshake and a first frame (pusher:ping) in one write: the ping is answer
     ws.close();
 });
 
+test('handshake and a 6 KB first frame in one write (beyond the 1k header buffer): all of it is read', async () => {
+    const ping = buildFrame(OP.TEXT, JSON.stringify({ event: 'pusher:ping', data: { pad: 'p'.repeat(6000) } }));
+    const ws = await RawWs.connect(srv.port, appPath(), { extra: ping });
+    srv.track(ws);
+    assert.match((await ws.next()).text, /^\{"event":"pusher:connection_established"/);
+    await ws.expectText(PONG);
+    ws.close();
+});
+
 test('handshake and two frames in one write, the second split across the boundary', async () => {
     const ping = buildFrame(OP.TEXT, '{"event":"pusher:ping","data":{}}');
     const wsPing = buildFrame(OP.PING, 'x');
@@ -155,7 +164,7 @@ test('handshake and two frames in one write, the second split across the boundar
 
 test('the ws library (offering permessage-deflate) connects, no extension is negotiated, close 1000 round-trips', async () => {
     const WebSocket = require('ws');
-    const c = new WebSocket(`ws://127.0.0.1:${srv.port}/app/${srv.key}?protocol=7&client=js&version=8.6.0`, { perMessageDeflate: true });
+    const c = new WebSocket(wsUrl(srv.port, `/app/${srv.key}?protocol=7&client=js&version=8.6.0`), { perMessageDeflate: true });
     srv.track({ close: () => c.terminate() });
     const msgs = [];
     const next = () => new Promise((resolve, reject) => {

@@ -353,7 +353,7 @@ const LEAVES = [
     ['pusher:unsubscribe', (ws, ch) => ws.sendJson({ event: 'pusher:unsubscribe', data: { channel: ch } })],
     ['a WebSocket close frame', (ws) => ws.sendClose(1000)],
     ['a TCP FIN without a close frame', (ws) => ws.sock.destroy()],
-    ['a TCP RST', (ws) => ws.sock.resetAndDestroy()],
+    ['a TCP RST', (ws) => ws.reset()],
 ];
 
 for (const [how, leave] of LEAVES) {

@@ -1,8 +1,21 @@
 'use strict';
 // The README's front door with a user's config: `NGINX_CONF=... scripts/run`
-// runs conf.examples/nginx-two-apps.conf as it is (only its port and its
-// socket and pid paths moved to a temporary place), and the two apps work
-// side by side and apart: origins, the same channel name, their secrets.
+// runs a complete nginx.conf as it is, learns the broker's sockets, the
+// listener and the apps from nginx's own view of it (`nginx -T`), checks
+// readiness through nginx at the address users reach and prints one
+// "listens on" line and the Laravel .env lines of every app:
+//
+//   - conf.examples/nginx-two-apps.conf (plain): the two apps work side by
+//     side and apart: origins, the same channel name, their secrets;
+//   - conf.examples/nginx-tls.conf: a TLS-only listener with the generated
+//     certificate, no "location = /up", a port-80 redirect server and a
+//     php-fpm location: wss:// and https:// and REVERB_SCHEME=https;
+//   - a layout line regexes misread: pusher_broker on the line of "http {",
+//     a one-line upstream, apps in included files.
+//
+// Each config is moved only where it cannot run here (ports, certificate,
+// pid, log and socket paths).  The plain tests speak plain http whatever
+// PUSHER_TLS says; the TLS test speaks TLS in both suites.
 
 const assert = require('node:assert/strict');
 const { after } = require('node:test');
@@ -12,21 +25,28 @@ const os = require('node:os');
 const path = require('node:path');
 
 const {
-    test, httpRequest, freePort, waitUntil, sleep, SANITIZE, BUILD,
+    test, httpRequest, freePort, waitUntil, SANITIZE, BUILD, TLS_CERT, TLS_KEY,
 } = require('./lib/harness');
 const { RawWs } = require('./lib/rawws');
 const { signedPath } = require('./lib/sign');
 const { eventFrame, errorFrame, succeededFrame } = require('./lib/clients');
 
 const REPO = path.resolve(__dirname, '../..');
-const EXAMPLE = path.join(REPO, 'conf.examples/nginx-two-apps.conf');
+const EXAMPLES = path.join(REPO, 'conf.examples');
 
-const SHOP = { id: '1001', key: 'shop-key', secret: 'shop-secret' };
-const BACKOFFICE = { id: '1002', key: 'backoffice-key', secret: 'backoffice-secret' };
+const SKIP_SANITIZE = SANITIZE && 'scripts/run starts nginx without the sanitizer runtime';
 
-let run = null;
-let exited = null;
-let dir = null;
+/* promise's value, or null after ms (without keeping node up that long) */
+function within(promise, ms) {
+    let timer;
+    const timeout = new Promise((resolve) => {
+        timer = setTimeout(() => resolve(null), ms);
+    });
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/* every scripts/run started here, and the sockets opened to it */
+const runs = [];
 const open = [];
 
 /* a failed test still stops nginx and the broker: scripts/run does it on SIGTERM */
@@ -34,85 +54,171 @@ after(async () => {
     for (const ws of open) {
         ws.destroy();
     }
-    if (run && run.exitCode === null && run.signalCode === null) {
-        run.kill('SIGTERM');
-        if (await Promise.race([exited, sleep(20000).then(() => null)]) === null) {
-            run.kill('SIGKILL');
-            for (const f of ['nginx.pid', 'rt/broker.pid']) {
-                try {
-                    process.kill(Number(fs.readFileSync(path.join(dir, f), 'utf8')), 'SIGKILL');
-                } catch {
-                    /* not running */
+    for (const r of runs) {
+        if (r.proc.exitCode === null && r.proc.signalCode === null) {
+            r.proc.kill('SIGTERM');
+            if (await within(r.exited, 20000) === null) {
+                r.proc.kill('SIGKILL');
+                for (const f of ['nginx.pid', 'rt/broker.pid']) {
+                    try {
+                        process.kill(Number(fs.readFileSync(path.join(r.dir, f), 'utf8')), 'SIGKILL');
+                    } catch {
+                        /* not running */
+                    }
                 }
             }
         }
-    }
-    if (dir) {
-        fs.rmSync(dir, { recursive: true, force: true });
+        fs.rmSync(r.dir, { recursive: true, force: true });
     }
 });
 
-function trigger(port, app, channel, name, data, secret = app.secret) {
-    const body = JSON.stringify({ name, channels: [channel], data: JSON.stringify(data) });
-    const p = signedPath({ method: 'POST', path: `/apps/${app.id}/events`, body, key: app.key, secret: app.secret, signSecret: secret });
-    return httpRequest(port, 'POST', p, { body });
-}
-
-async function connect(port, key, headers) {
-    const ws = await RawWs.connect(port, `/app/${key}?protocol=7&client=js&version=8.4.0`, { headers });
-    open.push(ws);
-    return ws;
-}
-
-test('NGINX_CONF=conf.examples/nginx-two-apps.conf scripts/run: both apps serve, apart; Ctrl-C stops cleanly', {
-    skip: SANITIZE && 'scripts/run starts nginx without the sanitizer runtime',
-    timeout: 60000,
-}, async () => {
-    const port = await freePort();
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ngx-pusher-run-'));
+/* a temporary directory the workers (www-data) can traverse */
+function tempDir() {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ngx-pusher-run-'));
     fs.chmodSync(dir, 0o755);
-    const conf = fs.readFileSync(EXAMPLE, 'utf8')
-        .replace('listen 8080;', `listen 127.0.0.1:${port};`)
-        .replace('pid /run/ngx-pusher-two-apps.pid;', `pid ${dir}/nginx.pid;`)
-        .replaceAll('/run/ngx-pusher/', `${dir}/sockets/`);
-    assert.ok(conf.includes(`${dir}/sockets/control.sock`) && conf.includes(`127.0.0.1:${port}`), 'the example has the lines this test moves');
-    fs.writeFileSync(path.join(dir, 'nginx.conf'), conf);
+    return dir;
+}
 
-    let output = '';
-    run = spawn(path.join(REPO, 'scripts/run'), [], {
+/* text with each [from, to] replaced; every `from` must be in it */
+function edit(text, pairs) {
+    for (const [from, to] of pairs) {
+        assert.ok(text.includes(from), `the example has "${from}"`);
+        text = text.replaceAll(from, to);
+    }
+    return text;
+}
+
+/*
+ * NGINX_CONF=dir/nginx.conf scripts/run, with REVERB_* only as given in env
+ * (the others unset: they come from the config)
+ */
+function startRun(dir, env = {}) {
+    const base = { ...process.env };
+    for (const k of Object.keys(base)) {
+        if (k.startsWith('REVERB_')) {
+            delete base[k];
+        }
+    }
+    const proc = spawn(path.join(REPO, 'scripts/run'), [], {
         env: {
-            ...process.env,
+            ...base,
             NGINX_CONF: path.join(dir, 'nginx.conf'),
             PUSHER_NO_BUILD: '1',
             PUSHER_BUILD_DIR: BUILD,
             PUSHER_RUNTIME_DIR: path.join(dir, 'rt'),
-            REVERB_HOST: '127.0.0.1',
-            REVERB_PORT: String(port),
-            PUSHER_SHM: `/ngx-pusher-test-run-${process.pid}`,
+            PUSHER_SHM: `/ngx-pusher-test-run-${process.pid}-${runs.length}`,
+            ...env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
     });
-    run.stdout.on('data', (d) => {
-        output += d;
+    const r = { proc, dir, stdout: '', stderr: '', shm: `/dev/shm/ngx-pusher-test-run-${process.pid}-${runs.length}` };
+    proc.stdout.on('data', (d) => {
+        r.stdout += d;
     });
-    run.stderr.on('data', (d) => {
-        output += d;
+    proc.stderr.on('data', (d) => {
+        r.stderr += d;
     });
-    exited = new Promise((resolve) => run.on('exit', (code, signal) => resolve({ code, signal })));
+    r.exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+    r.said = () => `scripts/run said:\n${r.stdout}${r.stderr}`;
+    runs.push(r);
+    return r;
+}
 
-    await waitUntil(async () => {
-        assert.equal(run.exitCode, null, `scripts/run exited: ${output}`);
-        try {
-            return (await httpRequest(port, 'GET', '/up', { timeout: 1000 })).status === 200;
-        } catch {
-            return false;
-        }
-    }, 15000, () => `GET /up never answered 200; scripts/run said:\n${output}`, 100);
+/* until scripts/run printed "ready" (it checks for up to 30 s itself) */
+async function waitReady(r) {
+    await waitUntil(() => {
+        assert.equal(r.proc.exitCode, null, `scripts/run exited: ${r.said()}`);
+        return r.stdout.endsWith('ready\n');
+    }, 40000, () => `no "ready"; ${r.said()}`, 50);
+}
+
+/* the lines scripts/run prints for the apps of a config, then "ready" */
+function expectedLines({ scheme, host, port, apps }) {
+    const ws = scheme === 'https' ? 'wss' : 'ws';
+    const lines = apps.map((a) => `ngx-pusher listens on ${ws}://${host}:${port}/app/${a.key} and ${scheme}://${host}:${port}/apps/${a.id}`);
+    for (const a of apps) {
+        lines.push(
+            `Laravel .env for app ${a.id}:`,
+            'BROADCAST_CONNECTION=reverb',
+            `REVERB_APP_ID=${a.id}`,
+            `REVERB_APP_KEY=${a.key}`,
+            `REVERB_APP_SECRET=${a.envSecret || a.secret}`,
+            `REVERB_HOST=${host}`,
+            `REVERB_PORT=${port}`,
+            `REVERB_SCHEME=${scheme}`,
+            'VITE_REVERB_APP_KEY="${REVERB_APP_KEY}"',
+            'VITE_REVERB_HOST="${REVERB_HOST}"',
+            'VITE_REVERB_PORT="${REVERB_PORT}"',
+            'VITE_REVERB_SCHEME="${REVERB_SCHEME}"',
+        );
+    }
+    lines.push('ready');
+    return lines;
+}
+
+/* a secret is printed in its .env line only, never in a log line */
+function assertSecretsOnlyInEnv(r, apps) {
+    for (const a of apps) {
+        const secret = a.envSecret || a.secret;
+        assert.deepEqual(r.stdout.split('\n').filter((l) => l.includes(a.secret)), [`REVERB_APP_SECRET=${secret}`], r.said());
+        assert.ok(!r.stderr.includes(a.secret), `the secret of app ${a.id} is in a log line: ${r.said()}`);
+    }
+}
+
+/* Ctrl-C: exit 0, open sockets get 4200, nothing left behind */
+async function stopRun(r, sockets, leftovers = []) {
+    r.proc.kill('SIGINT');
+    const exit = await within(r.exited, 20000);
+    assert.deepEqual(exit, { code: 0, signal: null }, `scripts/run exit; ${r.said()}`);
+    assert.doesNotMatch(r.stdout + r.stderr, /\[(alert|emerg|crit)\]/, r.said());
+    for (const ws of sockets) {
+        await ws.expectText(errorFrame(4200, 'Server is shutting down'));
+        await ws.expectClose(4200);
+    }
+    for (const f of [...leftovers, r.shm, path.join(r.dir, 'rt')]) {
+        assert.ok(!fs.existsSync(f), `${f} is left behind; ${r.said()}`);
+    }
+}
+
+function trigger(port, app, channel, name, data, { secret = app.secret, tls = false } = {}) {
+    const body = JSON.stringify({ name, channels: [channel], data: JSON.stringify(data) });
+    const p = signedPath({ method: 'POST', path: `/apps/${app.id}/events`, body, key: app.key, secret: app.secret, signSecret: secret });
+    return httpRequest(port, 'POST', p, { body, tls });
+}
+
+async function connect(port, key, { headers, tls = false } = {}) {
+    const ws = await RawWs.connect(port, `/app/${key}?protocol=7&client=js&version=8.4.0`, { headers, tls });
+    open.push(ws);
+    return ws;
+}
+
+/* the broker's answer to the unsigned request scripts/run checks readiness with */
+const UNSIGNED_401 = '{"error":"Missing auth_key, auth_timestamp, auth_version or auth_signature","code":401}';
+
+test('NGINX_CONF=conf.examples/nginx-two-apps.conf scripts/run: both apps serve, apart; Ctrl-C stops cleanly', {
+    skip: SKIP_SANITIZE,
+    timeout: 90000,
+}, async () => {
+    const SHOP = { id: '1001', key: 'shop-key', secret: 'shop-secret' };
+    const BACKOFFICE = { id: '1002', key: 'backoffice-key', secret: 'backoffice-secret' };
+    const port = await freePort();
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'nginx.conf'), edit(fs.readFileSync(path.join(EXAMPLES, 'nginx-two-apps.conf'), 'utf8'), [
+        ['listen 8080;', `listen 127.0.0.1:${port};`],
+        ['pid /run/ngx-pusher-two-apps.pid;', `pid ${dir}/nginx.pid;`],
+        ['/run/ngx-pusher/', `${dir}/sockets/`],
+    ]));
+
+    const r = startRun(dir, { REVERB_HOST: '127.0.0.1', REVERB_PORT: String(port) });
+    await waitReady(r);
+    assert.deepEqual(r.stdout.split('\n').slice(0, -1), expectedLines({ scheme: 'http', host: '127.0.0.1', port, apps: [SHOP, BACKOFFICE] }), r.said());
+    assertSecretsOnlyInEnv(r, [SHOP, BACKOFFICE]);
+    assert.equal((await httpRequest(port, 'GET', '/up', { tls: false })).body, '{"health":"OK"}');
 
     /* the shop admits browsers of its own domains only */
-    const shop = await connect(port, SHOP.key, { Origin: 'https://www.shop.example.com' });
+    const shop = await connect(port, SHOP.key, { headers: { Origin: 'https://www.shop.example.com' } });
     assert.equal((await shop.nextEvent()).event, 'pusher:connection_established');
-    const foreign = await connect(port, SHOP.key, { Origin: 'https://evil.example.org' });
+    const foreign = await connect(port, SHOP.key, { headers: { Origin: 'https://evil.example.org' } });
     await foreign.expectText(errorFrame(4009, 'Origin not allowed'));
     await foreign.expectClose(4009);
 
@@ -128,8 +234,8 @@ test('NGINX_CONF=conf.examples/nginx-two-apps.conf scripts/run: both apps serve,
         event: 'pusher_internal:subscription_count', channel: 'orders', data: JSON.stringify({ subscription_count: 1 }),
     }), { timeout: 3000 });
 
-    /* the broker needs a moment to learn the apps of both workers */
-    await waitUntil(async () => (await trigger(port, SHOP, 'orders', 'placed', { n: 1 })).status === 200, 5000, 'shop trigger accepted');
+    /* ready means the broker knows the apps: the first trigger is accepted */
+    assert.equal((await trigger(port, SHOP, 'orders', 'placed', { n: 1 })).status, 200);
     await shop.expectText(eventFrame('placed', 'orders', { n: 1 }));
     assert.equal((await trigger(port, BACKOFFICE, 'orders', 'shipped', { n: 2 })).status, 200);
     await office.expectText(eventFrame('shipped', 'orders', { n: 2 }));
@@ -137,16 +243,140 @@ test('NGINX_CONF=conf.examples/nginx-two-apps.conf scripts/run: both apps serve,
     await office.expectNothing(50);
 
     /* each app's API signs with its own secret only */
-    assert.equal((await trigger(port, BACKOFFICE, 'orders', 'x', {}, SHOP.secret)).status, 401);
+    assert.equal((await trigger(port, BACKOFFICE, 'orders', 'x', {}, { secret: SHOP.secret })).status, 401);
     /* the back office has client events off */
     office.sendJson({ event: 'client-typing', channel: 'orders', data: {} });
     const e = await office.nextEvent();
     assert.equal(e.event, 'pusher:error', e.raw);
 
-    run.kill('SIGINT');
-    const exit = await Promise.race([exited, sleep(20000).then(() => 'timeout')]);
-    assert.deepEqual(exit, { code: 0, signal: null }, `scripts/run exit; it said:\n${output}`);
-    assert.doesNotMatch(output, /\[(alert|emerg|crit)\]/, output);
-    await shop.expectText(errorFrame(4200, 'Server is shutting down'));
-    await shop.expectClose(4200);
+    await stopRun(r, [shop], [path.join(dir, 'sockets')]);
+});
+
+test('NGINX_CONF=conf.examples/nginx-tls.conf scripts/run: TLS-only listener, ready over https, wss:// and REVERB_SCHEME=https; Ctrl-C stops cleanly', {
+    skip: SKIP_SANITIZE || (!(TLS_CERT && TLS_KEY) && 'needs PUSHER_TLS_CERT and PUSHER_TLS_KEY (tests/integration/run makes them)'),
+    timeout: 90000,
+}, async () => {
+    const APP = { id: '1001', key: 'ngx-pusher-key', secret: 'ngx-pusher-secret' };
+    const port = await freePort();
+    const redirectPort = await freePort();
+    const dir = tempDir();
+    /* the php location's include snippets/fastcgi-php.conf (and its
+       fastcgi.conf) resolve next to the config, as in /etc/nginx */
+    for (const f of fs.readdirSync('/etc/nginx')) {
+        if (f !== 'nginx.conf') {
+            fs.symlinkSync(path.join('/etc/nginx', f), path.join(dir, f));
+        }
+    }
+    fs.writeFileSync(path.join(dir, 'nginx.conf'), edit(fs.readFileSync(path.join(EXAMPLES, 'nginx-tls.conf'), 'utf8'), [
+        ['pid /run/nginx.pid;', `pid ${dir}/nginx.pid;`],
+        ['error_log /var/log/nginx/error.log;', `error_log ${dir}/error.log;`],
+        ['access_log /var/log/nginx/access.log;', `access_log ${dir}/access.log;`],
+        ['load_module /usr/lib/nginx/modules/ngx_http_pusher_module.so;', `load_module ${BUILD}/ngx_http_pusher_module.so;`],
+        /* may be above this machine's hard limit (an [alert] per worker) */
+        ['worker_rlimit_nofile 65535;', ''],
+        ['/run/ngx-pusher/', `${dir}/sockets/`],
+        /* the redirect server on a free port, the site on another; no IPv6 */
+        ['listen 80;', `listen 127.0.0.1:${redirectPort};`],
+        ['listen [::]:80;', ''],
+        ['listen 443 ssl http2;', `listen 127.0.0.1:${port} ssl http2;`],
+        ['listen [::]:443 ssl http2;', ''],
+        ['/etc/letsencrypt/live/example.com/fullchain.pem', TLS_CERT],
+        ['/etc/letsencrypt/live/example.com/privkey.pem', TLS_KEY],
+    ]));
+
+    /* no REVERB_*: address, port and scheme come from the config's listener */
+    const r = startRun(dir);
+    await waitReady(r);
+    assert.deepEqual(r.stdout.split('\n').slice(0, -1), expectedLines({ scheme: 'https', host: '127.0.0.1', port, apps: [APP] }), r.said());
+    assertSecretsOnlyInEnv(r, [APP]);
+    assert.match(r.stderr, /pusher-broker runs as www-data:www-data/, r.said());
+
+    /* the broker listens where the config says */
+    for (const s of ['control.sock', 'api.sock']) {
+        assert.ok(fs.statSync(path.join(dir, 'sockets', s)).isSocket(), `${s}; ${r.said()}`);
+    }
+    /* the request scripts/run checks readiness with, over https */
+    const unsigned = await httpRequest(port, 'GET', '/apps/1001/channels', { tls: true });
+    assert.equal(unsigned.status, 401);
+    assert.equal(unsigned.body, UNSIGNED_401);
+    /* the site's plain port only redirects */
+    const plain = await httpRequest(redirectPort, 'GET', '/app/x', { tls: false, headers: { Host: 'example.com' } });
+    assert.equal(plain.status, 301);
+    assert.equal(plain.headers.location, 'https://example.com/app/x');
+
+    /* a wss:// socket receives an event triggered over https */
+    const ws = await connect(port, APP.key, { tls: true });
+    const established = await ws.nextEvent();
+    assert.equal(established.event, 'pusher:connection_established', established.raw);
+    ws.sendJson({ event: 'pusher:subscribe', data: { channel: 'orders' } });
+    await ws.expectText(succeededFrame('orders'));
+    const res = await trigger(port, APP, 'orders', 'App\\Events\\OrderShipped', { orderId: 7 }, { tls: true });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(res.body, '{}');
+    await ws.expectText(eventFrame('App\\Events\\OrderShipped', 'orders', { orderId: 7 }));
+    await ws.expectNothing(100);
+
+    await stopRun(r, [ws], [path.join(dir, 'sockets')]);
+    assert.doesNotMatch(fs.readFileSync(path.join(dir, 'error.log'), 'utf8'), /\[(alert|emerg|crit)\]/);
+});
+
+test('NGINX_CONF with a one-line upstream, pusher_broker on the line of "http {" and included apps: the broker listens where it says, the lines name its apps', {
+    skip: SKIP_SANITIZE,
+    timeout: 90000,
+}, async () => {
+    const ALPHA = { id: '4711', key: 'alpha-key', secret: 'alpha-secret' };
+    const BETA = { id: '4712', key: 'beta-key', secret: 'beta secret', envSecret: "'beta secret'" };
+    const port = await freePort();
+    const dir = tempDir();
+    fs.mkdirSync(path.join(dir, 'apps.d'));
+    fs.writeFileSync(path.join(dir, 'apps.d', '10-alpha.conf'), `pusher_app ${ALPHA.id} { key ${ALPHA.key}; secret ${ALPHA.secret}; }\n`);
+    fs.writeFileSync(path.join(dir, 'apps.d', '20-beta.conf'), [
+        `pusher_app "${BETA.id}"   # the back office {`,
+        '{',
+        `    key ${BETA.key};`,
+        `    secret "${BETA.secret}";`,
+        '}',
+    ].join('\n'));
+    /* comments a line regex or a split of nginx -T's output would take */
+    fs.writeFileSync(path.join(dir, 'nginx.conf'), `# pusher_broker /run/ngx-pusher/control.sock;
+# configuration file ${dir}/apps.d/00-old.conf:
+user www-data; worker_processes 2; pid ${dir}/nginx.pid; error_log stderr notice;
+events { worker_connections 512; }
+http { access_log off; pusher_broker "${dir}/control/broker.sock";
+    include apps.d/*.conf;
+    upstream pusher_broker_api { server unix:${dir}/api/broker-api.sock; keepalive 16; }
+    server { listen 127.0.0.1:${port}; server_name _;
+        location /app/ { pusher; }
+        location /apps/ { proxy_pass http://pusher_broker_api; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+`);
+
+    const r = startRun(dir);
+    await waitReady(r);
+    assert.deepEqual(r.stdout.split('\n').slice(0, -1), expectedLines({ scheme: 'http', host: '127.0.0.1', port, apps: [ALPHA, BETA] }), r.said());
+    assertSecretsOnlyInEnv(r, [ALPHA, BETA]);
+    for (const s of ['control/broker.sock', 'api/broker-api.sock']) {
+        assert.ok(fs.statSync(path.join(dir, s)).isSocket(), `${s}; ${r.said()}`);
+    }
+    assert.match(r.stderr, new RegExp(`pusher-broker: started: api unix:${dir}/api/broker-api\\.sock, control ${dir}/control/broker\\.sock,`), r.said());
+
+    /* both apps serve, each with its own key and secret */
+    const sockets = [];
+    for (const app of [ALPHA, BETA]) {
+        const ws = await connect(port, app.key);
+        assert.equal((await ws.nextEvent()).event, 'pusher:connection_established');
+        ws.sendJson({ event: 'pusher:subscribe', data: { channel: 'news' } });
+        await ws.expectText(succeededFrame('news'));
+        sockets.push(ws);
+    }
+    assert.equal((await trigger(port, ALPHA, 'news', 'posted', { by: 'alpha' })).status, 200);
+    assert.equal((await trigger(port, BETA, 'news', 'posted', { by: 'beta' })).status, 200);
+    await sockets[0].expectText(eventFrame('posted', 'news', { by: 'alpha' }));
+    await sockets[1].expectText(eventFrame('posted', 'news', { by: 'beta' }));
+    await sockets[0].expectNothing(100);
+    await sockets[1].expectNothing(50);
+    assert.equal((await trigger(port, BETA, 'news', 'x', {}, { secret: ALPHA.secret })).status, 401);
+
+    await stopRun(r, sockets, [path.join(dir, 'control'), path.join(dir, 'api')]);
 });

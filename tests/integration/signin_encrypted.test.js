@@ -8,12 +8,11 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { before, after, describe } = require('node:test');
 
-const PusherServer = require('pusher');
-
 const { startServer, test, waitUntil, sleep } = require('./lib/harness');
 const {
     connectRaw,
     pusherJs,
+    sdk,
     channelAuth,
     errorFrame,
 } = require('./lib/clients');
@@ -94,8 +93,7 @@ describe('user sign-in', () => {
                              && other.user.serverToUserChannel.subscribed,
                         5000, 'all signed in and subscribed to #server-to-user');
 
-        const api = new PusherServer({ appId: srv.appId, key: srv.key, secret: srv.secret,
-                                       host: '127.0.0.1', port: srv.port, useTLS: false });
+        const api = sdk(srv);
         const res = await api.sendToUser('u-7', 'notice', { n: 1 });
         assert.equal(res.status, 200);
 
@@ -230,9 +228,7 @@ describe('encrypted channels', () => {
 
     before(async () => {
         srv = await startServer();
-        api = new PusherServer({ appId: srv.appId, key: srv.key, secret: srv.secret,
-                                 host: '127.0.0.1', port: srv.port, useTLS: false,
-                                 encryptionMasterKeyBase64: masterKey });
+        api = sdk(srv, { encryptionMasterKeyBase64: masterKey });
     });
 
     after(async () => {

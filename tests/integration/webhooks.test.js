@@ -9,11 +9,15 @@
 // max_request_size (413) on the HTTP API.
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const http = require('node:http');
+const https = require('node:https');
 const { before, after } = require('node:test');
 const Pusher = require('pusher');
 
-const { startServer, test, waitUntil, sleep, SLOW } = require('./lib/harness');
+const {
+    startServer, test, waitUntil, sleep, SLOW, TLS, TLS_CERT, TLS_KEY, HTTP_SCHEME,
+} = require('./lib/harness');
 const {
     connectRaw,
     connectAlternating,
@@ -44,7 +48,8 @@ class Receiver {
     }
 
     start() {
-        this.server = http.createServer((req, res) => {
+        /* under PUSHER_TLS=1 the broker posts over https, verifying the certificate */
+        const handler = (req, res) => {
             const chunks = [];
             req.on('data', (c) => chunks.push(c));
             req.on('end', () => {
@@ -56,7 +61,10 @@ class Receiver {
                 res.writeHead(status, { 'content-type': 'text/plain' });
                 res.end(status === 200 ? 'ok' : 'oops');
             });
-        });
+        };
+        this.server = TLS
+            ? https.createServer({ cert: fs.readFileSync(TLS_CERT), key: fs.readFileSync(TLS_KEY) }, handler)
+            : http.createServer(handler);
         return new Promise((resolve) => {
             this.server.listen(0, '127.0.0.1', () => {
                 this.port = this.server.address().port;
@@ -71,7 +79,7 @@ class Receiver {
     }
 
     url(path) {
-        return `http://127.0.0.1:${this.port}${path}`;
+        return `${HTTP_SCHEME}://127.0.0.1:${this.port}${path}`;
     }
 
     /* which app's key and secret a path's requests must be signed with */

@@ -277,7 +277,7 @@ describe('default limits (max_message_size 10000)', () => {
         for (let i = 0; i < 10; i++) {
             const ws = await connectRaw(srv);
             await subscribeRaw(ws, 'vanish');
-            ws.sock.resetAndDestroy();
+            ws.reset();
         }
         await sdkTrigger(api, 'vanish', 'v', { ok: true });
         await keep.expectText(eventFrame('v', 'vanish', { ok: true }));

@@ -45,7 +45,7 @@ async function connectRaw(srv, opts = {}) {
     /* opts.key is the app key here, not Sec-WebSocket-Key */
     const { key: appKey, activityTimeout, ...wsOpts } = opts;
     const key = appKey || srv.key;
-    const ws = await RawWs.connect(srv.port, `/app/${key}?protocol=7&client=js&version=8.6.0&flash=false`, wsOpts);
+    const ws = await RawWs.connect(srv.port, `/app/${key}?protocol=7&client=js&version=8.6.0&flash=false`, { tls: srv.tls, ...wsOpts });
     srv.track(ws);
     const f = await ws.next({ what: 'pusher:connection_established' });
     assert.equal(f.opcode, OP.TEXT, `first frame: ${ws.dump()}`);
@@ -180,6 +180,20 @@ function subscriptionErrorFrame(channel, type, error, status) {
     return JSON.stringify({ event: 'pusher:subscription_error', channel, data: JSON.stringify({ type, error, status }) });
 }
 
+/*
+ * Where pusher-js and laravel-echo connect, as a Laravel app's Echo config
+ * sets it from REVERB_HOST/PORT/SCHEME (wss:// to a TLS server)
+ */
+function wsOptions(srv) {
+    return {
+        wsHost: '127.0.0.1',
+        wsPort: srv.port,
+        wssPort: srv.port,
+        forceTLS: srv.tls,
+        enabledTransports: ['ws', 'wss'],
+    };
+}
+
 function sdk(srv, overrides = {}) {
     return new PusherServer({
         appId: srv.appId,
@@ -187,7 +201,7 @@ function sdk(srv, overrides = {}) {
         secret: srv.secret,
         host: '127.0.0.1',
         port: String(srv.port),
-        useTLS: false,
+        useTLS: srv.tls,
         timeout: 5000 * SLOW,
         ...overrides,
     });
@@ -213,10 +227,7 @@ async function pusherJs(srv, opts = {}) {
     const { noWait, key, ...rest } = opts;
     const c = new PusherJs(key || srv.key, {
         cluster: '',
-        wsHost: '127.0.0.1',
-        wsPort: srv.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
+        ...wsOptions(srv),
         disableStats: true,
         channelAuthorization: {
             customHandler: (params, cb) => cb(null, { auth: channelAuth(srv.key, srv.secret, params.socketId, params.channelName) }),
@@ -296,7 +307,7 @@ async function probeUntilDelivered(api, channel, sockets, ms = 5000) {
 /* a signed raw API request through nginx */
 function signedRequest(srv, method, path, { body, params, headers, ...sig } = {}) {
     const p = signedPath({ method, path, body, key: srv.key, secret: srv.secret, params, ...sig });
-    return httpRequest(srv.port, method, p, { body, headers });
+    return httpRequest(srv.port, method, p, { body, headers, tls: srv.tls });
 }
 
 /*
@@ -313,10 +324,7 @@ async function echoClient(srv, userId, info) {
     const e = new EchoClass({
         broadcaster: 'reverb',
         key: srv.key,
-        wsHost: '127.0.0.1',
-        wsPort: srv.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
+        ...wsOptions(srv),
         disableStats: true,
         Pusher: PusherJs,
         channelAuthorization: {
@@ -338,6 +346,7 @@ async function echoClient(srv, userId, info) {
 
 module.exports = {
     echoClient,
+    wsOptions,
     SOCKET_ID_RE,
     PONG,
     SERVER_PING,

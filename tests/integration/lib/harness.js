@@ -16,6 +16,13 @@
  *                      fail on any sanitizer report
  *   PUSHER_KEEP=1      keep every prefix (default: only on failure)
  *   PUSHER_NGINX       nginx binary (default /usr/sbin/nginx)
+ *   PUSHER_TLS=1       nginx listens with "ssl http2" only, and every
+ *                      client speaks wss:// and https:// to it (a Server
+ *                      started with {tls: true} does so in any case)
+ *   PUSHER_TLS_CERT,   the certificate for 127.0.0.1 and its key that
+ *   PUSHER_TLS_KEY     tests/integration/run generates; the clients trust
+ *                      it through NODE_EXTRA_CA_CERTS, the broker's https
+ *                      webhooks through SSL_CERT_FILE
  *
  * stop() checks error.log for [alert]/[emerg]/[crit] and all captured
  * output for sanitizer reports; it throws (failing the file's after hook)
@@ -27,6 +34,7 @@ const childProcess = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
+const https = require('node:https');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -37,6 +45,23 @@ const BUILD = path.resolve(process.env.PUSHER_BUILD_DIR || path.join(REPO, 'buil
 const NGINX = process.env.PUSHER_NGINX || '/usr/sbin/nginx';
 const SANITIZE = process.env.PUSHER_SANITIZE === '1';
 const KEEP = process.env.PUSHER_KEEP === '1';
+const TLS = process.env.PUSHER_TLS === '1';
+const TLS_CERT = process.env.PUSHER_TLS_CERT || '';
+const TLS_KEY = process.env.PUSHER_TLS_KEY || '';
+
+function checkTlsFiles() {
+    if (!(TLS_CERT && TLS_KEY && fs.existsSync(TLS_CERT) && fs.existsSync(TLS_KEY))) {
+        throw new Error('TLS needs PUSHER_TLS_CERT and PUSHER_TLS_KEY (tests/integration/run makes them)');
+    }
+}
+
+if (TLS) {
+    checkTlsFiles();
+}
+
+/* what the clients speak to nginx */
+const HTTP_SCHEME = TLS ? 'https' : 'http';
+const WS_SCHEME = TLS ? 'wss' : 'ws';
 
 /* everything is slower under ASan */
 const SLOW = SANITIZE ? 3 : 1;
@@ -110,8 +135,16 @@ function gccLib(name) {
     return p;
 }
 
-/* plain HTTP request to nginx; resolves {status, headers, body, json} */
-function httpRequest(port, method, urlPath, { body, headers = {}, timeout = 5000 } = {}) {
+/* "ws://127.0.0.1:port/path", or wss:// under PUSHER_TLS=1 */
+function wsUrl(port, urlPath) {
+    return `${WS_SCHEME}://127.0.0.1:${port}${urlPath}`;
+}
+
+/*
+ * HTTP request to nginx, HTTPS under PUSHER_TLS=1 or with tls: true;
+ * resolves {status, headers, body, json}
+ */
+function httpRequest(port, method, urlPath, { body, headers = {}, timeout = 5000, tls = TLS } = {}) {
     return new Promise((resolve, reject) => {
         const data = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(body);
         const h = { ...headers };
@@ -121,7 +154,7 @@ function httpRequest(port, method, urlPath, { body, headers = {}, timeout = 5000
                 h['content-type'] = 'application/json';
             }
         }
-        const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers: h, agent: false }, (res) => {
+        const req = (tls ? https : http).request({ host: '127.0.0.1', port, method, path: urlPath, headers: h, agent: false }, (res) => {
             const chunks = [];
             res.on('data', (c) => chunks.push(c));
             res.on('end', () => {
@@ -162,6 +195,12 @@ function renderConf(s) {
         })
         .join('');
     const P = s.prefix;
+    /* browsers open WebSockets over HTTP/1.1 on an "ssl http2" port too */
+    const listen = s.tls
+        ? `listen 127.0.0.1:${s.port} ssl http2 reuseport;
+        ssl_certificate ${TLS_CERT};
+        ssl_certificate_key ${TLS_KEY};`
+        : `listen 127.0.0.1:${s.port} reuseport;`;
     return `load_module ${MODULE_SO};
 user root;
 worker_processes 2;
@@ -181,7 +220,7 @@ ${app}
     }
 ${extraApps}    upstream pusher_broker_api { server unix:${P}/api.sock; keepalive 8; }
     server {
-        listen 127.0.0.1:${s.port} reuseport;
+        ${listen}
         location /app/ { pusher; }
         location /apps/ { proxy_pass http://pusher_broker_api; proxy_http_version 1.1; proxy_set_header Connection ""; }
         location = /up { proxy_pass http://pusher_broker_api; proxy_http_version 1.1; proxy_set_header Connection ""; }
@@ -197,6 +236,11 @@ class Server {
         this.secret = opts.secret || APP_SECRET;
         this.app = { ...APP_DEFAULTS, ...(opts.app || {}) };
         this.extraApps = opts.extraApps || [];
+        /* tls: true listens with "ssl http2" whatever PUSHER_TLS says */
+        this.tls = opts.tls === undefined ? TLS : opts.tls;
+        if (this.tls) {
+            checkTlsFiles();
+        }
         /* broker: false starts nginx alone (the test starts the broker later) */
         this.withBroker = opts.broker !== false;
         this.shmName = `/ngx-pusher-test-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
@@ -308,7 +352,9 @@ class Server {
             fs.rmSync(this.file(s), { force: true });
         }
         fs.appendFileSync(this.file('broker.stderr'), `--- start ${new Date().toISOString()}\n`);
-        this.broker = this.spawnLogged('broker', BROKER_BIN, this.brokerArgs(), this.sanitizerEnv('broker', false));
+        /* https webhook endpoints of the tests use the generated certificate */
+        const env = { ...this.sanitizerEnv('broker', false), ...(TLS_CERT ? { SSL_CERT_FILE: TLS_CERT } : {}) };
+        this.broker = this.spawnLogged('broker', BROKER_BIN, this.brokerArgs(), env);
         const b = this.broker;
         await waitUntil(
             () => {
@@ -367,7 +413,7 @@ class Server {
                 if (this.nginx.exitInfo) {
                     throw new Error(`nginx exited ${JSON.stringify(this.nginx.exitInfo)}: ${this.tail('error.log')}`);
                 }
-                const r = await httpRequest(this.port, 'GET', '/up', { timeout: 1000 });
+                const r = await httpRequest(this.port, 'GET', '/up', { timeout: 1000, tls: this.tls });
                 return r.status === 200;
             },
             ms,
@@ -387,7 +433,7 @@ class Server {
             async () => {
                 const body = JSON.stringify({ name: 'ready', channels: ['harness-ready'], data: '{}' });
                 const p = signedPath({ method: 'POST', path: `/apps/${this.appId}/events`, body, key: this.key, secret: this.secret });
-                last = await httpRequest(this.port, 'POST', p, { body, timeout: 1000 });
+                last = await httpRequest(this.port, 'POST', p, { body, timeout: 1000, tls: this.tls });
                 return last.status === 200;
             },
             ms,
@@ -658,6 +704,12 @@ module.exports = {
     SANITIZE,
     SLOW,
     BUILD,
+    TLS,
+    TLS_CERT,
+    TLS_KEY,
+    HTTP_SCHEME,
+    WS_SCHEME,
+    wsUrl,
     Server,
     startServer,
     test,

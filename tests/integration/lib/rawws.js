@@ -16,8 +16,24 @@
 
 const crypto = require('node:crypto');
 const net = require('node:net');
+const tls = require('node:tls');
 
-const { SLOW } = require('./harness');
+const { SLOW, TLS } = require('./harness');
+
+/*
+ * A TCP connection to nginx, or under PUSHER_TLS=1 (or with useTls) a TLS
+ * one that offers HTTP/1.1 only, as browsers do for WebSockets
+ */
+function connectSocket(port, useTls = TLS) {
+    const tcp = net.connect({ host: '127.0.0.1', port });
+    if (!useTls) {
+        return tcp;
+    }
+    const sock = tls.connect({ socket: tcp, host: '127.0.0.1', ALPNProtocols: ['http/1.1'] });
+    /* for reset(): a TLS socket cannot send an RST, its TCP socket can */
+    sock.tcp = tcp;
+    return sock;
+}
 
 const OP = { CONT: 0, TEXT: 1, BINARY: 2, CLOSE: 8, PING: 9, PONG: 10 };
 const OP_NAME = { 0: 'cont', 1: 'text', 2: 'binary', 8: 'close', 9: 'ping', 10: 'pong' };
@@ -129,7 +145,8 @@ class RawWs {
      * default header), key, extra (Buffer written in the same write as the
      * handshake), allowFail (a non-101 answer resolves {response} instead
      * of throwing), splitHandshake (write it one byte at a time), gate (a
-     * promise: connect TCP now, write the handshake once it resolves).
+     * promise: connect TCP now, write the handshake once it resolves),
+     * tls (default: PUSHER_TLS=1).
      */
     static connect(port, urlPath, opts = {}) {
         const key = opts.key || crypto.randomBytes(16).toString('base64');
@@ -153,7 +170,7 @@ class RawWs {
         const timeout = (opts.timeout || 5000) * SLOW;
 
         return new Promise((resolve, reject) => {
-            const sock = net.connect({ host: '127.0.0.1', port });
+            const sock = connectSocket(port, opts.tls === undefined ? TLS : opts.tls);
             sock.setNoDelay(true);
             let head = Buffer.alloc(0);
             let response = null;
@@ -479,6 +496,11 @@ class RawWs {
         this.sock.destroy();
     }
 
+    /* abort the TCP connection with an RST (under TLS too) */
+    reset() {
+        (this.sock.tcp || this.sock).resetAndDestroy();
+    }
+
     destroy() {
         this.sock.destroy();
     }
@@ -510,7 +532,7 @@ function parseEvent(text, ws) {
  */
 function rawHttp(port, request, timeout = 5000) {
     return new Promise((resolve, reject) => {
-        const sock = net.connect({ host: '127.0.0.1', port });
+        const sock = connectSocket(port);
         let buf = Buffer.alloc(0);
         let res = null;
         const timer = setTimeout(() => {
@@ -551,4 +573,4 @@ function rawHttp(port, request, timeout = 5000) {
     });
 }
 
-module.exports = { RawWs, OP, buildFrame, closePayload, acceptFor, describeFrame, parseEvent, rawHttp };
+module.exports = { RawWs, OP, connectSocket, buildFrame, closePayload, acceptFor, describeFrame, parseEvent, rawHttp };
