@@ -21,6 +21,13 @@
  * among thousands is not charged to the server; the time at which this
  * client read the bytes is reported beside it.
  *
+ * --tls: the subscribers speak wss (OpenSSL, non-blocking, on the same
+ * epoll loop); the publisher stays on plain http (--pub-port), so a ws and a
+ * wss run differ only in the subscribers' transport.  OpenSSL reads the
+ * socket through a BIO of ours that calls recvmsg(), so an event's receive
+ * time is still the kernel's timestamp of the read that completed the TLS
+ * record holding it.
+ *
  * Every phase has a timeout and a watchdog alarm ends the process whatever
  * happens.  Hot path: one read buffer per thread, no allocation per message
  * (a connection keeps a small carry buffer for a frame split across reads).
@@ -39,8 +46,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <atomic>
@@ -54,6 +63,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -279,6 +289,8 @@ enum class Target { pusher, nchan };
 struct Options {
     std::string host = "127.0.0.1";
     uint16_t port = 8080;
+    uint16_t pub_port = 0;          /* 0: --port */
+    bool tls = false;               /* subscribers over wss */
     Target target = Target::pusher;
     std::string app_id = "1001";
     std::string key = "bench-key";
@@ -320,6 +332,8 @@ usage()
     std::fputs(
 "usage: pusher-bench [options]\n"
 "  --host H --port P           server (127.0.0.1:8080)\n"
+"  --tls                       subscribers over TLS (wss), not verified\n"
+"  --pub-port P                the publisher's port, plain http (--port)\n"
 "  --target pusher|nchan       protocol spoken (pusher)\n"
 "  --app-id ID --key K --secret S   Pusher app (1001, bench-key, bench-secret)\n"
 "  --channel CH --event NAME   channel and event name (bench, bench-event)\n"
@@ -379,11 +393,14 @@ parse_options(int argc, char **argv)
         O_EVENT, O_SUB_PATH, O_PUB_PATH, O_LABEL, O_SUBS, O_SRC, O_THREADS,
         O_CONC, O_CTIMEOUT, O_IDLE, O_BURST, O_RATE, O_DURATION, O_EVENTS,
         O_PUBCONNS, O_PIPELINE, O_SIZE, O_PTIMEOUT, O_DTIMEOUT, O_JSON,
-        O_PIDS, O_QUIET, O_HELP, O_SRC_BASE, O_EXTERNAL, O_READY
+        O_PIDS, O_QUIET, O_HELP, O_SRC_BASE, O_EXTERNAL, O_READY, O_TLS,
+        O_PUB_PORT
     };
     static const option longopts[] = {
         {"host", required_argument, nullptr, O_HOST},
         {"port", required_argument, nullptr, O_PORT},
+        {"tls", no_argument, nullptr, O_TLS},
+        {"pub-port", required_argument, nullptr, O_PUB_PORT},
         {"target", required_argument, nullptr, O_TARGET},
         {"app-id", required_argument, nullptr, O_APP_ID},
         {"key", required_argument, nullptr, O_KEY},
@@ -431,6 +448,8 @@ parse_options(int argc, char **argv)
         switch (c) {
         case O_HOST: o.host = optarg; break;
         case O_PORT: o.port = uint16_t(num(optarg, "port")); break;
+        case O_TLS: o.tls = true; break;
+        case O_PUB_PORT: o.pub_port = uint16_t(num(optarg, "pub-port")); break;
         case O_TARGET:
             if (std::strcmp(optarg, "pusher") == 0) {
                 o.target = Target::pusher;
@@ -524,6 +543,9 @@ parse_options(int argc, char **argv)
     if (o.src_addrs <= 0) {
         o.src_addrs = int((o.subscribers + 24999) / 25000);
         o.src_addrs = std::max(o.src_addrs, 1);
+    }
+    if (o.pub_port == 0) {
+        o.pub_port = o.port;
     }
     if (o.src_base < 1 || o.src_addrs + o.src_base > 255) {
         die("--src-base + --src-addrs at most 255");
@@ -620,7 +642,9 @@ struct Shared {
     explicit Shared(const Options &opt) : o(opt) {}
 
     const Options &o;
-    sockaddr_in dst{};
+    sockaddr_in dst{};              /* the subscribers' */
+    sockaddr_in pub_dst{};          /* the publisher's */
+    SSL_CTX *tls = nullptr;         /* --tls */
     std::string upgrade;            /* the HTTP upgrade request */
     std::string subscribe;          /* pusher:subscribe payload */
     std::string marker_t;           /* what precedes the timestamp ... */
@@ -642,12 +666,25 @@ struct Shared {
 
     std::mutex err_mu;
     std::string first_error;            /* first failure, for the report */
+    std::string tls_info;               /* version, cipher, group negotiated */
 
     void note_error(const std::string &e)
     {
         std::lock_guard<std::mutex> lk(err_mu);
         if (first_error.empty()) {
             first_error = e;
+        }
+    }
+
+    /* what the first TLS handshake agreed on, for the report */
+    void note_tls(SSL *ssl)
+    {
+        std::lock_guard<std::mutex> lk(err_mu);
+        if (tls_info.empty()) {
+            int group = SSL_get_negotiated_group(ssl);
+            const char *gname = group ? OBJ_nid2sn(group & ~TLSEXT_nid_unknown) : nullptr;
+            tls_info = std::string(SSL_get_version(ssl)) + " "
+                + SSL_get_cipher_name(ssl) + (gname ? std::string(" ") + gname : "");
         }
     }
 };
@@ -657,8 +694,8 @@ struct Shared {
 /* subscribers                                                          */
 
 enum SubState : uint8_t {
-    S_IDLE, S_CONNECTING, S_HTTP, S_WAIT_EST, S_WAIT_SUB, S_SUBSCRIBED,
-    S_CLOSED
+    S_IDLE, S_CONNECTING, S_TLS, S_HTTP, S_WAIT_EST, S_WAIT_SUB,
+    S_SUBSCRIBED, S_CLOSED
 };
 
 
@@ -668,13 +705,154 @@ struct Sub {
     bool counted = false;       /* subscribed before publishing began */
     bool was_subscribed = false;
     bool pinged = false;        /* answered a pusher:ping at least once */
+    bool read_wants_write = false;  /* SSL_read() must be retried once
+                                       the socket is writable */
     uint8_t frag_op = 0;
     uint32_t uniq = 0;          /* distinct events received */
     int64_t last_n = -1;
+    SSL *ssl = nullptr;         /* --tls */
+    int64_t rx_kernel = 0;      /* receive timestamp of the last TLS read */
     std::string in;             /* unparsed tail carried to the next read */
     std::string out;            /* bytes the socket did not take yet */
     std::string frag;           /* fragmented message being assembled */
 };
+
+
+/* ------------------------------------------------------------------ */
+/* TLS                                                                  */
+
+/* one read with the kernel's receive timestamp (0 if none came) */
+ssize_t
+recv_stamped(int fd, void *buf, size_t len, int64_t *kernel)
+{
+    iovec iov{buf, len};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) + 64];
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof(control);
+    ssize_t n = recvmsg(fd, &mh, 0);
+    *kernel = 0;
+    for (cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : nullptr; cm;
+         cm = CMSG_NXTHDR(&mh, cm))
+    {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            timespec ts;
+            std::memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+            *kernel = int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+        }
+    }
+    return n;
+}
+
+
+/*
+ * The socket under a subscriber's TLS connection.  SSL_set_fd() would read
+ * with read(2) and lose the receive timestamp; this BIO reads with
+ * recvmsg() and leaves the timestamp in the Sub, where it stays until the
+ * next read that returns bytes: the bytes of the record SSL_read() just
+ * decrypted arrived by that read at the latest.
+ */
+int
+sock_bio_read(BIO *b, char *buf, int len)
+{
+    Sub *s = static_cast<Sub *>(BIO_get_data(b));
+    BIO_clear_retry_flags(b);
+    int64_t kernel;
+    ssize_t n = recv_stamped(s->fd, buf, size_t(len), &kernel);
+    if (n > 0) {
+        s->rx_kernel = kernel;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        BIO_set_retry_read(b);
+    }
+    return int(n);
+}
+
+
+int
+sock_bio_write(BIO *b, const char *data, int len)
+{
+    Sub *s = static_cast<Sub *>(BIO_get_data(b));
+    BIO_clear_retry_flags(b);
+    ssize_t n = send(s->fd, data, size_t(len), MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        BIO_set_retry_write(b);
+    }
+    return int(n);
+}
+
+
+long
+sock_bio_ctrl(BIO *, int cmd, long, void *)
+{
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;   /* send() keeps nothing back */
+}
+
+
+BIO_METHOD *
+sock_bio_method()
+{
+    static BIO_METHOD *m = [] {
+        BIO_METHOD *bm = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                                      "pusher-bench socket");
+        if (bm == nullptr || !BIO_meth_set_read(bm, sock_bio_read)
+            || !BIO_meth_set_write(bm, sock_bio_write)
+            || !BIO_meth_set_ctrl(bm, sock_bio_ctrl))
+        {
+            die("BIO_meth_new failed");
+        }
+        return bm;
+    }();
+    return m;
+}
+
+
+/*
+ * The client context: no certificate check (the bench's own throw-away
+ * certificate on loopback), no session resumption, TLS 1.3 suites in a
+ * browser's order (AES-128-GCM first).  OpenSSL's buffers are released
+ * while empty, as nginx's are, so 10,000 connections stay small here too;
+ * read-ahead takes what the socket holds in one recvmsg() rather than a
+ * record header and a body at a time.
+ */
+SSL_CTX *
+make_tls_ctx()
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == nullptr) {
+        die("SSL_CTX_new failed");
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                  "TLS_CHACHA20_POLY1305_SHA256");
+    /* a write that would block is retried from Sub::out, which may have
+       grown (and moved) by then, and may go out in parts */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                          | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+                          | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    return ctx;
+}
+
+
+/* the reason of the last OpenSSL error, or of the syscall that failed */
+std::string
+tls_error(const char *what, int err)
+{
+    unsigned long e = ERR_get_error();
+    char reason[256] = "";
+    if (e != 0) {
+        ERR_error_string_n(e, reason, sizeof(reason));
+    } else if (err == SSL_ERROR_SYSCALL && errno != 0) {
+        std::snprintf(reason, sizeof(reason), "%s", std::strerror(errno));
+    } else {
+        std::snprintf(reason, sizeof(reason), "SSL_get_error %d", err);
+    }
+    ERR_clear_error();
+    return std::string(what) + ": " + reason;
+}
 
 
 class SubWorker {
@@ -717,16 +895,25 @@ private:
 
     void open_more();
     void on_connected(uint32_t i);
+    void on_event_ready(uint32_t i, uint32_t events);
+    void tls_start(uint32_t i);
+    void tls_handshake(uint32_t i);
     void on_readable(uint32_t i);
+    void read_tls(uint32_t i);
+    void tls_read_error(uint32_t i, int rc);
+    void on_bytes(uint32_t i, size_t n, int64_t kernel);
     bool on_http(uint32_t i, const uint8_t *&p, const uint8_t *end);
     void parse_frames(uint32_t i, uint8_t *p, uint8_t *end, const RxTime &now);
     void on_message(uint32_t i, const uint8_t *p, size_t len, const RxTime &now);
     bool on_event(uint32_t i, const uint8_t *p, size_t len, const RxTime &now);
     void send_frame(uint32_t i, unsigned op, const void *data, size_t len);
     void send_raw(uint32_t i, const char *data, size_t len);
+    ssize_t write_some(uint32_t i, const char *data, size_t len);
     void flush(uint32_t i);
+    void arm(uint32_t i, bool out);
     void fail(uint32_t i, const char *why);
     void close_sub(uint32_t i);
+    static void release(Sub &s);
     void set_subscribed(uint32_t i);
 
     Shared &sh_;
@@ -761,21 +948,7 @@ SubWorker::run()
             die("epoll_wait: %s", std::strerror(errno));
         }
         for (int k = 0; k < n; k++) {
-            uint32_t i = evs[k].data.u32;
-            Sub &s = subs_[i];
-            if (s.fd < 0) {
-                continue;
-            }
-            if (s.state == S_CONNECTING) {
-                on_connected(i);
-                continue;
-            }
-            if ((evs[k].events & EPOLLOUT) && !s.out.empty()) {
-                flush(i);
-            }
-            if (s.fd >= 0 && (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
-                on_readable(i);
-            }
+            on_event_ready(evs[k].data.u32, evs[k].events);
         }
         if (rx_batch_) {
             sh_.received.fetch_add(rx_batch_, std::memory_order_relaxed);
@@ -784,12 +957,35 @@ SubWorker::run()
     }
 
     for (Sub &s : subs_) {
-        if (s.fd >= 0) {
-            close(s.fd);
-            s.fd = -1;
-        }
+        release(s);
     }
     close(ep_);
+}
+
+
+void
+SubWorker::on_event_ready(uint32_t i, uint32_t events)
+{
+    Sub &s = subs_[i];
+    if (s.fd < 0) {
+        return;
+    }
+    if (s.state == S_CONNECTING) {
+        on_connected(i);
+        return;
+    }
+    if (s.state == S_TLS) {
+        tls_handshake(i);
+        return;
+    }
+    if ((events & EPOLLOUT) && !s.out.empty()) {
+        flush(i);
+    }
+    if (s.fd >= 0 && ((events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                      || ((events & EPOLLOUT) && s.read_wants_write)))
+    {
+        on_readable(i);
+    }
 }
 
 
@@ -868,12 +1064,59 @@ SubWorker::on_connected(uint32_t i)
         fail(i, "connect");
         return;
     }
+    if (sh_.tls) {
+        tls_start(i);
+        return;
+    }
     s.state = S_HTTP;
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u32 = i;
-    epoll_ctl(ep_, EPOLL_CTL_MOD, s.fd, &ev);
+    arm(i, false);
     send_raw(i, sh_.upgrade.data(), sh_.upgrade.size());
+}
+
+
+void
+SubWorker::tls_start(uint32_t i)
+{
+    Sub &s = subs_[i];
+    s.ssl = SSL_new(sh_.tls);
+    BIO *bio = BIO_new(sock_bio_method());
+    if (s.ssl == nullptr || bio == nullptr) {
+        BIO_free(bio);
+        errno = 0;
+        fail(i, tls_error("SSL_new", 0).c_str());
+        return;
+    }
+    BIO_set_data(bio, &s);      /* subs_ never moves: sized once */
+    BIO_set_init(bio, 1);
+    SSL_set_bio(s.ssl, bio, bio);
+    SSL_set_connect_state(s.ssl);
+    s.state = S_TLS;
+    tls_handshake(i);
+}
+
+
+/* one step of the handshake; the upgrade request follows it */
+void
+SubWorker::tls_handshake(uint32_t i)
+{
+    Sub &s = subs_[i];
+    ERR_clear_error();
+    int rc = SSL_do_handshake(s.ssl);
+    if (rc == 1) {
+        sh_.note_tls(s.ssl);
+        s.state = S_HTTP;
+        arm(i, false);
+        send_raw(i, sh_.upgrade.data(), sh_.upgrade.size());
+        return;
+    }
+    int err = SSL_get_error(s.ssl, rc);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        arm(i, err == SSL_ERROR_WANT_WRITE);
+        return;
+    }
+    std::string why = tls_error("TLS handshake", err);
+    errno = 0;
+    fail(i, why.c_str());
 }
 
 
@@ -900,14 +1143,26 @@ SubWorker::close_sub(uint32_t i)
     if (s.state == S_SUBSCRIBED) {
         sh_.dropped++;
     }
-    if (s.fd >= 0) {
-        close(s.fd);
-        s.fd = -1;
-    }
+    release(s);
     s.state = S_CLOSED;
     std::string().swap(s.in);
     std::string().swap(s.out);
     std::string().swap(s.frag);
+}
+
+
+/* the socket and its TLS state (no close_notify: the bench just hangs up) */
+void
+SubWorker::release(Sub &s)
+{
+    if (s.ssl != nullptr) {
+        SSL_free(s.ssl);        /* and the BIO */
+        s.ssl = nullptr;
+    }
+    if (s.fd >= 0) {
+        close(s.fd);
+        s.fd = -1;
+    }
 }
 
 
@@ -935,21 +1190,50 @@ SubWorker::send_raw(uint32_t i, const char *data, size_t len)
         s.out.append(data, len);
         return;
     }
-    ssize_t n = send(s.fd, data, len, MSG_NOSIGNAL);
+    ssize_t n = write_some(i, data, len);
     if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            fail(i, "send");
-            return;
-        }
-        n = 0;
+        return;
     }
     if (size_t(n) < len) {
         s.out.assign(data + n, len - size_t(n));
-        epoll_event ev{};
-        ev.events = EPOLLIN | EPOLLOUT;
-        ev.data.u32 = i;
-        epoll_ctl(ep_, EPOLL_CTL_MOD, s.fd, &ev);
+        arm(i, true);
     }
+}
+
+
+/*
+ * Bytes the socket (or SSL_write()) took, 0 if it would block, -1 after
+ * fail().  A TLS write that would block must be retried with the same
+ * bytes: they stay at the front of Sub::out, and flush() retries from there.
+ */
+ssize_t
+SubWorker::write_some(uint32_t i, const char *data, size_t len)
+{
+    Sub &s = subs_[i];
+    if (s.ssl == nullptr) {
+        ssize_t n = send(s.fd, data, len, MSG_NOSIGNAL);
+        if (n >= 0) {
+            return n;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        }
+        fail(i, "send");
+        return -1;
+    }
+    ERR_clear_error();
+    int n = SSL_write(s.ssl, data, int(std::min<size_t>(len, INT32_MAX)));
+    if (n > 0) {
+        return n;
+    }
+    int err = SSL_get_error(s.ssl, n);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+        return 0;
+    }
+    std::string why = tls_error("TLS write", err);
+    errno = 0;
+    fail(i, why.c_str());
+    return -1;
 }
 
 
@@ -957,20 +1241,25 @@ void
 SubWorker::flush(uint32_t i)
 {
     Sub &s = subs_[i];
-    ssize_t n = send(s.fd, s.out.data(), s.out.size(), MSG_NOSIGNAL);
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            fail(i, "send");
-        }
+    ssize_t n = write_some(i, s.out.data(), s.out.size());
+    if (n <= 0) {
         return;
     }
     s.out.erase(0, size_t(n));
     if (s.out.empty()) {
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.u32 = i;
-        epoll_ctl(ep_, EPOLL_CTL_MOD, s.fd, &ev);
+        arm(i, s.read_wants_write);
     }
+}
+
+
+/* wait for readable, and for writable too when something waits for it */
+void
+SubWorker::arm(uint32_t i, bool out)
+{
+    epoll_event ev{};
+    ev.events = EPOLLIN | (out ? uint32_t(EPOLLOUT) : 0u);
+    ev.data.u32 = i;
+    epoll_ctl(ep_, EPOLL_CTL_MOD, subs_[i].fd, &ev);
 }
 
 
@@ -1007,16 +1296,13 @@ void
 SubWorker::on_readable(uint32_t i)
 {
     Sub &s = subs_[i];
-    size_t carry = s.in.size();
-    uint8_t *buf = buf_.data();
-    iovec iov{buf + carry, kBufSize - carry};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) + 64];
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(s.fd, &mh, 0);
+    if (s.ssl) {
+        read_tls(i);
+        return;
+    }
+    int64_t kernel;
+    ssize_t n = recv_stamped(s.fd, buf_.data() + s.in.size(),
+                             kBufSize - s.in.size(), &kernel);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
             return;
@@ -1027,24 +1313,87 @@ SubWorker::on_readable(uint32_t i)
         fail(i, n == 0 ? "closed by server" : "read");
         return;
     }
-    RxTime now{now_ns(), wall_ns(), 0};
-    for (cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
-            timespec ts;
-            std::memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
-            now.kernel = int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-        }
+    on_bytes(i, size_t(n), kernel);
+}
+
+
+/*
+ * Every record OpenSSL can give, until it needs the socket again: a record
+ * left decrypted or buffered inside OpenSSL (read-ahead) would raise no
+ * epoll event.  Each record is parsed as it comes, with the timestamp of
+ * the read that brought it.
+ */
+void
+SubWorker::read_tls(uint32_t i)
+{
+    Sub &s = subs_[i];
+    if (s.read_wants_write) {
+        s.read_wants_write = false;
+        arm(i, !s.out.empty());
     }
+    while (s.fd >= 0) {
+        size_t room = std::min<size_t>(kBufSize - s.in.size(), INT32_MAX);
+        ERR_clear_error();
+        errno = 0;
+        int n = SSL_read(s.ssl, buf_.data() + s.in.size(), int(room));
+        if (n <= 0) {
+            tls_read_error(i, n);
+            return;
+        }
+        on_bytes(i, size_t(n), s.rx_kernel);
+    }
+}
+
+
+void
+SubWorker::tls_read_error(uint32_t i, int rc)
+{
+    Sub &s = subs_[i];
+    int err = SSL_get_error(s.ssl, rc);
+    switch (err) {
+    case SSL_ERROR_WANT_READ:
+        return;
+    case SSL_ERROR_WANT_WRITE:      /* e.g. a key update answer */
+        s.read_wants_write = true;
+        arm(i, true);
+        return;
+    case SSL_ERROR_ZERO_RETURN:
+        errno = 0;
+        fail(i, "closed by server (close_notify)");
+        return;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0 && errno == 0) {
+            fail(i, "closed by server");
+            return;
+        }
+        [[fallthrough]];
+    default: {
+        std::string why = tls_error("TLS read", err);
+        errno = 0;
+        fail(i, why.c_str());
+    }
+    }
+}
+
+
+/* n new bytes at buf_ + the carried tail's size: parse them with the tail */
+void
+SubWorker::on_bytes(uint32_t i, size_t n, int64_t kernel)
+{
+    Sub &s = subs_[i];
+    RxTime now{now_ns(), wall_ns(), kernel};
     if (now.kernel == 0) {
         now.kernel = now.wall;
         no_kernel_ts++;
     }
+    uint8_t *buf = buf_.data();
+    size_t carry = s.in.size();
     if (carry) {
         std::memcpy(buf, s.in.data(), carry);
         s.in.clear();
     }
     const uint8_t *p = buf;
-    uint8_t *end = buf + carry + size_t(n);
+    uint8_t *end = buf + carry + n;
 
     if (s.state == S_HTTP) {
         if (!on_http(i, p, end)) {
@@ -1360,8 +1709,8 @@ Publisher::connect_one(PubConn &c, uint32_t idx)
         die("socket: %s", std::strerror(errno));
     }
     set_nodelay(fd);
-    int rc = connect(fd, reinterpret_cast<const sockaddr *>(&sh_.dst),
-                     sizeof(sh_.dst));
+    int rc = connect(fd, reinterpret_cast<const sockaddr *>(&sh_.pub_dst),
+                     sizeof(sh_.pub_dst));
     if (rc < 0 && errno != EINPROGRESS) {
         note(std::string("publisher connect: ") + std::strerror(errno));
         close(fd);
@@ -1425,7 +1774,7 @@ Publisher::build(std::string &out, uint32_t n, int64_t t)
     char num[32];
     if (o_.target == Target::nchan) {
         out.append("POST ").append(o_.pub_path).append(" HTTP/1.1\r\nHost: ")
-            .append(o_.host).append(":").append(std::to_string(o_.port))
+            .append(o_.host).append(":").append(std::to_string(o_.pub_port))
             .append("\r\nContent-Type: application/json\r\nContent-Length: ");
         std::snprintf(num, sizeof(num), "%zu", data_.size());
         out.append(num).append("\r\n\r\n").append(data_);
@@ -1470,7 +1819,7 @@ Publisher::build(std::string &out, uint32_t n, int64_t t)
     out.append("POST ").append(o_.pub_path).append("?").append(query, size_t(ql))
         .append("&auth_signature=").append(sighex)
         .append(" HTTP/1.1\r\nHost: ").append(o_.host).append(":")
-        .append(std::to_string(o_.port))
+        .append(std::to_string(o_.pub_port))
         .append("\r\nContent-Type: application/json\r\nContent-Length: ");
     std::snprintf(num, sizeof(num), "%zu", body_.size());
     out.append(num).append("\r\n\r\n").append(body_);
@@ -1879,6 +2228,11 @@ main(int argc, char **argv)
     if (inet_pton(AF_INET, o.host.c_str(), &sh.dst.sin_addr) != 1) {
         die("--host must be an IPv4 address: %s", o.host.c_str());
     }
+    sh.pub_dst = sh.dst;
+    sh.pub_dst.sin_port = htons(o.pub_port);
+    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> tls_ctx(
+        o.tls ? make_tls_ctx() : nullptr, SSL_CTX_free);
+    sh.tls = tls_ctx.get();
     sh.upgrade = "GET " + o.sub_path + " HTTP/1.1\r\nHost: " + o.host + ":"
         + std::to_string(o.port)
         + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -2052,6 +2406,10 @@ main(int argc, char **argv)
         ? double(s1.anon_kb - s0.anon_kb) / double(subscribed_setup) : 0;
     double rss_kb_per_conn = subscribed_setup > 0
         ? double(s1.rss_kb - s0.rss_kb) / double(subscribed_setup) : 0;
+    /* the same once the events are out: what the sockets kept of them
+       (an SSL buffer not given back, a queue) */
+    double kb_per_conn_end = subscribed_setup > 0
+        ? double(s2.anon_kb - s0.anon_kb) / double(subscribed_setup) : 0;
     bool server_died = have_server && s2.alive < int(o.server_pids.size());
     std::string first_error;
     {
@@ -2064,9 +2422,19 @@ main(int argc, char **argv)
 
     FILE *rep = o.json ? stderr : stdout;
     const char *tname = o.target == Target::pusher ? "pusher" : "nchan";
-    std::fprintf(rep, "== %s: %s %s:%u, %ld subscribers, %d-byte events\n",
-                 o.label.c_str(), tname, o.host.c_str(), o.port, o.subscribers,
-                 o.size);
+    const char *scheme = o.tls ? "wss" : "ws";
+    std::fprintf(rep, "== %s: %s %s://%s:%u (publisher http :%u), %ld subscribers,"
+                 " %d-byte events\n", o.label.c_str(), tname, scheme, o.host.c_str(),
+                 o.port, o.pub_port, o.subscribers, o.size);
+    std::string tls_info;
+    {
+        std::lock_guard<std::mutex> lk(sh.err_mu);
+        tls_info = sh.tls_info;
+    }
+    if (o.tls) {
+        std::fprintf(rep, "  tls           %s\n",
+                     tls_info.empty() ? "no handshake completed" : tls_info.c_str());
+    }
     std::fprintf(rep, "  subscribers   %ld subscribed, %ld failed, %ld dropped later%s;"
                  " %.0f connects/s (%.2f s)\n", subscribed_setup, sh.failed.load(),
                  sh.dropped.load(), connect_timed_out ? " (connect TIMED OUT)" : "",
@@ -2107,10 +2475,12 @@ main(int argc, char **argv)
     if (have_server) {
         std::fprintf(rep, "  server        %.3f us CPU/delivery (%.2f s), %.1f us"
                      " CPU/connect; RSS %.1f MB idle -> %.1f MB; +%.2f KB anon"
-                     " (+%.2f KB rss) per connection%s\n",
+                     " (+%.2f KB rss) per connection, +%.2f KB anon after the"
+                     " events%s\n",
                      cpu_us_per_delivery, cpu_pub, cpu_us_per_connect,
                      double(s0.rss_kb) / 1024, double(s1.rss_kb) / 1024, kb_per_conn,
-                     rss_kb_per_conn, server_died ? "; A SERVER PROCESS DIED" : "");
+                     rss_kb_per_conn, kb_per_conn_end,
+                     server_died ? "; A SERVER PROCESS DIED" : "");
     }
     if (!first_error.empty()) {
         std::fprintf(rep, "  first error   %s\n", first_error.c_str());
@@ -2118,7 +2488,8 @@ main(int argc, char **argv)
 
     if (o.json) {
         std::printf(
-            "{\"label\":\"%s\",\"target\":\"%s\",\"subscribers\":%ld,"
+            "{\"label\":\"%s\",\"target\":\"%s\",\"scheme\":\"%s\",\"tls\":\"%s\","
+            "\"subscribers\":%ld,"
             "\"subscribed\":%ld,\"failed\":%ld,\"dropped\":%ld,\"still_subscribed\":%ld,"
             "\"connect_s\":%.3f,\"connects_per_s\":%.0f,\"connect_timed_out\":%s,"
             "\"size\":%d,\"mode\":\"%s\",\"rate\":%.1f,"
@@ -2134,7 +2505,8 @@ main(int argc, char **argv)
             "\"reads_without_kernel_ts\":%ld,"
             "\"pusher_pings\":%ld,\"pinged_conns\":%ld,\"ws_pings\":%ld,\"server_errors\":%ld,"
             "\"close_frames\":%ld,\"stale\":%ld,",
-            json_escape(o.label).c_str(), tname, o.subscribers, subscribed_setup,
+            json_escape(o.label).c_str(), tname, scheme, json_escape(tls_info).c_str(),
+            o.subscribers, subscribed_setup,
             sh.failed.load(), sh.dropped.load(), still_subscribed, connect_s,
             connect_rate, connect_timed_out ? "true" : "false", o.size,
             o.burst ? "burst" : o.external ? "external" : o.events ? "rate" : "idle", o.rate, pub.sent, pub.ok,
@@ -2152,9 +2524,10 @@ main(int argc, char **argv)
                         "\"cpu_us_per_connect\":%.2f,\"server_rss_idle_kb\":%ld,"
                         "\"server_rss_kb\":%ld,\"server_rss_end_kb\":%ld,"
                         "\"anon_kb_per_conn\":%.3f,\"rss_kb_per_conn\":%.3f,"
-                        "\"server_died\":%s,",
+                        "\"anon_kb_per_conn_end\":%.3f,\"server_died\":%s,",
                         cpu_pub, cpu_us_per_delivery, cpu_us_per_connect, s0.rss_kb,
                         s1.rss_kb, s2.rss_kb, kb_per_conn, rss_kb_per_conn,
+                        kb_per_conn_end,
                         server_died ? "true" : "false");
         }
         std::printf("\"first_error\":\"%s\"}\n", json_escape(first_error).c_str());
