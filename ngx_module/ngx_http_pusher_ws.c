@@ -13,11 +13,12 @@ static ngx_int_t ngx_http_pusher_process(ngx_http_pusher_conn_t *pc,
     u_char *pos, u_char *end);
 static void ngx_http_pusher_timer(ngx_http_pusher_conn_t *pc);
 static void ngx_http_pusher_linger(ngx_http_pusher_conn_t *pc);
-static void ngx_http_pusher_half_close(ngx_http_pusher_conn_t *pc);
+static ngx_int_t ngx_http_pusher_half_close(ngx_http_pusher_conn_t *pc);
 #if (NGX_HTTP_SSL)
 static void ngx_http_pusher_ssl_shutdown_done(ngx_connection_t *c);
 #endif
 static ngx_int_t ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc);
+static ngx_int_t ngx_http_pusher_flush_now(ngx_http_pusher_conn_t *pc);
 static void ngx_http_pusher_flush_expired(ngx_event_t *ev);
 static void ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc);
 static void *ngx_http_pusher_parser_alloc(size_t size, void *ctx);
@@ -157,7 +158,26 @@ ngx_http_pusher_read_handler(ngx_event_t *rev)
             return;
         }
 
-        if (c->error || !ngx_http_pusher_keep_on_reload(pc)) {
+        if (c->error) {
+            /*
+             * worker_shutdown_timeout: nginx closes every connection now.
+             * The last chance to tell the client to reconnect: what fits
+             * into the socket goes out, then the close as usual.
+             */
+
+            c->error = 0;
+
+            ngx_http_pusher_session_error(pc, PUSHER_ERR_RECONNECT,
+                                          "Server is shutting down", 1);
+
+            if (ngx_http_pusher_flush_now(pc) == NGX_AGAIN) {
+                ngx_http_pusher_finalize(pc);
+            }
+
+            return;
+        }
+
+        if (!ngx_http_pusher_keep_on_reload(pc)) {
             ngx_http_pusher_session_error(pc, PUSHER_ERR_RECONNECT,
                                           "Server is shutting down", 1);
             ngx_http_pusher_flush_dirty();
@@ -394,12 +414,21 @@ ngx_http_pusher_write_handler(ngx_event_t *wev)
         return;
     }
 
+    (void) ngx_http_pusher_flush_now(pc);
+}
+
+
+/* writes one socket's queue outside the flush list's order */
+
+static ngx_int_t
+ngx_http_pusher_flush_now(ngx_http_pusher_conn_t *pc)
+{
     if (pc->in_dirty) {
         ngx_queue_remove(&pc->dirty);
         pc->in_dirty = 0;
     }
 
-    (void) ngx_http_pusher_flush(pc);
+    return ngx_http_pusher_flush(pc);
 }
 
 
@@ -788,7 +817,7 @@ ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
 #endif
 
     if (pc->closing && !pc->lingering) {
-        ngx_http_pusher_half_close(pc);
+        return ngx_http_pusher_half_close(pc);
     }
 
     return NGX_OK;
@@ -799,9 +828,10 @@ ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
  * Our close frame is out: our FIN follows it, after a TLS close_notify,
  * as in nginx's lingering close; the peer then closes, and
  * ngx_http_pusher_linger() discards what it still sends until it does.
+ * NGX_ERROR: the connection is closed.
  */
 
-static void
+static ngx_int_t
 ngx_http_pusher_half_close(ngx_http_pusher_conn_t *pc)
 {
     ngx_connection_t  *c;
@@ -820,12 +850,12 @@ ngx_http_pusher_half_close(ngx_http_pusher_conn_t *pc)
 
         if (rc == NGX_ERROR) {
             ngx_http_pusher_finalize(pc);
-            return;
+            return NGX_ERROR;
         }
 
         if (rc == NGX_AGAIN) {
             c->ssl->handler = ngx_http_pusher_ssl_shutdown_done;
-            return;
+            return NGX_OK;
         }
 
         /* from here on c->recv reads the raw socket */
@@ -839,6 +869,8 @@ ngx_http_pusher_half_close(ngx_http_pusher_conn_t *pc)
     if (c->read->ready) {
         ngx_post_event(c->read, &ngx_posted_events);
     }
+
+    return NGX_OK;
 }
 
 
@@ -868,7 +900,7 @@ ngx_http_pusher_ssl_shutdown_done(ngx_connection_t *c)
     ngx_add_timer(c->read, ngx_exiting ? NGX_HTTP_PUSHER_LINGER_EXITING
                                        : NGX_HTTP_PUSHER_LINGER);
 
-    ngx_http_pusher_half_close(pc);
+    (void) ngx_http_pusher_half_close(pc);
 }
 
 #endif

@@ -13,7 +13,7 @@ const fs = require('node:fs');
 const { startServer, test, waitUntil, sleep, socketWorker, SLOW } = require('./lib/harness');
 const { RawWs, OP } = require('./lib/rawws');
 const {
-    connectRaw, connectRawAcrossWorkers, subscribeRaw, errorFrame, eventFrame, sdk, sdkTrigger, pusherJs, pjsSubscribe,
+    connectRaw, connectRawAcrossWorkers, connectAlternating, subscribeRaw, errorFrame, eventFrame, sdk, sdkTrigger, pusherJs, pjsSubscribe,
 } = require('./lib/clients');
 
 const SHUTDOWN_ERROR = errorFrame(4200, 'Server is shutting down');
@@ -152,6 +152,26 @@ test('SIGHUP reload that leaves an app alone: its sockets stay open on the old w
     }
     await srv.waitGone(old, 3000);
     await srv.stop();
+});
+
+test('reload that leaves an app alone, then worker_shutdown_timeout: every kept socket gets 4200 and its close frame before the TCP close', { timeout: 30000 * SLOW }, async () => {
+    const srv = await startServer({ main: { worker_shutdown_timeout: '2s' } });
+    servers.push(srv);
+    const kept = await connectAlternating(srv, 40);
+    for (const ws of kept) {
+        await subscribeRaw(ws, 'kept');
+    }
+    const { old } = await srv.reload();
+    for (const ws of kept) {
+        await ws.expectNothing(0);
+    }
+    /* the old workers' timer fires 2 s after the reload */
+    for (const ws of kept) {
+        await ws.expectText(SHUTDOWN_ERROR, { timeout: 5000 });
+        await ws.expectClose(4200, 'Server is shutting down');
+        await ws.expectTcpClose(3000);
+    }
+    await srv.waitGone(old, 3000);
 });
 
 test('SIGQUIT after a reload: the sockets old workers kept get 4200 too, and nginx exits', { timeout: 30000 * SLOW }, async () => {

@@ -195,6 +195,8 @@ function renderConf(s) {
         })
         .join('');
     const P = s.prefix;
+    /* main-context directives: {worker_shutdown_timeout: '2s', ...} */
+    const main = directiveLines(s.main).replace(/^ {8}/gm, '');
     /* browsers open WebSockets over HTTP/1.1 on an "ssl http2" port too */
     const listen = s.tls
         ? `listen 127.0.0.1:${s.port} ssl http2 reuseport;
@@ -209,6 +211,7 @@ daemon off;
 pid ${P}/nginx.pid;
 error_log ${P}/error.log info;
 events { worker_connections 4096; }
+${main}
 http {
     access_log ${P}/access.log;
     client_body_temp_path ${P}/body; proxy_temp_path ${P}/proxy; fastcgi_temp_path ${P}/fastcgi; uwsgi_temp_path ${P}/uwsgi; scgi_temp_path ${P}/scgi;
@@ -236,6 +239,8 @@ class Server {
         this.secret = opts.secret || APP_SECRET;
         this.app = { ...APP_DEFAULTS, ...(opts.app || {}) };
         this.extraApps = opts.extraApps || [];
+        /* main: {directive: value} in nginx.conf's main context */
+        this.main = opts.main || {};
         /* tls: true listens with "ssl http2" whatever PUSHER_TLS says */
         this.tls = opts.tls === undefined ? TLS : opts.tls;
         if (this.tls) {
