@@ -298,11 +298,16 @@ api_response trigger_api::handle(std::string_view method,
     }
 }
 
+// 200 only while an event can reach a subscriber: some nginx worker is
+// attached (its app table accepted) and reads the ring.  STARTING before
+// the first worker ever came, DEGRADED when all have gone (nginx stopped or
+// reloading into a table the broker refused).
 api_response trigger_api::up() const
 {
-    if (!apps_.known()) {
-        return {503,
-                R"({"health":"STARTING","error":"no nginx worker attached"})"};
+    if (control_.attached() == 0) {
+        return {503, apps_.known()
+                         ? R"({"health":"DEGRADED","error":"no nginx worker attached"})"
+                         : R"({"health":"STARTING","error":"no nginx worker attached"})"};
     }
     return {200, R"({"health":"OK"})"};
 }
