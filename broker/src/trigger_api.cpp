@@ -460,14 +460,16 @@ void trigger_api::append_counts(std::string &out, const app &a,
                                 std::string_view channel) const
 {
     // Pusher's rule: user_count for presence channels only,
-    // subscription_count for the others only
-    if (is_presence(channel)) {
-        if (ev.want_user_count) {
-            out += "\"user_count\":";
-            out += std::to_string(
-                control_.presence().user_count(a.id, channel));
+    // subscription_count for every channel (both for a presence channel)
+    bool user_count = ev.want_user_count && is_presence(channel);
+    if (user_count) {
+        out += "\"user_count\":";
+        out += std::to_string(control_.presence().user_count(a.id, channel));
+    }
+    if (ev.want_subscription_count) {
+        if (user_count) {
+            out += ',';
         }
-    } else if (ev.want_subscription_count) {
         out += "\"subscription_count\":";
         out += std::to_string(control_.occupancy().total(a.id, channel));
     }
@@ -526,10 +528,6 @@ api_response trigger_api::channel_info(std::string_view query, const app &a,
     if (info.user_count && !presence) {
         throw api_error{400, "info=user_count is only supported for "
                              "presence channels"};
-    }
-    if (info.subscription_count && presence) {
-        throw api_error{400, "info=subscription_count is not supported "
-                             "for presence channels"};
     }
     if (info.cache && !is_cache(channel)) {
         throw api_error{400, "info=cache is only supported for cache "

@@ -300,11 +300,12 @@ void channel_info()
     EXPECT_HTTP(get("/channels/gone"), 200, "{\"occupied\":false}");
     EXPECT_HTTP(get("/channels/presence-room", {{"info", "user_count"}}), 200,
                 "{\"occupied\":true,\"user_count\":2}");
+    // Pusher documents both for a presence channel
     EXPECT_HTTP(get("/channels/presence-room",
-                    {{"info", "subscription_count"}}),
-                400,
-                err("info=subscription_count is not supported for presence "
-                    "channels", 400));
+                    {{"info", "user_count,subscription_count"}}),
+                200,
+                "{\"occupied\":true,\"user_count\":2,"
+                "\"subscription_count\":3}");
     EXPECT_HTTP(get("/channels/room", {{"info", "user_count"}}), 400,
                 err("info=user_count is only supported for presence "
                     "channels", 400));
@@ -369,14 +370,13 @@ void events_info()
     std::string body = "{\"name\":\"e\",\"data\":\"d\",\"channels\":[\"room\","
                        "\"presence-room\",\"private-a\"],\"info\":"
                        "\"user_count,subscription_count\"}";
-    EXPECT_HTTP(post("/events", body), 200,
-                "{\"channels\":{\"room\":{\"subscription_count\":3},"
-                "\"presence-room\":{\"user_count\":2},"
-                "\"private-a\":{\"subscription_count\":1}}}");
-    EXPECT_HTTP(post("/events", body, sdk::php), 200,
-                "{\"channels\":{\"room\":{\"subscription_count\":3},"
-                "\"presence-room\":{\"user_count\":2},"
-                "\"private-a\":{\"subscription_count\":1}}}");
+    // both for a presence channel, as Pusher documents
+    std::string both = "{\"channels\":{\"room\":{\"subscription_count\":3},"
+                       "\"presence-room\":{\"user_count\":2,"
+                       "\"subscription_count\":3},"
+                       "\"private-a\":{\"subscription_count\":1}}}";
+    EXPECT_HTTP(post("/events", body), 200, both);
+    EXPECT_HTTP(post("/events", body, sdk::php), 200, both);
     EXPECT_HTTP(post("/events", "{\"name\":\"e\",\"data\":\"d\",\"channels\":"
                                 "[\"room\",\"presence-room\"],\"info\":"
                                 "\"user_count\"}"),
@@ -405,8 +405,8 @@ void events_info()
         "\"private-a\"},{\"name\":\"e\",\"data\":\"d\",\"channel\":\"room\","
         "\"info\":\"user_count\"}]}";
     EXPECT_HTTP(post("/batch_events", batch), 200,
-                "{\"batch\":[{\"subscription_count\":3},{\"user_count\":2},{},"
-                "{}]}");
+                "{\"batch\":[{\"subscription_count\":3},{\"user_count\":2,"
+                "\"subscription_count\":3},{},{}]}");
     EXPECT_HTTP(post("/batch_events", "{\"batch\":[{\"name\":\"e\",\"data\":"
                                       "\"d\",\"channel\":\"room\"}]}"),
                 200, "{}");

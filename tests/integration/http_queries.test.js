@@ -82,8 +82,11 @@ describe('HTTP API queries', () => {
 
         const res = await api.trigger(['orders', 'presence-room'], 'e', {}, { info: 'subscription_count,user_count' });
         assert.deepEqual(await json(res), {
-            channels: { orders: { subscription_count: 4 }, 'presence-room': { user_count: 2 } },
+            channels: { orders: { subscription_count: 4 }, 'presence-room': { user_count: 2, subscription_count: 3 } },
         });
+        /* both on a presence channel, as Pusher documents */
+        assert.deepEqual(await json(await api.get({ path: '/channels/presence-room', params: { info: 'user_count,subscription_count' } })),
+                         { occupied: true, user_count: 2, subscription_count: 3 });
 
         for (const s of socks) {
             s.close();
