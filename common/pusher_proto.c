@@ -754,54 +754,46 @@ pusher_event_json(uint8_t *buf, const uint8_t *name, size_t name_len,
 
 
 /*
- * Returns 0 for lengths the record header cannot hold: empty or too long
- * app ids and channels, and frames of 4 GiB or more.
+ * Returns 0 for lengths a record cannot hold: an empty or too long app id,
+ * no channel or more than the header counts, names of more than
+ * PUSHER_CHANNEL_MAX bytes in all per channel, JSON of 4 GiB or more.
  */
 size_t
-pusher_ring_event_size(size_t app_id_len, size_t channel_len,
-    size_t socket_id_len, size_t json_len)
+pusher_ring_event_size(size_t app_id_len, size_t socket_id_len,
+    size_t nchannels, size_t names_len, size_t json_len)
 {
     if (app_id_len == 0 || app_id_len > PUSHER_APP_ID_MAX
-        || channel_len == 0 || channel_len > PUSHER_CHANNEL_MAX
         || socket_id_len > PUSHER_SOCKET_ID_MAX
-        || json_len > UINT32_MAX - PUSHER_WS_HEADER_MAX)
+        || nchannels == 0 || nchannels > PUSHER_RING_EVENT_CHANNELS_MAX
+        || names_len < nchannels
+        || names_len > nchannels * PUSHER_CHANNEL_MAX
+        || json_len > UINT32_MAX - PUSHER_WS_HEADER_MAX - PUSHER_CHANNEL_MAX)
     {
         return 0;
     }
 
-    return sizeof(pusher_ring_event_t) + app_id_len + channel_len
-           + socket_id_len + pusher_ws_frame_header_size(json_len) + json_len;
+    return sizeof(pusher_ring_event_t) + app_id_len + socket_id_len
+           + nchannels + names_len + json_len;
 }
 
 
-/*
- * Writes the record header, the strings and the WebSocket frame header for
- * a JSON text of json_len bytes; returns where the JSON goes, or NULL if
- * the lengths do not fit a record.
- */
+/* the record header and the strings; returns where the JSON goes */
 static uint8_t *
 pusher_ring_event_head(uint8_t *out, const pusher_str_t *app_id,
-    const pusher_str_t *channel, const pusher_str_t *socket_id,
-    size_t json_len)
+    const pusher_str_t *socket_id, const pusher_str_t *channels,
+    size_t nchannels, size_t prefix_len, size_t suffix_len, uint8_t flags)
 {
-    size_t               hdr_len;
+    size_t               i;
     uint8_t             *p;
     pusher_ring_event_t  ev;
 
-    if (pusher_ring_event_size(app_id->len, channel->len, socket_id->len,
-                               json_len)
-        == 0)
-    {
-        return NULL;
-    }
-
-    hdr_len = pusher_ws_frame_header_size(json_len);
-
     memset(&ev, 0, sizeof(pusher_ring_event_t));
-    ev.frame_len = (uint32_t) (hdr_len + json_len);
+    ev.prefix_len = (uint32_t) prefix_len;
+    ev.suffix_len = (uint32_t) suffix_len;
     ev.app_id_len = (uint16_t) app_id->len;
-    ev.channel_len = (uint16_t) channel->len;
+    ev.channels = (uint16_t) nchannels;
     ev.socket_id_len = (uint8_t) socket_id->len;
+    ev.flags = flags;
 
     /* out may be unaligned ring memory: the header is copied, not cast */
     p = out;
@@ -810,15 +802,17 @@ pusher_ring_event_head(uint8_t *out, const pusher_str_t *app_id,
 
     memcpy(p, app_id->data, app_id->len);
     p += app_id->len;
-    memcpy(p, channel->data, channel->len);
-    p += channel->len;
 
     if (socket_id->len) {
         memcpy(p, socket_id->data, socket_id->len);
         p += socket_id->len;
     }
 
-    p += pusher_ws_frame_header(p, PUSHER_WS_OP_TEXT, json_len);
+    for (i = 0; i < nchannels; i++) {
+        *p++ = (uint8_t) channels[i].len;
+        memcpy(p, channels[i].data, channels[i].len);
+        p += channels[i].len;
+    }
 
     return p;
 }
@@ -826,24 +820,54 @@ pusher_ring_event_head(uint8_t *out, const pusher_str_t *app_id,
 
 size_t
 pusher_ring_event_encode(uint8_t *out, const pusher_str_t *app_id,
-    const pusher_str_t *channel, const pusher_str_t *socket_id,
-    const uint8_t *name, size_t name_len, const uint8_t *data,
-    size_t data_len)
+    const pusher_str_t *socket_id, const pusher_str_t *channels,
+    size_t nchannels, const uint8_t *name, size_t name_len,
+    const uint8_t *data, size_t data_len)
 {
-    size_t    json_len;
+    size_t    i, names_len, prefix_len, suffix_len;
     uint8_t  *p;
 
-    json_len = pusher_event_json_size(name, name_len,
-                                      (const uint8_t *) channel->data,
-                                      channel->len, data, data_len);
+    names_len = 0;
 
-    p = pusher_ring_event_head(out, app_id, channel, socket_id, json_len);
-    if (p == NULL) {
+    for (i = 0; i < nchannels; i++) {
+        if (channels[i].len == 0 || channels[i].len > PUSHER_CHANNEL_MAX) {
+            return 0;
+        }
+
+        names_len += channels[i].len;
+    }
+
+    /* {"event":"<name>","channel":"  <channel>  ","data":"<data>"} */
+
+    prefix_len = sizeof(PUSHER_EVENT_JSON_HEAD) - 1
+                 + pusher_json_escape(NULL, name, name_len)
+                 + sizeof(PUSHER_EVENT_JSON_CHANNEL) - 1;
+    suffix_len = sizeof(PUSHER_EVENT_JSON_DATA) - 1
+                 + pusher_json_escape(NULL, data, data_len)
+                 + sizeof(PUSHER_EVENT_JSON_TAIL) - 1;
+
+    if (pusher_ring_event_size(app_id->len, socket_id->len, nchannels,
+                               names_len, prefix_len + suffix_len)
+        == 0)
+    {
         return 0;
     }
 
-    p += pusher_event_json(p, name, name_len, (const uint8_t *) channel->data,
-                           channel->len, data, data_len);
+    p = pusher_ring_event_head(out, app_id, socket_id, channels, nchannels,
+                               prefix_len, suffix_len, 0);
+
+    memcpy(p, PUSHER_EVENT_JSON_HEAD, sizeof(PUSHER_EVENT_JSON_HEAD) - 1);
+    p += sizeof(PUSHER_EVENT_JSON_HEAD) - 1;
+    p += pusher_json_escape(p, name, name_len);
+    memcpy(p, PUSHER_EVENT_JSON_CHANNEL,
+           sizeof(PUSHER_EVENT_JSON_CHANNEL) - 1);
+    p += sizeof(PUSHER_EVENT_JSON_CHANNEL) - 1;
+
+    memcpy(p, PUSHER_EVENT_JSON_DATA, sizeof(PUSHER_EVENT_JSON_DATA) - 1);
+    p += sizeof(PUSHER_EVENT_JSON_DATA) - 1;
+    p += pusher_json_escape(p, data, data_len);
+    memcpy(p, PUSHER_EVENT_JSON_TAIL, sizeof(PUSHER_EVENT_JSON_TAIL) - 1);
+    p += sizeof(PUSHER_EVENT_JSON_TAIL) - 1;
 
     return (size_t) (p - out);
 }
@@ -856,10 +880,15 @@ pusher_ring_event_encode_json(uint8_t *out, const pusher_str_t *app_id,
 {
     uint8_t  *p;
 
-    p = pusher_ring_event_head(out, app_id, channel, socket_id, json_len);
-    if (p == NULL) {
+    if (pusher_ring_event_size(app_id->len, socket_id->len, 1, channel->len,
+                               json_len)
+        == 0)
+    {
         return 0;
     }
+
+    p = pusher_ring_event_head(out, app_id, socket_id, channel, 1, json_len,
+                               0, PUSHER_RING_EVENT_WHOLE);
 
     if (json_len) {
         memcpy(p, json, json_len);
@@ -873,16 +902,16 @@ pusher_ring_event_encode_json(uint8_t *out, const pusher_str_t *app_id,
 /*
  * The record comes from shared memory that a broken or hostile broker may
  * have filled with anything: every length is checked against len before
- * anything is read, and the frame must be exactly one minimal, unmasked,
- * final text frame, since workers send it to clients as is.
+ * anything is read, and so is every channel name, since workers look them
+ * up and build frames from them.
  */
 int
 pusher_ring_event_decode(const uint8_t *rec, size_t len,
     pusher_ring_event_view_t *view)
 {
-    size_t               hdr_len, i;
-    uint64_t             total, payload;
-    const uint8_t       *p, *frame;
+    size_t               i, n;
+    uint64_t             total;
+    const uint8_t       *p, *end;
     pusher_ring_event_t  ev;
 
     if (len < sizeof(pusher_ring_event_t)) {
@@ -892,71 +921,124 @@ pusher_ring_event_decode(const uint8_t *rec, size_t len,
     memcpy(&ev, rec, sizeof(pusher_ring_event_t));
 
     if (ev.app_id_len == 0 || ev.app_id_len > PUSHER_APP_ID_MAX
-        || ev.channel_len == 0 || ev.channel_len > PUSHER_CHANNEL_MAX
         || ev.socket_id_len > PUSHER_SOCKET_ID_MAX
-        || ev.frame_len < 2)
+        || ev.channels == 0
+        || (ev.flags & ~PUSHER_RING_EVENT_WHOLE) != 0
+        || ((ev.flags & PUSHER_RING_EVENT_WHOLE)
+            && (ev.channels != 1 || ev.suffix_len != 0))
+        || (uint64_t) ev.prefix_len + ev.suffix_len
+           > UINT32_MAX - PUSHER_WS_HEADER_MAX - PUSHER_CHANNEL_MAX)
     {
         return -1;
     }
 
     /* 64-bit sums of 32-bit and smaller fields cannot overflow */
     total = (uint64_t) sizeof(pusher_ring_event_t) + ev.app_id_len
-            + ev.channel_len + ev.socket_id_len + ev.frame_len;
+            + ev.socket_id_len + ev.prefix_len + ev.suffix_len;
 
-    if (total != len) {
+    if (total + 2 * (uint64_t) ev.channels > len) {
         return -1;
     }
 
     p = rec + sizeof(pusher_ring_event_t);
-    frame = p + ev.app_id_len + ev.channel_len + ev.socket_id_len;
-
-    if (frame[0] != (0x80 | PUSHER_WS_OP_TEXT) || (frame[1] & 0x80)) {
-        return -1;
-    }
-
-    payload = frame[1];
-    hdr_len = 2;
-
-    if (payload == 126) {
-        hdr_len = 4;
-
-    } else if (payload == 127) {
-        hdr_len = 10;
-    }
-
-    if (ev.frame_len < hdr_len) {
-        return -1;
-    }
-
-    if (hdr_len > 2) {
-        payload = 0;
-
-        for (i = 2; i < hdr_len; i++) {
-            payload = (payload << 8) | frame[i];
-        }
-    }
-
-    if (payload != ev.frame_len - hdr_len
-        || pusher_ws_frame_header_size(payload) != hdr_len)
-    {
-        return -1;
-    }
 
     view->app_id.data = (const char *) p;
     view->app_id.len = ev.app_id_len;
     p += ev.app_id_len;
 
-    view->channel.data = (const char *) p;
-    view->channel.len = ev.channel_len;
-    p += ev.channel_len;
-
     view->socket_id.data = (const char *) p;
     view->socket_id.len = ev.socket_id_len;
+    p += ev.socket_id_len;
 
-    view->frame = frame;
-    view->frame_len = ev.frame_len;
+    view->channels = p;
+    view->nchannels = ev.channels;
+
+    /* the channel list ends where the JSON begins */
+    end = rec + (len - ev.prefix_len - ev.suffix_len);
+
+    for (i = 0; i < ev.channels; i++) {
+        if (p >= end) {
+            return -1;
+        }
+
+        n = *p++;
+
+        if (n == 0 || n > PUSHER_CHANNEL_MAX || (size_t) (end - p) < n) {
+            return -1;
+        }
+
+        p += n;
+    }
+
+    if (p != end) {
+        return -1;
+    }
+
+    view->prefix = p;
+    view->prefix_len = ev.prefix_len;
+    view->suffix = p + ev.prefix_len;
+    view->suffix_len = ev.suffix_len;
+    view->whole = (ev.flags & PUSHER_RING_EVENT_WHOLE) ? 1 : 0;
 
     return 0;
+}
+
+
+void
+pusher_ring_event_channel(const uint8_t **pos, pusher_str_t *channel)
+{
+    const uint8_t  *p;
+
+    p = *pos;
+
+    channel->len = *p;
+    channel->data = (const char *) p + 1;
+
+    *pos = p + 1 + *p;
+}
+
+
+size_t
+pusher_ring_event_frame_size(const pusher_ring_event_view_t *view,
+    size_t channel_len)
+{
+    size_t  json_len;
+
+    json_len = view->prefix_len + (view->whole ? 0 : channel_len)
+               + view->suffix_len;
+
+    return pusher_ws_frame_header_size(json_len) + json_len;
+}
+
+
+size_t
+pusher_ring_event_frame(uint8_t *out, const pusher_ring_event_view_t *view,
+    const pusher_str_t *channel)
+{
+    size_t    json_len;
+    uint8_t  *p;
+
+    json_len = view->prefix_len + (view->whole ? 0 : channel->len)
+               + view->suffix_len;
+
+    p = out;
+    p += pusher_ws_frame_header(p, PUSHER_WS_OP_TEXT, json_len);
+
+    memcpy(p, view->prefix, view->prefix_len);
+    p += view->prefix_len;
+
+    if (!view->whole) {
+        /* valid channel names need no JSON escaping */
+        memcpy(p, channel->data, channel->len);
+        p += channel->len;
+    }
+
+    if (view->suffix_len) {
+        memcpy(p, view->suffix, view->suffix_len);
+        p += view->suffix_len;
+    }
+
+    return (size_t) (p - out);
 }
 
 

@@ -147,32 +147,47 @@ size_t pusher_event_json(uint8_t *buf, const uint8_t *name, size_t name_len,
 
 
 /*
- * PUSHER_RING_EVENT records (layout in pusher_shm.h).  The broker sizes a
- * record with pusher_ring_event_size(), claims it in the ring and fills it
- * with pusher_ring_event_encode(), which writes the WebSocket text frame
- * header and the event JSON (or pusher_ring_event_encode_json() for JSON
- * built elsewhere).  Workers decode with pusher_ring_event_decode().
+ * PUSHER_RING_EVENT records (layout in pusher_shm.h): one event for one or
+ * more channels.  The broker sizes a record with pusher_ring_event_size()
+ * and fills it with pusher_ring_event_encode() (an HTTP API event: its
+ * JSON split around the channel name) or pusher_ring_event_encode_json()
+ * (one channel, JSON built elsewhere).  A worker decodes it with
+ * pusher_ring_event_decode(), walks its channels with
+ * pusher_ring_event_channel() and builds the frame of a channel it has
+ * subscribers of with pusher_ring_event_frame().
  */
 typedef struct {
     pusher_str_t    app_id;
-    pusher_str_t    channel;
     pusher_str_t    socket_id;        /* len 0: no exclusion */
-    const uint8_t  *frame;            /* complete WebSocket frame */
-    size_t          frame_len;
+    const uint8_t  *channels;         /* nchannels x (uint8_t len, name) */
+    size_t          nchannels;
+    const uint8_t  *prefix;           /* JSON up to the channel name */
+    size_t          prefix_len;
+    const uint8_t  *suffix;           /* JSON after it */
+    size_t          suffix_len;
+    unsigned        whole:1;          /* prefix is the whole JSON */
 } pusher_ring_event_view_t;
 
-size_t pusher_ring_event_size(size_t app_id_len, size_t channel_len,
-    size_t socket_id_len, size_t json_len);
-/* returns bytes written (== pusher_ring_event_size()) */
-size_t pusher_ring_event_encode(uint8_t *out, const pusher_str_t *app_id,
-    const pusher_str_t *channel, const pusher_str_t *socket_id,
-    const uint8_t *name, size_t name_len, const uint8_t *data,
-    size_t data_len);
 /*
- * The same record for a JSON text the caller already has (client events,
- * presence events): the frame carries exactly json.  The record size is
- * pusher_ring_event_size(app_id->len, channel->len, socket_id->len,
- * json_len); returns bytes written, 0 if the lengths do not fit.
+ * Bytes of a record with nchannels channels whose names have names_len
+ * bytes in all, and json_len bytes of JSON without the channel name; 0 if
+ * a record cannot hold them.
+ */
+size_t pusher_ring_event_size(size_t app_id_len, size_t socket_id_len,
+    size_t nchannels, size_t names_len, size_t json_len);
+/*
+ * The event of name and data for channels; returns the bytes written (==
+ * pusher_ring_event_size() with the JSON of pusher_event_json_size() for
+ * no channel), 0 if they do not fit a record.
+ */
+size_t pusher_ring_event_encode(uint8_t *out, const pusher_str_t *app_id,
+    const pusher_str_t *socket_id, const pusher_str_t *channels,
+    size_t nchannels, const uint8_t *name, size_t name_len,
+    const uint8_t *data, size_t data_len);
+/*
+ * A record for one channel whose frame carries exactly json (client
+ * events, presence events); size pusher_ring_event_size(app_id->len,
+ * socket_id->len, 1, channel->len, json_len); 0 if it does not fit.
  */
 size_t pusher_ring_event_encode_json(uint8_t *out, const pusher_str_t *app_id,
     const pusher_str_t *channel, const pusher_str_t *socket_id,
@@ -180,6 +195,16 @@ size_t pusher_ring_event_encode_json(uint8_t *out, const pusher_str_t *app_id,
 /* 0 on success, -1 if the record is malformed */
 int pusher_ring_event_decode(const uint8_t *rec, size_t len,
     pusher_ring_event_view_t *view);
+/*
+ * The channel at *pos (start at view->channels, nchannels times); moves
+ * *pos past it.  Only for a view pusher_ring_event_decode() filled.
+ */
+void pusher_ring_event_channel(const uint8_t **pos, pusher_str_t *channel);
+/* the WebSocket text frame of the event on one of its channels */
+size_t pusher_ring_event_frame_size(const pusher_ring_event_view_t *view,
+    size_t channel_len);
+size_t pusher_ring_event_frame(uint8_t *out,
+    const pusher_ring_event_view_t *view, const pusher_str_t *channel);
 
 
 /*

@@ -169,6 +169,31 @@ pusher_ring_claim(pusher_ring_t *ring, int32_t type, uint32_t len)
 }
 
 
+uint64_t
+pusher_ring_next_tail(const pusher_ring_t *ring, uint64_t tail, uint32_t len)
+{
+    uint64_t  off, size;
+
+    /* as pusher_ring_claim() places a record */
+    size = PUSHER_RING_ALIGN((uint64_t) len + PUSHER_RING_RECORD_HEADER);
+    off = tail & ring->mask;
+
+    if (size > ring->capacity - off) {
+        tail += ring->capacity - off;
+    }
+
+    return tail + size;
+}
+
+
+uint64_t
+pusher_ring_tail(const pusher_ring_t *ring)
+{
+    /* tail is written by the writer's thread only */
+    return __atomic_load_n(&ring->desc->tail, __ATOMIC_RELAXED);
+}
+
+
 void
 pusher_ring_commit(pusher_ring_t *ring)
 {
@@ -433,4 +458,25 @@ pusher_ring_take_wake(pusher_shm_wake_t *wake)
 
     /* B3: only this thread clears armed; claims the wake-up once */
     return __atomic_exchange_n(&wake->armed, 0, __ATOMIC_SEQ_CST) != 0;
+}
+
+
+void
+pusher_ring_store_cursor(pusher_shm_wake_t *wake,
+    const pusher_ring_reader_t *reader)
+{
+    /*
+     * The records before the cursor have been copied out of the ring
+     * (pusher_ring_read() copies before it returns): pairs with the
+     * load-acquire in pusher_ring_load_cursor(), after which the broker
+     * writes over them.
+     */
+    __atomic_store_n(&wake->cursor, reader->cursor, __ATOMIC_RELEASE);
+}
+
+
+uint64_t
+pusher_ring_load_cursor(const pusher_shm_wake_t *wake)
+{
+    return __atomic_load_n(&wake->cursor, __ATOMIC_ACQUIRE);
 }

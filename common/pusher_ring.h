@@ -67,6 +67,18 @@ void pusher_ring_writer_reset(pusher_ring_t *ring);
 uint8_t *pusher_ring_claim(pusher_ring_t *ring, int32_t type, uint32_t len);
 void pusher_ring_commit(pusher_ring_t *ring);
 
+/*
+ * Writer: the tail after a record of len payload bytes claimed at tail,
+ * the padding of a wrap included.  With it the writer sees beforehand
+ * whether a batch of records overwrites what a reader has yet to read: it
+ * does iff the batch ends beyond that reader's cursor + capacity.
+ */
+uint64_t pusher_ring_next_tail(const pusher_ring_t *ring, uint64_t tail,
+    uint32_t len);
+
+/* writer: the current tail */
+uint64_t pusher_ring_tail(const pusher_ring_t *ring);
+
 /* claim + copy + commit; 0 on success, -1 if too big */
 int pusher_ring_write(pusher_ring_t *ring, int32_t type, const void *payload,
     uint32_t len);
@@ -107,6 +119,16 @@ int pusher_ring_arm(pusher_ring_t *ring, pusher_shm_wake_t *wake,
 
 /* broker: 1 if the slot was armed (now disarmed): send a doorbell */
 int pusher_ring_take_wake(pusher_shm_wake_t *wake);
+
+/*
+ * Worker: everything before the reader's cursor is handed on; the broker
+ * may now overwrite it (pusher_shm_wake_t.cursor, store-release).
+ */
+void pusher_ring_store_cursor(pusher_shm_wake_t *wake,
+    const pusher_ring_reader_t *reader);
+
+/* broker: the position a worker has read up to (load-acquire) */
+uint64_t pusher_ring_load_cursor(const pusher_shm_wake_t *wake);
 
 
 #ifdef __cplusplus

@@ -41,7 +41,7 @@ extern "C" {
 
 /* "PUSHRING" in little-endian byte order */
 #define PUSHER_SHM_MAGIC             0x474e495248535550ULL
-#define PUSHER_SHM_LAYOUT_VERSION    1
+#define PUSHER_SHM_LAYOUT_VERSION    2
 #define PUSHER_SHM_CACHE_LINE        64
 
 /* max nginx workers attached to one broker at a time */
@@ -98,11 +98,15 @@ typedef struct {
  * One wake slot per attached worker, one cache line each.  The worker
  * stores armed = 1 before it sleeps; the broker exchanges it to 0 after a
  * publish and sends a doorbell over the control connection if it was 1.
+ * The worker also stores (release) its reader's cursor after each batch it
+ * has handed to its sockets: the broker does not write over what a worker
+ * that keeps up has yet to read (pusher_ring_room()).
  */
 typedef struct {
     uint32_t  armed;
     uint32_t  pid;             /* owner, for diagnostics */
-    uint8_t   pad[PUSHER_SHM_WAKE_SIZE - 8];
+    uint64_t  cursor;          /* everything before it is read */
+    uint8_t   pad[PUSHER_SHM_WAKE_SIZE - 16];
 } pusher_shm_wake_t;
 
 
@@ -146,27 +150,40 @@ typedef struct {
 
 
 /*
- * PUSHER_RING_EVENT payload: one event for one channel, already encoded as
- * the exact WebSocket frame every subscriber receives.
+ * PUSHER_RING_EVENT payload: one event for one or more channels of an app.
+ * The event's JSON differs between its channels only in the channel name,
+ * so the record holds it once, split around the name: a worker builds the
+ * frame of a channel it has subscribers of (WebSocket header, prefix,
+ * name, suffix) once, whatever the number of subscribers, and a Laravel
+ * event broadcast on 100 channels costs the ring its data once.
  *
  *   pusher_ring_event_t
  *   app_id      app_id_len bytes
- *   channel     channel_len bytes
  *   socket_id   socket_id_len bytes (excluded socket; 0 = none)
- *   frame       frame_len bytes (WebSocket header + JSON text)
+ *   channels    channels x (uint8_t length, name)
+ *   prefix      prefix_len bytes: the JSON up to the channel name
+ *   suffix      suffix_len bytes: the JSON after it
+ *
+ * With PUSHER_RING_EVENT_WHOLE (client events, presence events: JSON
+ * built elsewhere) the record has one channel and prefix is the whole
+ * JSON, suffix empty.
  */
 typedef struct {
-    uint32_t  frame_len;
+    uint32_t  prefix_len;
+    uint32_t  suffix_len;
     uint16_t  app_id_len;
-    uint16_t  channel_len;
+    uint16_t  channels;        /* 1 .. PUSHER_RING_EVENT_CHANNELS_MAX */
     uint8_t   socket_id_len;
-    uint8_t   flags;           /* reserved, 0 */
-    uint8_t   pad[6];
+    uint8_t   flags;
+    uint8_t   pad[2];
 } pusher_ring_event_t;
+
+#define PUSHER_RING_EVENT_WHOLE      0x01
 
 #define PUSHER_APP_ID_MAX            255
 #define PUSHER_CHANNEL_MAX           200
 #define PUSHER_SOCKET_ID_MAX         41
+#define PUSHER_RING_EVENT_CHANNELS_MAX  65535
 
 
 PUSHER_SHM_STATIC_ASSERT(sizeof(pusher_shm_header_t)

@@ -758,9 +758,10 @@ ngx_http_pusher_terminate(ngx_http_pusher_main_conf_t *pmcf, u_char *app_id,
 
 
 /*
- * Fan-out of one ring event: one lookup, one shared copy of the frame for
- * all local subscribers, one queue entry per subscriber; the writes happen
- * in ngx_http_pusher_flush_dirty() after the whole batch.
+ * Fan-out of one ring event: per channel of it with local subscribers one
+ * lookup, the frame built once (pusher_ring_event_frame) and shared, one
+ * queue entry per subscriber; the writes happen in
+ * ngx_http_pusher_flush_dirty() after the whole batch.
  */
 
 void
@@ -769,8 +770,10 @@ ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
 {
     u_char                     *p, *last;
     ngx_int_t                   n;
-    ngx_uint_t                  exclude;
+    ngx_uint_t                  i, exclude;
     ngx_queue_t                *q;
+    pusher_str_t                name;
+    const uint8_t              *pos;
     ngx_http_pusher_app_t      *app;
     ngx_http_pusher_msg_t      *msg;
     ngx_http_pusher_sub_t      *sub;
@@ -779,15 +782,6 @@ ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
     app = ngx_http_pusher_app_by_id(pmcf, (u_char *) ev->app_id.data,
                                     ev->app_id.len);
     if (app == NULL) {
-        return;
-    }
-
-    ch = ngx_http_pusher_channel_lookup(app, (u_char *) ev->channel.data,
-                                        ev->channel.len,
-                                        ngx_crc32_short((u_char *)
-                                                        ev->channel.data,
-                                                        ev->channel.len));
-    if (ch == NULL) {
         return;
     }
 
@@ -813,27 +807,49 @@ ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
         }
     }
 
-    msg = ngx_http_pusher_msg_alloc(ev->frame_len);
-    if (msg == NULL) {
-        return;
-    }
+    pos = ev->channels;
 
-    ngx_memcpy(msg->data, ev->frame, ev->frame_len);
+    for (i = 0; i < ev->nchannels; i++) {
+        pusher_ring_event_channel(&pos, &name);
 
-    for (q = ngx_queue_head(&ch->subscribers);
-         q != ngx_queue_sentinel(&ch->subscribers);
-         q = ngx_queue_next(q))
-    {
-        sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
-
-        if (sub->conn->id == exclude) {
+        ch = ngx_http_pusher_channel_lookup(app, (u_char *) name.data,
+                                            name.len,
+                                            ngx_crc32_short((u_char *)
+                                                            name.data,
+                                                            name.len));
+        if (ch == NULL || ngx_queue_empty(&ch->subscribers)) {
             continue;
         }
 
-        (void) ngx_http_pusher_queue(sub->conn, msg);
-    }
+        /*
+         * the name spliced into the frame is that of a channel found
+         * here, which passed pusher_channel_valid() at its subscribe
+         */
 
-    ngx_http_pusher_msg_release(msg);
+        msg = ngx_http_pusher_msg_alloc(
+                  pusher_ring_event_frame_size(ev, ch->len));
+        if (msg == NULL) {
+            return;
+        }
+
+        name.data = (const char *) ch->name;
+        (void) pusher_ring_event_frame(msg->data, ev, &name);
+
+        for (q = ngx_queue_head(&ch->subscribers);
+             q != ngx_queue_sentinel(&ch->subscribers);
+             q = ngx_queue_next(q))
+        {
+            sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
+
+            if (sub->conn->id == exclude) {
+                continue;
+            }
+
+            (void) ngx_http_pusher_queue(sub->conn, msg);
+        }
+
+        ngx_http_pusher_msg_release(msg);
+    }
 }
 
 

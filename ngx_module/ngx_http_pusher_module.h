@@ -285,6 +285,7 @@ void ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
 void ngx_http_pusher_flush_dirty(void);
 void ngx_http_pusher_flush_fanout(void);
 void ngx_http_pusher_ws_close_all(void);
+void ngx_http_pusher_ws_reconnect_subscribed(void);
 
 /* ngx_http_pusher_session.c */
 void ngx_http_pusher_session_open(ngx_http_pusher_conn_t *pc);

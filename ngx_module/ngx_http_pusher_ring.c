@@ -913,6 +913,7 @@ ngx_http_pusher_ring_map(ngx_http_pusher_broker_t *b, const char *name,
     if (b->base && b->generation == generation) {
         /* the same broker after a reconnect: keep the cursor */
         b->wake = pusher_shm_wake(b->base, (uint32_t) slot);
+        pusher_ring_store_cursor(b->wake, &b->reader);
         return NGX_OK;
     }
 
@@ -1001,6 +1002,9 @@ ngx_http_pusher_ring_map(ngx_http_pusher_broker_t *b, const char *name,
     pusher_ring_reader_init(&b->reader, &b->ring,
                             hdr->start_time_ms >= b->start_ms);
 
+    /* the broker writes nothing over what we are yet to read */
+    pusher_ring_store_cursor(b->wake, &b->reader);
+
     return NGX_OK;
 }
 
@@ -1068,11 +1072,23 @@ ngx_http_pusher_ring_drain(ngx_event_t *ev)
             break;
         }
 
+        /* the record is copied: the broker may write over it */
+        if (b->wake) {
+            pusher_ring_store_cursor(b->wake, &b->reader);
+        }
+
         if (rc == PUSHER_RING_LAPPED) {
+            /*
+             * The broker waits for a worker that keeps up; this one had
+             * stopped (SIGSTOP, swapped out) and was overtaken.  Events
+             * are lost for whatever it was subscribed to: never silently,
+             * its subscribed sockets reconnect and their apps refetch.
+             */
             ngx_log_error(NGX_LOG_WARN, b->log, 0,
                           "pusher: worker fell a whole ring behind the "
-                          "broker, events were lost (lapped %uL times)",
-                          b->reader.lapped);
+                          "broker (lapped %uL times): subscribed sockets "
+                          "are told to reconnect (4200)", b->reader.lapped);
+            ngx_http_pusher_ws_reconnect_subscribed();
             ngx_http_pusher_pending_retry();
             continue;
         }

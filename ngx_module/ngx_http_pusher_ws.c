@@ -933,6 +933,42 @@ ngx_http_pusher_ws_close_all(void)
 }
 
 
+/*
+ * The ring overtook this worker: events of its channels are lost.  Every
+ * socket with a subscription is told to reconnect (4200), so that pusher-js
+ * subscribes again and the app refetches; the others are not affected.
+ */
+
+void
+ngx_http_pusher_ws_reconnect_subscribed(void)
+{
+    ngx_uint_t               i;
+    ngx_connection_t        *c;
+    ngx_http_pusher_conn_t  *pc;
+
+    c = ngx_cycle->connections;
+
+    for (i = 0; i < ngx_cycle->connection_n; i++) {
+
+        if (c[i].fd == (ngx_socket_t) -1
+            || c[i].read->handler != ngx_http_pusher_read_handler)
+        {
+            continue;
+        }
+
+        pc = c[i].data;
+
+        if (pc->closing || ngx_queue_empty(&pc->subs)) {
+            continue;
+        }
+
+        ngx_http_pusher_session_error(pc, PUSHER_ERR_RECONNECT,
+                                      "Missed events after a pause, "
+                                      "reconnect", 1);
+    }
+}
+
+
 static void
 ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
 {

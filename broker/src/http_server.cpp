@@ -196,6 +196,24 @@ net::awaitable<void> http_server::session(typename Protocol::socket socket)
             const auto &req = parser.get();
             api_response r = api_.handle(req.method_string(), req.target(),
                                          req.body());
+            // The ring has no room until a worker reads on: look each
+            // millisecond, serving the other requests meanwhile, and ask
+            // again once there is room or the wait is over.
+            auto asked = ring_flow::clock::now();
+            while (r.retry) {
+                net::steady_timer pause(stream.get_executor(),
+                                        std::chrono::milliseconds(1));
+                co_await pause.async_wait(
+                    net::redirect_error(net::use_awaitable, ec));
+                auto waited = ring_flow::clock::now() - asked;
+                if (waited < trigger_api::ring_wait_limit
+                    && !api_.room_for(r.need))
+                {
+                    continue;
+                }
+                r = api_.handle(req.method_string(), req.target(), req.body(),
+                                waited);
+            }
 
             http::response<http::string_body> res{
                 static_cast<http::status>(r.status), req.version()};

@@ -13,6 +13,7 @@
 #include "http_server.hpp"
 #include "log.hpp"
 #include "segment.hpp"
+#include "ring_flow.hpp"
 #include "trigger_api.hpp"
 #include "unix_socket_path.hpp"
 #include "webhooks.hpp"
@@ -37,7 +38,8 @@ int run(const options &opt)
     webhook_sender hooks(ioc, apps);
     control_server control(ioc, opt.control_path, opt.socket_mode, seg, apps,
                            hooks);
-    trigger_api api(seg, apps, control);
+    ring_flow flow(seg);
+    trigger_api api(seg, apps, control, flow);
     http_server server(ioc, opt.api, opt.socket_mode, opt.max_body, apps,
                        api);
 

@@ -126,8 +126,8 @@ bool segment::publish_fields(std::int32_t type,
 bool segment::publish_json(std::string_view app_id, std::string_view channel,
                            std::string_view socket_id, std::string_view json)
 {
-    std::size_t size = pusher_ring_event_size(app_id.size(), channel.size(),
-                                              socket_id.size(), json.size());
+    std::size_t size = pusher_ring_event_size(app_id.size(), socket_id.size(),
+                                              1, channel.size(), json.size());
     if (size == 0 || size > ring_.max_record) {
         return false;
     }

@@ -187,14 +187,15 @@ std::string path_channel(std::string_view segment)
 } // namespace
 
 trigger_api::trigger_api(segment &seg, app_registry &apps,
-                         control_server &control)
-    : seg_(seg), apps_(apps), control_(control)
+                         control_server &control, ring_flow &flow)
+    : seg_(seg), apps_(apps), control_(control), flow_(flow)
 {
 }
 
 api_response trigger_api::handle(std::string_view method,
                                  std::string_view target,
-                                 std::string_view body)
+                                 std::string_view body,
+                                 ring_flow::clock::duration waited)
 {
     std::string_view path = target;
     std::string_view query;
@@ -271,7 +272,7 @@ api_response trigger_api::handle(std::string_view method,
         case route::events:
         case route::batch:
             return trigger(method, path, query, app_id, r == route::batch,
-                           body);
+                           body, waited);
         case route::channels:
             return channels(query,
                             authenticate(method, path, query, app_id, body));
@@ -355,7 +356,8 @@ api_response trigger_api::trigger(std::string_view method,
                                   std::string_view path,
                                   std::string_view query,
                                   std::string_view app_id, bool batch,
-                                  std::string_view body)
+                                  std::string_view body,
+                                  ring_flow::clock::duration waited)
 {
     const app *a = &authenticate(method, path, query, app_id, body);
 
@@ -402,6 +404,24 @@ api_response trigger_api::trigger(std::string_view method,
             events_.emplace_back();
             parse_event(*a, item, events_.back());
         }
+    }
+
+    // All or nothing, and nothing over what a worker that keeps up has yet
+    // to read: an answered event reaches every subscriber that reads.
+    std::uint64_t tail = flow_.tail();
+    std::uint64_t end = tail;
+    for (const event &ev : events_) {
+        end = flow_.end_after(end, ev.record);
+    }
+    if (!flow_.room(end)) {
+        if (waited < ring_wait_limit) {
+            api_response later;
+            later.retry = true;
+            later.need = end - tail;
+            return later;
+        }
+        return error(503, "Service Unavailable: an nginx worker is still "
+                          "reading earlier events; nothing was published");
     }
 
     for (const event &ev : events_) {
@@ -639,7 +659,8 @@ void trigger_api::parse_event(const app &a, const cJSON *obj, event &ev)
     const cJSON *channel = json::member(obj, "channel");
     ev.channels = nullptr;
     ev.channel = nullptr;
-    std::size_t longest = 0;
+    std::size_t nchannels = 1;
+    std::size_t names = 0;
 
     if (channels != nullptr) {
         if (!cJSON_IsArray(channels)) {
@@ -656,11 +677,12 @@ void trigger_api::parse_event(const app &a, const cJSON *obj, event &ev)
         }
         const cJSON *item = nullptr;
         cJSON_ArrayForEach(item, channels) {
-            longest = std::max(longest, channel_name(item).size());
+            names += channel_name(item).size();
         }
+        nchannels = static_cast<std::size_t>(n);
         ev.channels = channels;
     } else if (channel != nullptr) {
-        longest = channel_name(channel).size();
+        names = channel_name(channel).size();
         ev.channel = channel;
     } else {
         throw api_error{400, "Event needs \"channels\" or \"channel\""};
@@ -693,21 +715,20 @@ void trigger_api::parse_event(const app &a, const cJSON *obj, event &ev)
         }
     }
 
-    // The record of the longest channel must fit the ring.  Valid channel
-    // names need no JSON escaping, so the JSON grows by the name length.
-    ev.json_base = pusher_event_json_size(
+    // One record for all its channels (the data once) must fit the ring.
+    std::size_t json = pusher_event_json_size(
         reinterpret_cast<const std::uint8_t *>(ev.name.data()), ev.name.size(),
         nullptr, 0,
         reinterpret_cast<const std::uint8_t *>(ev.data.data()),
         ev.data.size());
-    std::size_t size = pusher_ring_event_size(a.id.size(), longest,
-                                              ev.socket_id.size(),
-                                              ev.json_base + longest);
+    std::size_t size = pusher_ring_event_size(a.id.size(), ev.socket_id.size(),
+                                              nchannels, names, json);
     if (size == 0
         || size > seg_.ring().max_record - PUSHER_RING_RECORD_HEADER)
     {
         throw api_error{413, "Event too large"};
     }
+    ev.record = static_cast<std::uint32_t>(size);
 }
 
 void trigger_api::publish(const app &a, const event &ev)
@@ -718,46 +739,47 @@ void trigger_api::publish(const app &a, const event &ev)
     pusher_str_t socket_id{ev.socket_id.data(), ev.socket_id.size()};
     pusher_ring_t &ring = seg_.ring();
 
+    names_.clear();
     for_each_channel(ev.channels, ev.channel, [&](std::string_view channel) {
-        std::size_t size = pusher_ring_event_size(
-            app_id.len, channel.size(), socket_id.len,
-            ev.json_base + channel.size());
-        std::uint8_t *p = pusher_ring_claim(&ring, PUSHER_RING_EVENT,
-                                            static_cast<std::uint32_t>(size));
-        if (size == 0 || p == nullptr) {
-            // parse_event() checked the size: cannot happen
-            throw api_error{413, "Event too large"};
-        }
-        pusher_str_t ch{channel.data(), channel.size()};
-        pusher_ring_event_encode(p, &app_id, &ch, &socket_id, name,
-                                 ev.name.size(), data, ev.data.size());
+        names_.push_back({channel.data(), channel.size()});
+    });
 
-        switch (pusher_channel_type(channel.data(), channel.size())) {
+    std::uint8_t *p = pusher_ring_claim(&ring, PUSHER_RING_EVENT, ev.record);
+    if (p == nullptr
+        || pusher_ring_event_encode(p, &app_id, &socket_id, names_.data(),
+                                    names_.size(), name, ev.name.size(),
+                                    data, ev.data.size())
+           != ev.record)
+    {
+        // parse_event() checked the size: cannot happen
+        throw api_error{413, "Event too large"};
+    }
+    pusher_ring_commit(&ring);
+
+    // cache channels keep the event as their subscribers get it
+    for (const pusher_str_t &ch : names_) {
+        std::string_view channel(ch.data, ch.len);
+        switch (pusher_channel_type(ch.data, ch.len)) {
         case PUSHER_CHANNEL_CACHE:
         case PUSHER_CHANNEL_PRIVATE_CACHE:
         case PUSHER_CHANNEL_PRESENCE_CACHE: {
-            // the JSON is the tail of the frame just encoded
-            pusher_ring_event_view_t view;
-            std::size_t json_len = ev.json_base + channel.size();
-            if (pusher_ring_event_decode(p, size, &view) == 0
-                && view.frame_len >= json_len)
-            {
-                control_.cache().put(
-                    a.id, channel,
-                    std::string_view(reinterpret_cast<const char *>(
-                                         view.frame + view.frame_len
-                                         - json_len),
-                                     json_len),
-                    a.cache_ttl);
-            }
+            std::string json(pusher_event_json_size(
+                                 name, ev.name.size(),
+                                 reinterpret_cast<const std::uint8_t *>(
+                                     ch.data),
+                                 ch.len, data, ev.data.size()),
+                             '\0');
+            pusher_event_json(reinterpret_cast<std::uint8_t *>(json.data()),
+                              name, ev.name.size(),
+                              reinterpret_cast<const std::uint8_t *>(ch.data),
+                              ch.len, data, ev.data.size());
+            control_.cache().put(a.id, channel, json, a.cache_ttl);
             break;
         }
         default:
             break;
         }
-
-        pusher_ring_commit(&ring);
-    });
+    }
 }
 
 } // namespace pusher::broker

@@ -7,6 +7,7 @@
 #include "app_registry.hpp"
 #include "control_server.hpp"
 #include "json.hpp"
+#include "ring_flow.hpp"
 #include "segment.hpp"
 
 namespace pusher::broker {
@@ -14,6 +15,10 @@ namespace pusher::broker {
 struct api_response {
     unsigned status = 200;
     std::string body;           // JSON
+    // nothing was written: the ring has no room for the request's `need`
+    // bytes until a worker has read on; ask again when room_for(need)
+    bool retry = false;
+    std::uint64_t need = 0;
 };
 
 // The HTTP API without the transport: routing, signature check,
@@ -22,11 +27,22 @@ struct api_response {
 // published (all or nothing).
 class trigger_api {
 public:
-    trigger_api(segment &seg, app_registry &apps, control_server &control);
+    trigger_api(segment &seg, app_registry &apps, control_server &control,
+                ring_flow &flow);
 
-    // target is the raw request target ("/apps/1/events?auth_key=..")
+    // target is the raw request target ("/apps/1/events?auth_key=..");
+    // waited: how long the caller has retried this request (retry answers)
     api_response handle(std::string_view method, std::string_view target,
-                        std::string_view body);
+                        std::string_view body,
+                        ring_flow::clock::duration waited = {});
+
+    // how long a request waits for a worker that keeps up before it is
+    // answered 503 with nothing written
+    static constexpr auto ring_wait_limit = std::chrono::seconds(2);
+
+    // whether need bytes written now would leave every live worker's
+    // unread records intact (a wrap's padding may ask for more)
+    bool room_for(std::uint64_t need) { return flow_.room(flow_.tail() + need); }
 
 private:
     // one event ready to publish: every field validated
@@ -36,7 +52,7 @@ private:
         std::string_view socket_id;
         const cJSON *channels = nullptr;    // array of strings, or
         const cJSON *channel = nullptr;     // one string
-        std::size_t json_base = 0;          // event JSON without channel
+        std::uint32_t record = 0;           // its ring record's payload
         bool want_user_count = false;       // "info" asked for them
         bool want_subscription_count = false;
     };
@@ -48,7 +64,8 @@ private:
                             std::string_view body);
     api_response trigger(std::string_view method, std::string_view path,
                          std::string_view query, std::string_view app_id,
-                         bool batch, std::string_view body);
+                         bool batch, std::string_view body,
+                         ring_flow::clock::duration waited);
     api_response channels(std::string_view query, const app &a);
     api_response channel_info(std::string_view query, const app &a,
                               std::string_view channel);
@@ -64,9 +81,11 @@ private:
     segment &seg_;
     app_registry &apps_;
     control_server &control_;
+    ring_flow &flow_;
     // per-request scratch, reused: the broker is single-threaded
     std::vector<event> events_;
     std::vector<json::text> printed_;
+    std::vector<pusher_str_t> names_;
 };
 
 } // namespace pusher::broker

@@ -369,21 +369,33 @@ inline void pump_ring()
             continue;
         }
         CHECK(type == PUSHER_RING_EVENT);
-        record r;
         pusher_ring_event_view_t v;
         CHECK(pusher_ring_event_decode(g_buf.data(), len, &v) == 0);
-        r.app_id.assign(v.app_id.data, v.app_id.len);
-        r.channel.assign(v.channel.data, v.channel.len);
-        r.socket_id.assign(v.socket_id.data, v.socket_id.len);
-        // decode checked a minimal FIN text frame: the payload follows
-        std::size_t hdr = v.frame[1] == 126 ? 4 : (v.frame[1] == 127 ? 10 : 2);
-        r.json.assign(reinterpret_cast<const char *>(v.frame) + hdr,
-                      v.frame_len - hdr);
-        CHECK(v.frame[0] == 0x81);
-        cJSON *j = cJSON_ParseWithLength(r.json.data(), r.json.size());
-        CHECK(j != nullptr);    // every record is valid JSON
-        cJSON_Delete(j);
-        g_records.push_back(std::move(r));
+        // one record per event: a record of its own per channel here, in
+        // the record's channel order, with the frame a worker builds
+        const std::uint8_t *pos = v.channels;
+        for (std::size_t i = 0; i < v.nchannels; i++) {
+            pusher_str_t ch;
+            pusher_ring_event_channel(&pos, &ch);
+            record r;
+            r.app_id.assign(v.app_id.data, v.app_id.len);
+            r.channel.assign(ch.data, ch.len);
+            r.socket_id.assign(v.socket_id.data, v.socket_id.len);
+            std::string frame(pusher_ring_event_frame_size(&v, ch.len), '\0');
+            CHECK(pusher_ring_event_frame(
+                      reinterpret_cast<std::uint8_t *>(frame.data()), &v, &ch)
+                  == frame.size());
+            std::size_t hdr = static_cast<std::uint8_t>(frame[1]) == 126
+                                  ? 4
+                                  : (static_cast<std::uint8_t>(frame[1]) == 127
+                                         ? 10 : 2);
+            CHECK(static_cast<std::uint8_t>(frame[0]) == 0x81);
+            r.json = frame.substr(hdr);
+            cJSON *j = cJSON_ParseWithLength(r.json.data(), r.json.size());
+            CHECK(j != nullptr);    // every record is valid JSON
+            cJSON_Delete(j);
+            g_records.push_back(std::move(r));
+        }
     }
 }
 

@@ -987,13 +987,29 @@ event_json_is_exact_and_sized_exactly(void **state)
 
 typedef struct {
     pusher_str_t   app_id;
-    pusher_str_t   channel;
     pusher_str_t   socket_id;
+    pusher_str_t   channels[3];
+    size_t         nchannels;
     const uint8_t *name;
     size_t         name_len;
     uint8_t       *data;
     size_t         data_len;
 } ring_input_t;
+
+
+static size_t
+ring_names_len(const ring_input_t *in)
+{
+    size_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < in->nchannels; i++) {
+        n += in->channels[i].len;
+    }
+
+    return n;
+}
 
 
 static uint8_t *
@@ -1002,21 +1018,20 @@ ring_encode(const ring_input_t *in, size_t *len)
     size_t    json_len, size, n;
     uint8_t  *rec;
 
-    json_len = pusher_event_json_size(in->name, in->name_len,
-                                      (const uint8_t *) in->channel.data,
-                                      in->channel.len, in->data,
-                                      in->data_len);
-    size = pusher_ring_event_size(in->app_id.len, in->channel.len,
-                                  in->socket_id.len, json_len);
+    json_len = pusher_event_json_size(in->name, in->name_len, NULL, 0,
+                                      in->data, in->data_len);
+    size = pusher_ring_event_size(in->app_id.len, in->socket_id.len,
+                                  in->nchannels, ring_names_len(in),
+                                  json_len);
     assert_true(size > 0);
 
     rec = malloc(size + 1);
     assert_non_null(rec);
     rec[size] = GUARD;
 
-    n = pusher_ring_event_encode(rec, &in->app_id, &in->channel,
-                                 &in->socket_id, in->name, in->name_len,
-                                 in->data, in->data_len);
+    n = pusher_ring_event_encode(rec, &in->app_id, &in->socket_id,
+                                 in->channels, in->nchannels, in->name,
+                                 in->name_len, in->data, in->data_len);
     assert_int_equal(n, size);
     assert_int_equal(rec[size], GUARD);
 
@@ -1026,24 +1041,81 @@ ring_encode(const ring_input_t *in, size_t *len)
 }
 
 
+/*
+ * Every channel of a decoded record gives the frame the event has on that
+ * channel alone: the WebSocket header and pusher_event_json()'s text.
+ */
 static void
-ring_event_frame_bytes_are_exact(void **state)
+ring_check_frames(const ring_input_t *in, const pusher_ring_event_view_t *v)
+{
+    size_t          i, json_len, hdr, size, n;
+    uint8_t        *frame, *json;
+    pusher_str_t    ch;
+    const uint8_t  *pos;
+
+    assert_int_equal(v->nchannels, in->nchannels);
+    pos = v->channels;
+
+    for (i = 0; i < in->nchannels; i++) {
+        pusher_ring_event_channel(&pos, &ch);
+        assert_int_equal(ch.len, in->channels[i].len);
+        assert_memory_equal(ch.data, in->channels[i].data, ch.len);
+
+        json_len = pusher_event_json_size(in->name, in->name_len,
+                                          (const uint8_t *) ch.data, ch.len,
+                                          in->data, in->data_len);
+        json = malloc(json_len + 1);
+        assert_non_null(json);
+        (void) pusher_event_json(json, in->name, in->name_len,
+                                 (const uint8_t *) ch.data, ch.len, in->data,
+                                 in->data_len);
+
+        hdr = json_len < 126 ? 2 : json_len <= 0xffff ? 4 : 10;
+        size = pusher_ring_event_frame_size(v, ch.len);
+        assert_int_equal(size, hdr + json_len);
+
+        frame = malloc(size + 1);
+        assert_non_null(frame);
+        frame[size] = GUARD;
+
+        n = pusher_ring_event_frame(frame, v, &ch);
+        assert_int_equal(n, size);
+        assert_int_equal(frame[size], GUARD);
+        assert_int_equal(pusher_ws_frame_header_size(json_len), hdr);
+        assert_int_equal(frame[0], 0x81);
+        assert_memory_equal(frame + hdr, json, json_len);
+
+        free(frame);
+        free(json);
+    }
+}
+
+
+static void
+ring_event_bytes_are_exact(void **state)
 {
     size_t                    len, off;
-    uint8_t                  *rec;
+    uint8_t                  *rec, frame[128];
     ring_input_t              in;
+    pusher_str_t              ch;
+    const uint8_t            *pos;
     pusher_ring_event_t       ev;
     pusher_ring_event_view_t  v;
+    static const char  prefix[] = "{\"event\":\"my-event\",\"channel\":\"";
+    static const char  suffix[] = "\",\"data\":\"{\\\"some\\\":\\\"data\\\"}\"}";
     static const char  json[] =
         "{\"event\":\"my-event\",\"channel\":\"project-3\","
         "\"data\":\"{\\\"some\\\":\\\"data\\\"}\"}";
 
     in.app_id.data = "3";
     in.app_id.len = 1;
-    in.channel.data = "project-3";
-    in.channel.len = 9;
     in.socket_id.data = "123.456";
     in.socket_id.len = 7;
+    in.channels[0].data = "project-3";
+    in.channels[0].len = 9;
+    in.channels[1].data = "private-x";
+    in.channels[1].len = 9;
+    in.nchannels = 2;
     in.name = (const uint8_t *) "my-event";
     in.name_len = 8;
     in.data = (uint8_t *) "{\"some\":\"data\"}";
@@ -1051,47 +1123,58 @@ ring_event_frame_bytes_are_exact(void **state)
 
     rec = ring_encode(&in, &len);
 
-    assert_int_equal(len, sizeof(pusher_ring_event_t) + 1 + 9 + 7 + 2
-                          + sizeof(json) - 1);
+    /* the data once, however many channels */
+    assert_int_equal(len, sizeof(pusher_ring_event_t) + 1 + 7 + 1 + 9 + 1 + 9
+                          + sizeof(prefix) - 1 + sizeof(suffix) - 1);
 
     memcpy(&ev, rec, sizeof(ev));
-    assert_int_equal(ev.frame_len, 2 + sizeof(json) - 1);
+    assert_int_equal(ev.prefix_len, sizeof(prefix) - 1);
+    assert_int_equal(ev.suffix_len, sizeof(suffix) - 1);
     assert_int_equal(ev.app_id_len, 1);
-    assert_int_equal(ev.channel_len, 9);
+    assert_int_equal(ev.channels, 2);
     assert_int_equal(ev.socket_id_len, 7);
     assert_int_equal(ev.flags, 0);
 
     off = sizeof(pusher_ring_event_t);
-    assert_memory_equal(rec + off, "3project-3123.456", 17);
-    off += 17;
-    assert_int_equal(rec[off], 0x81);
-    assert_int_equal(rec[off + 1], sizeof(json) - 1);
-    assert_memory_equal(rec + off + 2, json, sizeof(json) - 1);
+    assert_memory_equal(rec + off, "3123.456\x09project-3\x09private-x", 28);
+    off += 28;
+    assert_memory_equal(rec + off, prefix, sizeof(prefix) - 1);
+    off += sizeof(prefix) - 1;
+    assert_memory_equal(rec + off, suffix, sizeof(suffix) - 1);
 
     assert_int_equal(pusher_ring_event_decode(rec, len, &v), 0);
     assert_str(v.app_id, "3");
-    assert_str(v.channel, "project-3");
     assert_str(v.socket_id, "123.456");
-    assert_ptr_equal(v.frame, rec + off);
-    assert_int_equal(v.frame_len, 2 + sizeof(json) - 1);
+    assert_int_equal(v.whole, 0);
+
+    /* the exact frame of the first channel */
+    pos = v.channels;
+    pusher_ring_event_channel(&pos, &ch);
+    assert_str(ch, "project-3");
+    assert_int_equal(pusher_ring_event_frame(frame, &v, &ch),
+                     2 + sizeof(json) - 1);
+    assert_int_equal(frame[0], 0x81);
+    assert_int_equal(frame[1], sizeof(json) - 1);
+    assert_memory_equal(frame + 2, json, sizeof(json) - 1);
+
+    ring_check_frames(&in, &v);
 
     free(rec);
 }
 
 
-/* payloads around the 7-bit, 16-bit and 64-bit length encodings */
 /*
- * pusher_ring_event_encode_json: the frame carries exactly the given JSON
- * (client events, presence events); the header is the same as for
- * pusher_ring_event_encode.
+ * pusher_ring_event_encode_json: one channel, and the frame carries exactly
+ * the given JSON (client events, presence events)
  */
 static void
 ring_event_encode_json_frame_bytes_are_exact(void **state)
 {
     size_t                    len, size, off, i;
-    uint8_t                  *rec;
+    uint8_t                  *rec, frame[400];
     uint8_t                   big[300];
-    pusher_str_t              app_id, channel, socket_id, none;
+    pusher_str_t              app_id, channel, socket_id, none, ch;
+    const uint8_t            *pos;
     pusher_ring_event_t       ev;
     pusher_ring_event_view_t  v;
     static const char  json[] =
@@ -1105,8 +1188,8 @@ ring_event_encode_json_frame_bytes_are_exact(void **state)
     socket_id.data = "12.34";
     socket_id.len = 5;
 
-    size = pusher_ring_event_size(5, 12, 5, sizeof(json) - 1);
-    assert_int_equal(size, sizeof(pusher_ring_event_t) + 5 + 12 + 5 + 2
+    size = pusher_ring_event_size(5, 5, 1, 12, sizeof(json) - 1);
+    assert_int_equal(size, sizeof(pusher_ring_event_t) + 5 + 5 + 1 + 12
                            + sizeof(json) - 1);
 
     rec = malloc(size + 1);
@@ -1119,25 +1202,31 @@ ring_event_encode_json_frame_bytes_are_exact(void **state)
     assert_int_equal(rec[size], GUARD);
 
     memcpy(&ev, rec, sizeof(ev));
-    assert_int_equal(ev.frame_len, 2 + sizeof(json) - 1);
-    assert_int_equal(ev.app_id_len, 5);
-    assert_int_equal(ev.channel_len, 12);
-    assert_int_equal(ev.socket_id_len, 5);
-    assert_int_equal(ev.flags, 0);
+    assert_int_equal(ev.prefix_len, sizeof(json) - 1);
+    assert_int_equal(ev.suffix_len, 0);
+    assert_int_equal(ev.channels, 1);
+    assert_int_equal(ev.flags, PUSHER_RING_EVENT_WHOLE);
 
     off = sizeof(pusher_ring_event_t);
-    assert_memory_equal(rec + off, "app-1private-chat12.34", 22);
-    off += 22;
-    assert_int_equal(rec[off], 0x81);
-    assert_int_equal(rec[off + 1], sizeof(json) - 1);
-    assert_memory_equal(rec + off + 2, json, sizeof(json) - 1);
+    assert_memory_equal(rec + off, "app-112.34\x0cprivate-chat", 23);
+    off += 23;
+    assert_memory_equal(rec + off, json, sizeof(json) - 1);
 
     assert_int_equal(pusher_ring_event_decode(rec, len, &v), 0);
     assert_str(v.app_id, "app-1");
-    assert_str(v.channel, "private-chat");
     assert_str(v.socket_id, "12.34");
-    assert_ptr_equal(v.frame, rec + off);
-    assert_int_equal(v.frame_len, 2 + sizeof(json) - 1);
+    assert_int_equal(v.whole, 1);
+
+    pos = v.channels;
+    pusher_ring_event_channel(&pos, &ch);
+    assert_str(ch, "private-chat");
+    assert_int_equal(pusher_ring_event_frame_size(&v, ch.len),
+                     2 + sizeof(json) - 1);
+    assert_int_equal(pusher_ring_event_frame(frame, &v, &ch),
+                     2 + sizeof(json) - 1);
+    assert_int_equal(frame[0], 0x81);
+    assert_int_equal(frame[1], sizeof(json) - 1);
+    assert_memory_equal(frame + 2, json, sizeof(json) - 1);
 
     free(rec);
 
@@ -1149,10 +1238,7 @@ ring_event_encode_json_frame_bytes_are_exact(void **state)
     none.data = NULL;
     none.len = 0;
 
-    size = pusher_ring_event_size(5, 12, 0, sizeof(big));
-    assert_int_equal(size, sizeof(pusher_ring_event_t) + 5 + 12 + 4
-                           + sizeof(big));
-
+    size = pusher_ring_event_size(5, 0, 1, 12, sizeof(big));
     rec = malloc(size);
     assert_non_null(rec);
 
@@ -1162,12 +1248,13 @@ ring_event_encode_json_frame_bytes_are_exact(void **state)
 
     assert_int_equal(pusher_ring_event_decode(rec, len, &v), 0);
     assert_int_equal(v.socket_id.len, 0);
-    assert_int_equal(v.frame_len, 4 + sizeof(big));
-    assert_int_equal(v.frame[0], 0x81);
-    assert_int_equal(v.frame[1], 126);
-    assert_int_equal(v.frame[2], sizeof(big) >> 8);
-    assert_int_equal(v.frame[3], sizeof(big) & 0xff);
-    assert_memory_equal(v.frame + 4, big, sizeof(big));
+    assert_int_equal(pusher_ring_event_frame(frame, &v, &channel),
+                     4 + sizeof(big));
+    assert_int_equal(frame[0], 0x81);
+    assert_int_equal(frame[1], 126);
+    assert_int_equal(frame[2], sizeof(big) >> 8);
+    assert_int_equal(frame[3], sizeof(big) & 0xff);
+    assert_memory_equal(frame + 4, big, sizeof(big));
 
     free(rec);
 
@@ -1178,16 +1265,16 @@ ring_event_encode_json_frame_bytes_are_exact(void **state)
 }
 
 
+/* frames around the 7-bit, 16-bit and 64-bit length encodings */
 static void
 ring_event_roundtrips_every_header_size(void **state)
 {
-    size_t                    i, k, len, json_len, hdr, data_len;
-    uint8_t                  *rec, *data, *json;
-    uint64_t                  plen;
+    size_t                    i, k, len, data_len;
+    uint8_t                  *rec, *data;
     ring_input_t              in;
     pusher_ring_event_view_t  v;
     static const size_t  sizes[] = {
-        0, 1, 80, 89, 90, 91, 200, 65400, 65535 - 40, 65535 - 39, 70000
+        0, 1, 40, 49, 50, 51, 52, 200, 65400, 65535 - 40, 65535 - 39, 70000
     };
 
     for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -1201,55 +1288,27 @@ ring_event_roundtrips_every_header_size(void **state)
 
         in.app_id.data = "app-1";
         in.app_id.len = 5;
-        in.channel.data = "presence-room";
-        in.channel.len = 13;
         in.socket_id.data = NULL;
         in.socket_id.len = 0;
+        in.channels[0].data = "presence-room";
+        in.channels[0].len = 13;
+        in.channels[1].data = "a";
+        in.channels[1].len = 1;
+        in.channels[2].data = "#server-to-user-42";
+        in.channels[2].len = 18;
+        in.nchannels = 3;
         in.name = (const uint8_t *) "ev";
         in.name_len = 2;
         in.data = data;
         in.data_len = data_len;
 
-        json_len = pusher_event_json_size(in.name, in.name_len,
-                                          (const uint8_t *) "presence-room",
-                                          13, data, data_len);
-        json = malloc(json_len);
-        assert_non_null(json);
-        assert_int_equal(pusher_event_json(json, in.name, in.name_len,
-                             (const uint8_t *) "presence-room", 13, data,
-                             data_len), json_len);
-
         rec = ring_encode(&in, &len);
 
         assert_int_equal(pusher_ring_event_decode(rec, len, &v), 0);
         assert_str(v.app_id, "app-1");
-        assert_str(v.channel, "presence-room");
         assert_int_equal(v.socket_id.len, 0);
+        ring_check_frames(&in, &v);
 
-        hdr = json_len < 126 ? 2 : json_len <= 0xffff ? 4 : 10;
-        assert_int_equal(v.frame_len, hdr + json_len);
-        assert_int_equal(v.frame[0], 0x81);
-
-        if (hdr == 2) {
-            plen = v.frame[1];
-
-        } else if (hdr == 4) {
-            assert_int_equal(v.frame[1], 126);
-            plen = ((uint64_t) v.frame[2] << 8) | v.frame[3];
-
-        } else {
-            assert_int_equal(v.frame[1], 127);
-            plen = 0;
-
-            for (k = 2; k < 10; k++) {
-                plen = (plen << 8) | v.frame[k];
-            }
-        }
-
-        assert_int_equal(plen, json_len);
-        assert_memory_equal(v.frame + hdr, json, json_len);
-
-        free(json);
         free(rec);
         free(data);
     }
@@ -1259,93 +1318,104 @@ ring_event_roundtrips_every_header_size(void **state)
 static void
 ring_event_size_rejects_unrepresentable_lengths(void **state)
 {
-    pusher_str_t  app, ch, sid, big;
+    pusher_str_t  app, ch[2], sid, big;
     uint8_t       out[1024];
     char          long_name[300];
 
     memset(long_name, 'a', sizeof(long_name));
 
-    assert_int_equal(pusher_ring_event_size(0, 1, 0, 10), 0);
-    assert_int_equal(pusher_ring_event_size(256, 1, 0, 10), 0);
-    assert_int_equal(pusher_ring_event_size(1, 0, 0, 10), 0);
-    assert_int_equal(pusher_ring_event_size(1, 201, 0, 10), 0);
-    assert_int_equal(pusher_ring_event_size(1, 1, 42, 10), 0);
-    assert_int_equal(pusher_ring_event_size(1, 1, 0, UINT32_MAX), 0);
-    assert_int_equal(pusher_ring_event_size(255, 200, 41, 10),
-                     16 + 255 + 200 + 41 + 2 + 10);
+    assert_int_equal(pusher_ring_event_size(0, 0, 1, 1, 10), 0);
+    assert_int_equal(pusher_ring_event_size(256, 0, 1, 1, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 42, 1, 1, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 0, 0, 0, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 0, 65536, 65536, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 0, 2, 1, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 0, 1, 201, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 0, 2, 401, 10), 0);
+    assert_int_equal(pusher_ring_event_size(1, 0, 1, 1, UINT32_MAX), 0);
+    assert_int_equal(pusher_ring_event_size(255, 41, 2, 400, 10),
+                     16 + 255 + 41 + 2 + 400 + 10);
 
     app.data = "1";
     app.len = 1;
-    ch.data = "c";
-    ch.len = 1;
+    ch[0].data = "c";
+    ch[0].len = 1;
+    ch[1] = ch[0];
     sid.data = NULL;
     sid.len = 0;
     big.data = long_name;
     big.len = 201;
 
-    assert_int_equal(pusher_ring_event_encode(out, &app, &big, &sid, S("e"),
-                                              S("d")), 0);
+    assert_int_equal(pusher_ring_event_encode(out, &app, &sid, &big, 1,
+                                              S("e"), S("d")), 0);
+    ch[1] = big;
+    assert_int_equal(pusher_ring_event_encode(out, &app, &sid, ch, 2,
+                                              S("e"), S("d")), 0);
+    ch[1].len = 0;
+    assert_int_equal(pusher_ring_event_encode(out, &app, &sid, ch, 2,
+                                              S("e"), S("d")), 0);
     big.len = 256;
-    assert_int_equal(pusher_ring_event_encode(out, &big, &ch, &sid, S("e"),
-                                              S("d")), 0);
+    assert_int_equal(pusher_ring_event_encode(out, &big, &sid, ch, 1,
+                                              S("e"), S("d")), 0);
+    assert_int_equal(pusher_ring_event_encode(out, &app, &sid, ch, 0,
+                                              S("e"), S("d")), 0);
+}
+
+
+static void
+ring_event_input(ring_input_t *in, uint8_t *data, size_t data_len)
+{
+    in->app_id.data = "app";
+    in->app_id.len = 3;
+    in->socket_id.data = "1.2";
+    in->socket_id.len = 3;
+    in->channels[0].data = "private-a";
+    in->channels[0].len = 9;
+    in->channels[1].data = "bc";
+    in->channels[1].len = 2;
+    in->nchannels = 2;
+    in->name = (const uint8_t *) "e";
+    in->name_len = 1;
+    in->data = data;
+    in->data_len = data_len;
 }
 
 
 static void
 ring_event_decode_rejects_truncated_records(void **state)
 {
-    size_t                    len, cut, data_len;
+    size_t                    len, cut;
     uint8_t                  *rec, *copy, data[300];
     ring_input_t              in;
     pusher_ring_event_view_t  v;
 
-    /* one record with a 2-byte and one with a 4-byte frame header */
-    for (data_len = 10; data_len < 300; data_len += 280) {
-        memset(data, 'x', data_len);
+    memset(data, 'x', sizeof(data));
+    ring_event_input(&in, data, sizeof(data));
 
-        in.app_id.data = "app";
-        in.app_id.len = 3;
-        in.channel.data = "private-a";
-        in.channel.len = 9;
-        in.socket_id.data = "1.2";
-        in.socket_id.len = 3;
-        in.name = (const uint8_t *) "e";
-        in.name_len = 1;
-        in.data = data;
-        in.data_len = data_len;
+    rec = ring_encode(&in, &len);
 
-        rec = ring_encode(&in, &len);
-
-        /* every shorter prefix, each in its own exact-size heap block */
-        for (cut = 0; cut < len; cut++) {
-            copy = malloc(cut ? cut : 1);
-            assert_non_null(copy);
-            memcpy(copy, rec, cut);
-            assert_int_equal(pusher_ring_event_decode(copy, cut, &v), -1);
-            free(copy);
-        }
-
-        /* and a longer record (trailing bytes) */
-        copy = malloc(len + 8);
+    /* every shorter prefix, each in its own exact-size heap block */
+    for (cut = 0; cut < len; cut++) {
+        copy = malloc(cut ? cut : 1);
         assert_non_null(copy);
-        memcpy(copy, rec, len);
-        memset(copy + len, 0, 8);
-        assert_int_equal(pusher_ring_event_decode(copy, len + 8, &v), -1);
+        memcpy(copy, rec, cut);
+        assert_int_equal(pusher_ring_event_decode(copy, cut, &v), -1);
         free(copy);
-
-        free(rec);
     }
+
+    /* and a longer record (trailing bytes) */
+    copy = malloc(len + 8);
+    assert_non_null(copy);
+    memcpy(copy, rec, len);
+    memset(copy + len, 0, 8);
+    assert_int_equal(pusher_ring_event_decode(copy, len + 8, &v), -1);
+    free(copy);
+
+    free(rec);
 }
 
 
 typedef void (*corrupt_pt)(uint8_t *rec, size_t len);
-
-
-static void
-set_header(uint8_t *rec, const pusher_ring_event_t *ev)
-{
-    memcpy(rec, ev, sizeof(pusher_ring_event_t));
-}
 
 
 #define CORRUPT(fn, stmt)                                                     \
@@ -1353,67 +1423,65 @@ set_header(uint8_t *rec, const pusher_ring_event_t *ev)
     fn(uint8_t *rec, size_t len)                                              \
     {                                                                         \
         pusher_ring_event_t  ev;                                              \
-        uint8_t             *frame;                                           \
+        uint8_t             *names;                                           \
                                                                               \
         memcpy(&ev, rec, sizeof(ev));                                         \
-        frame = rec + sizeof(ev) + ev.app_id_len + ev.channel_len             \
-                + ev.socket_id_len;                                           \
-        (void) frame;                                                         \
+        names = rec + sizeof(ev) + ev.app_id_len + ev.socket_id_len;          \
+        (void) names;                                                         \
         (void) len;                                                           \
         stmt;                                                                 \
-        set_header(rec, &ev);                                                 \
+        memcpy(rec, &ev, sizeof(ev));                                         \
     }
 
-CORRUPT(frame_len_plus_one, ev.frame_len++)
-CORRUPT(frame_len_minus_one, ev.frame_len--)
-CORRUPT(frame_len_huge, ev.frame_len = UINT32_MAX)
-CORRUPT(frame_len_zero, ev.frame_len = 0)
-CORRUPT(frame_len_one, ev.frame_len = 1)
+/* the input of ring_event_input(): names "\x09private-a\x02bc" */
+CORRUPT(prefix_len_plus_one, ev.prefix_len++)
+CORRUPT(prefix_len_minus_one, ev.prefix_len--)
+CORRUPT(prefix_len_huge, ev.prefix_len = UINT32_MAX)
+CORRUPT(suffix_len_plus_one, ev.suffix_len++)
+CORRUPT(suffix_len_minus_one, ev.suffix_len--)
+CORRUPT(suffix_len_huge, ev.suffix_len = UINT32_MAX)
 CORRUPT(app_id_len_plus_one, ev.app_id_len++)
 CORRUPT(app_id_len_zero, ev.app_id_len = 0)
 CORRUPT(app_id_len_huge, ev.app_id_len = 0xffff)
-CORRUPT(channel_len_plus_one, ev.channel_len++)
-CORRUPT(channel_len_zero, ev.channel_len = 0)
-CORRUPT(channel_len_too_long, ev.channel_len = 201)
+CORRUPT(channels_plus_one, ev.channels++)
+CORRUPT(channels_minus_one, ev.channels--)
+CORRUPT(channels_zero, ev.channels = 0)
 CORRUPT(socket_id_len_plus_one, ev.socket_id_len++)
 CORRUPT(socket_id_len_too_long, ev.socket_id_len = 0xff)
-CORRUPT(frame_not_fin, frame[0] = 0x01)
-CORRUPT(frame_binary, frame[0] = 0x82)
-CORRUPT(frame_close, frame[0] = 0x88)
-CORRUPT(frame_rsv, frame[0] = 0xc1)
-CORRUPT(frame_masked, frame[1] |= 0x80)
-CORRUPT(frame_payload_plus_one, frame[1]++)
-CORRUPT(frame_payload_minus_one, frame[1]--)
-CORRUPT(frame_len_126_in_short_frame, frame[1] = 126)
-CORRUPT(frame_len_127_in_short_frame, frame[1] = 127)
+CORRUPT(unknown_flag, ev.flags = 0x02)
+CORRUPT(whole_with_two_channels, ev.flags = PUSHER_RING_EVENT_WHOLE)
+CORRUPT(name_len_plus_one, names[0]++)
+CORRUPT(name_len_minus_one, names[0]--)
+CORRUPT(name_len_zero, names[0] = 0)
+CORRUPT(name_len_too_long, names[0] = 201)
+CORRUPT(last_name_len_plus_one, names[10]++)
 
 
 static const struct {
     const char  *name;
     corrupt_pt   corrupt;
 } corrupt_cases[] = {
-    { "frame_len + 1", frame_len_plus_one },
-    { "frame_len - 1", frame_len_minus_one },
-    { "frame_len huge", frame_len_huge },
-    { "frame_len 0", frame_len_zero },
-    { "frame_len 1", frame_len_one },
+    { "prefix_len + 1", prefix_len_plus_one },
+    { "prefix_len - 1", prefix_len_minus_one },
+    { "prefix_len huge", prefix_len_huge },
+    { "suffix_len + 1", suffix_len_plus_one },
+    { "suffix_len - 1", suffix_len_minus_one },
+    { "suffix_len huge", suffix_len_huge },
     { "app_id_len + 1", app_id_len_plus_one },
     { "app_id_len 0", app_id_len_zero },
     { "app_id_len huge", app_id_len_huge },
-    { "channel_len + 1", channel_len_plus_one },
-    { "channel_len 0", channel_len_zero },
-    { "channel_len 201", channel_len_too_long },
+    { "channels + 1", channels_plus_one },
+    { "channels - 1", channels_minus_one },
+    { "channels 0", channels_zero },
     { "socket_id_len + 1", socket_id_len_plus_one },
     { "socket_id_len 255", socket_id_len_too_long },
-    { "frame without FIN", frame_not_fin },
-    { "binary frame", frame_binary },
-    { "close frame", frame_close },
-    { "RSV bit", frame_rsv },
-    { "mask bit", frame_masked },
-    { "payload length + 1", frame_payload_plus_one },
-    { "payload length - 1", frame_payload_minus_one },
-    { "16-bit length marker", frame_len_126_in_short_frame },
-    { "64-bit length marker", frame_len_127_in_short_frame }
+    { "unknown flag", unknown_flag },
+    { "whole JSON with two channels", whole_with_two_channels },
+    { "first name length + 1", name_len_plus_one },
+    { "first name length - 1", name_len_minus_one },
+    { "first name length 0", name_len_zero },
+    { "first name length 201", name_len_too_long },
+    { "last name length + 1", last_name_len_plus_one }
 };
 
 
@@ -1426,19 +1494,10 @@ ring_event_decode_rejects_corrupted_records(void **state)
     pusher_ring_event_view_t  v;
 
     memset(data, 'x', sizeof(data));
-
-    in.app_id.data = "app";
-    in.app_id.len = 3;
-    in.channel.data = "private-abc";
-    in.channel.len = 11;
-    in.socket_id.data = "1.2";
-    in.socket_id.len = 3;
-    in.name = (const uint8_t *) "e";
-    in.name_len = 1;
-    in.data = data;
-    in.data_len = sizeof(data);
+    ring_event_input(&in, data, sizeof(data));
 
     rec = ring_encode(&in, &len);
+    assert_int_equal(pusher_ring_event_decode(rec, len, &v), 0);
 
     for (i = 0; i < sizeof(corrupt_cases) / sizeof(corrupt_cases[0]); i++) {
         print_message("case: %s\n", corrupt_cases[i].name);
@@ -1456,55 +1515,6 @@ ring_event_decode_rejects_corrupted_records(void **state)
 }
 
 
-/* non-minimal length encodings are rejected: build them by hand */
-static void
-ring_event_decode_rejects_non_minimal_lengths(void **state)
-{
-    size_t                    i, len;
-    uint8_t                   rec[64];
-    pusher_ring_event_t       ev;
-    pusher_ring_event_view_t  v;
-    static const char  json[] = "{}";
-
-    for (i = 0; i < 3; i++) {
-        memset(&ev, 0, sizeof(ev));
-        ev.app_id_len = 1;
-        ev.channel_len = 1;
-
-        len = sizeof(ev);
-        rec[len++] = 'a';
-        rec[len++] = 'c';
-        rec[len++] = 0x81;
-
-        if (i == 0) {
-            /* minimal: accepted, proves the hand-built record is right */
-            rec[len++] = 2;
-            ev.frame_len = 4;
-
-        } else if (i == 1) {
-            rec[len++] = 126;
-            rec[len++] = 0;
-            rec[len++] = 2;
-            ev.frame_len = 6;
-
-        } else {
-            rec[len++] = 127;
-            memset(rec + len, 0, 7);
-            len += 7;
-            rec[len++] = 2;
-            ev.frame_len = 12;
-        }
-
-        memcpy(rec + len, json, 2);
-        len += 2;
-        memcpy(rec, &ev, sizeof(ev));
-
-        assert_int_equal(pusher_ring_event_decode(rec, len, &v),
-                         i == 0 ? 0 : -1);
-    }
-}
-
-
 /* random garbage never crashes the decoder (ASan checks the reads) */
 static void
 ring_event_decode_survives_garbage(void **state)
@@ -1512,6 +1522,8 @@ ring_event_decode_survives_garbage(void **state)
     size_t                    i, len, k, fixed, accepted;
     uint8_t                  *rec;
     uint32_t                  x;
+    pusher_str_t              ch;
+    const uint8_t            *pos;
     pusher_ring_event_t       ev;
     pusher_ring_event_view_t  v;
 
@@ -1535,36 +1547,40 @@ ring_event_decode_survives_garbage(void **state)
         }
 
         /*
-         * Small string lengths and, for every other record, a consistent
-         * frame_len and a text frame opcode, so that the payload length
-         * checks see garbage too.
+         * Small lengths and, for every other record, one channel and a
+         * prefix that ends the record, so that the name checks see
+         * garbage too.
          */
         if (len >= sizeof(ev)) {
             memcpy(&ev, rec, sizeof(ev));
             ev.app_id_len &= 0x0f;
-            ev.channel_len &= 0x0f;
             ev.socket_id_len &= 0x0f;
+            ev.flags &= PUSHER_RING_EVENT_WHOLE;
+            ev.channels = 1;
+            ev.suffix_len = 0;
 
-            fixed = sizeof(ev) + ev.app_id_len + ev.channel_len
-                    + ev.socket_id_len;
+            fixed = sizeof(ev) + ev.app_id_len + ev.socket_id_len;
 
-            if ((i & 1) && len > fixed) {
-                ev.frame_len = (uint32_t) (len - fixed);
-                rec[fixed] = 0x81;
+            if ((i & 1) && len > fixed + 1) {
+                rec[fixed] &= 0x0f;
+                ev.prefix_len = (uint32_t) (len - fixed - 1 - rec[fixed]);
             }
 
             memcpy(rec, &ev, sizeof(ev));
         }
 
         if (pusher_ring_event_decode(rec, len, &v) == 0) {
-            assert_true(v.frame >= rec && v.frame + v.frame_len == rec + len);
+            assert_true(v.suffix + v.suffix_len == rec + len);
+            pos = v.channels;
+            pusher_ring_event_channel(&pos, &ch);
+            assert_true(ch.len > 0 && (const uint8_t *) ch.data >= rec
+                        && (const uint8_t *) ch.data + ch.len <= v.prefix);
             accepted++;
         }
 
         free(rec);
     }
 
-    /* a matching random payload length turns up about 1 time in 256 */
     assert_true(accepted > 0);
 }
 
@@ -1676,13 +1692,12 @@ main(void)
         cmocka_unit_test(channel_types_by_longest_prefix),
         cmocka_unit_test(socket_ids_are_two_digit_runs),
         cmocka_unit_test(event_json_is_exact_and_sized_exactly),
-        cmocka_unit_test(ring_event_frame_bytes_are_exact),
+        cmocka_unit_test(ring_event_bytes_are_exact),
         cmocka_unit_test(ring_event_encode_json_frame_bytes_are_exact),
         cmocka_unit_test(ring_event_roundtrips_every_header_size),
         cmocka_unit_test(ring_event_size_rejects_unrepresentable_lengths),
         cmocka_unit_test(ring_event_decode_rejects_truncated_records),
         cmocka_unit_test(ring_event_decode_rejects_corrupted_records),
-        cmocka_unit_test(ring_event_decode_rejects_non_minimal_lengths),
         cmocka_unit_test(ring_event_decode_survives_garbage),
         cmocka_unit_test(origin_host_is_found),
         cmocka_unit_test(host_patterns_match),

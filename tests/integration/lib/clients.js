@@ -304,10 +304,14 @@ async function probeUntilDelivered(api, channel, sockets, ms = 5000) {
     return { ms: took, probes };
 }
 
-/* a signed raw API request through nginx */
-function signedRequest(srv, method, path, { body, params, headers, ...sig } = {}) {
+/*
+ * A signed raw API request through nginx, or with broker: true on the
+ * broker's own socket (past the nginx workers, e.g. while one is stopped)
+ */
+function signedRequest(srv, method, path, { body, params, headers, broker, ...sig } = {}) {
     const p = signedPath({ method, path, body, key: srv.key, secret: srv.secret, params, ...sig });
-    return httpRequest(srv.port, method, p, { body, headers, tls: srv.tls });
+    const via = broker ? { socketPath: srv.file('api.sock') } : { tls: srv.tls };
+    return httpRequest(srv.port, method, p, { body, headers, ...via });
 }
 
 /*

@@ -141,10 +141,11 @@ function wsUrl(port, urlPath) {
 }
 
 /*
- * HTTP request to nginx, HTTPS under PUSHER_TLS=1 or with tls: true;
- * resolves {status, headers, body, json}
+ * HTTP request to nginx, HTTPS under PUSHER_TLS=1 or with tls: true, or
+ * with socketPath to a unix socket (the broker's own API socket, past the
+ * nginx workers); resolves {status, headers, body, json}
  */
-function httpRequest(port, method, urlPath, { body, headers = {}, timeout = 5000, tls = TLS } = {}) {
+function httpRequest(port, method, urlPath, { body, headers = {}, timeout = 5000, tls = TLS, socketPath } = {}) {
     return new Promise((resolve, reject) => {
         const data = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(body);
         const h = { ...headers };
@@ -154,7 +155,8 @@ function httpRequest(port, method, urlPath, { body, headers = {}, timeout = 5000
                 h['content-type'] = 'application/json';
             }
         }
-        const req = (tls ? https : http).request({ host: '127.0.0.1', port, method, path: urlPath, headers: h, agent: false }, (res) => {
+        const where = socketPath ? { socketPath } : { host: '127.0.0.1', port };
+        const req = (tls && !socketPath ? https : http).request({ ...where, method, path: urlPath, headers: h, agent: false }, (res) => {
             const chunks = [];
             res.on('data', (c) => chunks.push(c));
             res.on('end', () => {
