@@ -76,6 +76,8 @@ static ngx_int_t ngx_http_pusher_ring_map(ngx_http_pusher_broker_t *b,
 static void ngx_http_pusher_ring_unmap(ngx_http_pusher_broker_t *b);
 static void ngx_http_pusher_ring_poll(ngx_event_t *ev);
 static void ngx_http_pusher_ring_drain(ngx_event_t *ev);
+static void ngx_http_pusher_ring_drain_all(ngx_http_pusher_broker_t *b);
+static ngx_int_t ngx_http_pusher_ring_next(ngx_http_pusher_broker_t *b);
 
 
 static ngx_http_pusher_broker_t  ngx_http_pusher_broker;
@@ -966,6 +968,13 @@ ngx_http_pusher_ring_map(ngx_http_pusher_broker_t *b, const char *name,
         return NGX_ERROR;
     }
 
+    /*
+     * What the old broker wrote and answered 200 for, and this worker has
+     * not read yet (its doorbell died with it), is delivered first.
+     */
+
+    ngx_http_pusher_ring_drain_all(b);
+
     scratch = b->scratch;
 
     if (b->scratch_size < ring.max_record) {
@@ -1054,63 +1063,16 @@ ngx_http_pusher_ring_drain(ngx_event_t *ev)
 {
     ngx_http_pusher_broker_t *b = ev->data;
 
-    int                       rc;
-    int32_t                   type;
-    uint32_t                  len;
-    ngx_uint_t                n;
-    pusher_ring_event_view_t  view;
+    ngx_uint_t  n;
 
     if (b->base == NULL) {
         return;
     }
 
     for (n = 0; n < NGX_HTTP_PUSHER_DRAIN_BATCH; n++) {
-
-        rc = pusher_ring_read(&b->reader, &b->ring, b->scratch, &type, &len);
-
-        if (rc == PUSHER_RING_EMPTY) {
+        if (ngx_http_pusher_ring_next(b) != NGX_OK) {
             break;
         }
-
-        /* the record is copied: the broker may write over it */
-        if (b->wake) {
-            pusher_ring_store_cursor(b->wake, &b->reader);
-        }
-
-        if (rc == PUSHER_RING_LAPPED) {
-            /*
-             * The broker waits for a worker that keeps up; this one had
-             * stopped (SIGSTOP, swapped out) and was overtaken.  Events
-             * are lost for whatever it was subscribed to: never silently,
-             * its subscribed sockets reconnect and their apps refetch.
-             */
-            ngx_log_error(NGX_LOG_WARN, b->log, 0,
-                          "pusher: worker fell a whole ring behind the "
-                          "broker (lapped %uL times): subscribed sockets "
-                          "are told to reconnect (4200)", b->reader.lapped);
-            ngx_http_pusher_ws_reconnect_subscribed();
-            ngx_http_pusher_pending_retry();
-            continue;
-        }
-
-        if (type == PUSHER_RING_PRESENCE_JOINED || type == PUSHER_RING_CACHE
-            || type == PUSHER_RING_TERMINATE)
-        {
-            ngx_http_pusher_ring_answer(b, type, b->scratch, len);
-            continue;
-        }
-
-        if (type != PUSHER_RING_EVENT) {
-            continue;
-        }
-
-        if (pusher_ring_event_decode(b->scratch, len, &view) != 0) {
-            ngx_log_error(NGX_LOG_ALERT, b->log, 0,
-                          "pusher: malformed ring record of %uD bytes", len);
-            continue;
-        }
-
-        ngx_http_pusher_publish(b->pmcf, &view);
     }
 
     ngx_http_pusher_flush_fanout();
@@ -1123,4 +1085,81 @@ ngx_http_pusher_ring_drain(ngx_event_t *ev)
     if (b->wake && pusher_ring_arm(&b->ring, b->wake, &b->reader)) {
         ngx_post_event(&b->drain, &ngx_posted_events);
     }
+}
+
+
+/* everything left in the ring of a broker that is gone */
+
+static void
+ngx_http_pusher_ring_drain_all(ngx_http_pusher_broker_t *b)
+{
+    if (b->base == NULL) {
+        return;
+    }
+
+    while (ngx_http_pusher_ring_next(b) == NGX_OK) {
+        /* void */
+    }
+
+    ngx_http_pusher_flush_fanout();
+}
+
+
+/* reads and hands on one record: NGX_DONE when the ring is empty */
+
+static ngx_int_t
+ngx_http_pusher_ring_next(ngx_http_pusher_broker_t *b)
+{
+    int                       rc;
+    int32_t                   type;
+    uint32_t                  len;
+    pusher_ring_event_view_t  view;
+
+    rc = pusher_ring_read(&b->reader, &b->ring, b->scratch, &type, &len);
+
+    if (rc == PUSHER_RING_EMPTY) {
+        return NGX_DONE;
+    }
+
+    /* the record is copied: the broker may write over it */
+    if (b->wake) {
+        pusher_ring_store_cursor(b->wake, &b->reader);
+    }
+
+    if (rc == PUSHER_RING_LAPPED) {
+        /*
+         * The broker waits for a worker that keeps up; this one had
+         * stopped (SIGSTOP, swapped out) and was overtaken.  Events are
+         * lost for whatever it was subscribed to: never silently, its
+         * subscribed sockets reconnect and their apps refetch.
+         */
+        ngx_log_error(NGX_LOG_WARN, b->log, 0,
+                      "pusher: worker fell a whole ring behind the "
+                      "broker (lapped %uL times): subscribed sockets "
+                      "are told to reconnect (4200)", b->reader.lapped);
+        ngx_http_pusher_ws_reconnect_subscribed();
+        ngx_http_pusher_pending_retry();
+        return NGX_OK;
+    }
+
+    if (type == PUSHER_RING_PRESENCE_JOINED || type == PUSHER_RING_CACHE
+        || type == PUSHER_RING_TERMINATE)
+    {
+        ngx_http_pusher_ring_answer(b, type, b->scratch, len);
+        return NGX_OK;
+    }
+
+    if (type != PUSHER_RING_EVENT) {
+        return NGX_OK;
+    }
+
+    if (pusher_ring_event_decode(b->scratch, len, &view) != 0) {
+        ngx_log_error(NGX_LOG_ALERT, b->log, 0,
+                      "pusher: malformed ring record of %uD bytes", len);
+        return NGX_OK;
+    }
+
+    ngx_http_pusher_publish(b->pmcf, &view);
+
+    return NGX_OK;
 }
