@@ -272,6 +272,26 @@ ngx_http_pusher_process(ngx_http_pusher_conn_t *pc, u_char *pos, u_char *end)
             return NGX_OK;
 
         case PUSHER_WS_MESSAGE:
+
+            /*
+             * pusher-js sends text only; a binary message is taken as
+             * text, as Reverb and soketi do, if it is valid UTF-8: its
+             * data may be relayed to other members in text frames.
+             */
+
+            if (msg.opcode == PUSHER_WS_OP_BINARY
+                && pusher_utf8_validate(PUSHER_UTF8_ACCEPT, msg.data, msg.len)
+                   != PUSHER_UTF8_ACCEPT)
+            {
+                ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
+                              "pusher: client sent a binary message that "
+                              "is not UTF-8");
+                ngx_http_pusher_send_close(pc, PUSHER_WS_CLOSE_INVALID_DATA,
+                                           "Invalid UTF-8 in a binary "
+                                           "message");
+                return NGX_DONE;
+            }
+
             ngx_http_pusher_session_message(pc, msg.data, msg.len);
             break;
 

@@ -90,6 +90,31 @@ test('private channel: a client event reaches every other subscriber on both wor
     }
 });
 
+test('a client event in a BINARY frame with the byte 0xFF in its data: the sender is closed 1007, nobody else receives anything', async () => {
+    const ch = 'private-bin';
+    const s = await connectAlternating(srv, 4);
+    for (const ws of s) {
+        await subPrivate(ws, ch);
+    }
+    const bad = Buffer.concat([
+        Buffer.from('{"event":"client-x","channel":"private-bin","data":{"v":"'),
+        Buffer.from([0xff]),
+        Buffer.from('"}}'),
+    ]);
+    s[0].write(buildFrame(OP.BINARY, bad));
+    await s[0].expectClose(1007, 'Invalid UTF-8 in a binary message');
+    await noneGet(s.slice(1), 300);
+    for (const ws of s.slice(1)) {
+        await ping(ws);
+    }
+    /* valid UTF-8 in a binary frame is taken as text, as Reverb and soketi do */
+    s[1].write(buildFrame(OP.BINARY, '{"event":"client-x","channel":"private-bin","data":{"v":"\u00e9"}}'));
+    await allGet([s[2], s[3]], '{"event":"client-x","channel":"private-bin","data":{"v":"\u00e9"}}');
+    for (const ws of s) {
+        ws.close();
+    }
+});
+
 const DATA_VALUES = [
     ['a nested object', '{"a":{"b":[1,2,{"c":null}]},"s":"x\\"y","u":"\\u00e9"}'],
     ['an array', '[1,"two",{"three":3}]'],
