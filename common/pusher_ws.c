@@ -998,3 +998,23 @@ pusher_ws_key_valid(const uint8_t *key, size_t len)
 
     return 1;
 }
+
+
+size_t
+pusher_utf8_prefix(const uint8_t *p, size_t len, size_t max)
+{
+    size_t  n;
+
+    if (len <= max) {
+        return len;
+    }
+
+    /* back over the continuation bytes (10xxxxxx) of a cut character */
+    n = max;
+
+    while (n > 0 && (p[n] & 0xc0) == 0x80) {
+        n--;
+    }
+
+    return n;
+}

@@ -160,6 +160,13 @@ int pusher_ws_close_code_valid(unsigned code);
 uint32_t pusher_utf8_validate(uint32_t state, const uint8_t *p, size_t len);
 
 /*
+ * The length of the longest prefix of the valid UTF-8 text p (len bytes)
+ * that has at most max bytes and does not end inside a character: where
+ * a text quoted back in an error may be cut.
+ */
+size_t pusher_utf8_prefix(const uint8_t *p, size_t len, size_t max);
+
+/*
  * Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)).
  * out receives 28 characters and a NUL.
  */

@@ -795,11 +795,13 @@ ngx_http_pusher_session_subscription_error(ngx_http_pusher_conn_t *pc,
     u_char  *p, *last;
     u_char   buf[NGX_HTTP_PUSHER_FRAME_MAX];
 
-    /* the channel was a JSON string: at most 6 bytes out per byte in */
+    /*
+     * the channel was a JSON string: at most 6 bytes out per byte in, and
+     * cut where a character ends (the frame is text, so UTF-8)
+     */
 
-    if (channel->len > (sizeof(buf) - 256) / 6) {
-        channel->len = (sizeof(buf) - 256) / 6;
-    }
+    channel->len = pusher_utf8_prefix((const uint8_t *) channel->data,
+                                      channel->len, (sizeof(buf) - 256) / 6);
 
     last = buf + sizeof(buf);
 

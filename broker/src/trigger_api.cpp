@@ -39,8 +39,12 @@ std::string_view channel_name(const cJSON *item)
     std::string_view name = json::string_of(item);
     if (!pusher_channel_name_valid(name.data(), name.size())) {
         if (name.size() > max_quoted_channel) {
+            // cut where a character ends: the reply is UTF-8
+            std::size_t n = pusher_utf8_prefix(
+                reinterpret_cast<const std::uint8_t *>(name.data()),
+                name.size(), max_quoted_channel);
             throw api_error{400, "Invalid channel name: "
-                + std::string(name.substr(0, max_quoted_channel)) + "..."};
+                + std::string(name.substr(0, n)) + "..."};
         }
         throw api_error{400, "Invalid channel name: " + std::string(name)};
     }

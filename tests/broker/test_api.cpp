@@ -419,6 +419,22 @@ void events_info()
         next_event();
     }
     no_event();
+
+    // a long invalid name is quoted back cut where a character ends:
+    // "a" and 99 characters of 2 bytes, 199 of the 200 bytes shown
+    std::string e_acute = "\xc3\xa9";
+    std::string name = "a";
+    for (int i = 0; i < 150; i++) {
+        name += e_acute;
+    }
+    std::string shown = "a";
+    for (int i = 0; i < 99; i++) {
+        shown += e_acute;
+    }
+    EXPECT_HTTP(post("/events", "{\"name\":\"e\",\"data\":\"d\",\"channel\":\""
+                                + name + "\"}"),
+                400, err("Invalid channel name: " + shown + "...", 400));
+    no_event();
 }
 
 void terminate()

@@ -60,6 +60,23 @@ for (const bad of ['bad channel!', '', 'x'.repeat(201), 'ünïcödé']) {
     });
 }
 
+test('a long invalid channel name of 2-byte characters is quoted back cut at a character boundary: the frame is valid UTF-8', async () => {
+    const ws = await connectRaw(srv);
+    const bad = `a${'\u00e9'.repeat(400)}`;
+    ws.sendJson({ event: 'pusher:subscribe', data: { auth: '', channel: bad } });
+    const f = await ws.next();
+    /* a text frame must be valid UTF-8 (RFC 6455 8.1): decode strictly */
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(f.payload);
+    const e = JSON.parse(text);
+    assert.equal(e.event, 'pusher:subscription_error', text);
+    /* 298 bytes at most: "a" and 148 characters of 2 bytes */
+    assert.equal(e.channel, `a${'\u00e9'.repeat(148)}`);
+    assert.equal(JSON.parse(e.data).type, 'InvalidChannel');
+    ws.sendJson({ event: 'pusher:ping', data: {} });
+    await ws.expectText(PONG);
+    ws.close();
+});
+
 test('subscribe without a channel -> an error frame, socket stays open', async () => {
     const ws = await connectRaw(srv);
     ws.sendJson({ event: 'pusher:subscribe', data: { auth: '' } });

@@ -1008,6 +1008,41 @@ static const test_utf8_t  test_utf8[] = {
 #define TEST_UTF8_PREFIX  "0123456789abcdef"
 
 
+/*
+ * pusher_utf8_prefix: every cut of a text of 1-, 2-, 3- and 4-byte
+ * characters ends at a character boundary and is valid UTF-8 on its own,
+ * and is the longest such prefix within the limit
+ */
+static void
+test_ws_utf8_prefix(void **state)
+{
+    size_t          max, n, k;
+    static const char  text[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" "b";
+    static const size_t  starts[] = { 0, 1, 3, 6, 10, 11 };
+
+    (void) state;
+
+    for (max = 0; max <= sizeof(text) + 1; max++) {
+        n = pusher_utf8_prefix((const uint8_t *) text, sizeof(text) - 1, max);
+
+        assert_true(n <= max && n <= sizeof(text) - 1);
+        assert_int_equal(pusher_utf8_validate(PUSHER_UTF8_ACCEPT,
+                                              (const uint8_t *) text, n),
+                         PUSHER_UTF8_ACCEPT);
+
+        /* the last character start at or before max */
+        for (k = sizeof(starts) / sizeof(starts[0]); k > 0; k--) {
+            if (starts[k - 1] <= max) {
+                break;
+            }
+        }
+
+        assert_int_equal(n, max >= sizeof(text) - 1 ? sizeof(text) - 1
+                                                    : starts[k - 1]);
+    }
+}
+
+
 static void
 test_ws_utf8_validate(void **state)
 {
@@ -1770,6 +1805,7 @@ main(void)
         cmocka_unit_test(test_ws_parse_out_of_memory),
         cmocka_unit_test(test_ws_parse_without_allocator_uses_malloc),
         cmocka_unit_test(test_ws_utf8_validate),
+        cmocka_unit_test(test_ws_utf8_prefix),
         cmocka_unit_test(test_ws_utf8_validate_all_code_points),
         cmocka_unit_test(test_ws_encode_frame_header),
         cmocka_unit_test(test_ws_encode_rfc6455_examples),
