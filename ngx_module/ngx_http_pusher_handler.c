@@ -197,13 +197,25 @@ ngx_http_pusher_handoff(ngx_event_t *wev)
 
     b = r->header_in;
     n = b->last - b->pos;
-    pipelined = ngx_http_pusher_pipelined_buffer(n);
+    pipelined = NULL;
 
-    if (pipelined == NULL) {
-        n = 0;
+    if (n) {
+        /*
+         * the worker's read buffer, or for more (large header buffers can
+         * hold more) a buffer of their own: the frames must all be parsed,
+         * or the stream is out of step
+         */
 
-    } else {
-        ngx_memcpy(pipelined, b->pos, n);
+        pipelined = ngx_http_pusher_pipelined_buffer(n);
+
+        if (pipelined == NULL) {
+            /* NULL: ngx_http_pusher_ws_start() closes with 1011 */
+            pipelined = ngx_alloc(n, c->log);
+        }
+
+        if (pipelined) {
+            ngx_memcpy(pipelined, b->pos, n);
+        }
     }
 
     pc->request = NULL;
@@ -245,6 +257,10 @@ ngx_http_pusher_handoff(ngx_event_t *wev)
 #endif
 
     ngx_http_pusher_ws_start(pc, pipelined, n);
+
+    if (pipelined && pipelined != ngx_http_pusher_pipelined_buffer(n)) {
+        ngx_free(pipelined);
+    }
 }
 
 

@@ -73,6 +73,8 @@ ngx_http_pusher_ws_exit_worker(void)
 }
 
 
+/* the worker's read buffer for frames behind a handshake, if they fit */
+
 u_char *
 ngx_http_pusher_pipelined_buffer(size_t len)
 {
@@ -124,6 +126,12 @@ ngx_http_pusher_ws_start(ngx_http_pusher_conn_t *pc, u_char *pipelined,
                                ? ngx_min(pc->app->ping_interval,
                                          pc->app->signin_timeout)
                                : pc->app->ping_interval);
+    }
+
+    if (len && pipelined == NULL && !pc->closing) {
+        /* the frames behind the handshake could not be kept */
+        ngx_http_pusher_send_close(pc, PUSHER_WS_CLOSE_INTERNAL,
+                                   "Internal error");
     }
 
     if (pipelined

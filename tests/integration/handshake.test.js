@@ -148,6 +148,23 @@ test('handshake and a 6 KB first frame in one write (beyond the 1k header buffer
     ws.close();
 });
 
+test('large header buffers: a 2 KB header and 100 KB of frames in one write are all read, none dropped', async () => {
+    const big = await startServer({ http: { large_client_header_buffers: '4 256k' } });
+    try {
+        const pad = 'p'.repeat(1000);
+        const frames = Buffer.concat(Array.from({ length: 100 }, (_, i) => buildFrame(OP.TEXT, JSON.stringify({ event: 'pusher:ping', data: { i, pad } }))));
+        const ws = await RawWs.connect(big.port, `/app/${big.key}?protocol=7`, { headers: { 'X-Pad': 'x'.repeat(2000) }, extra: frames });
+        big.track(ws);
+        assert.match((await ws.next()).text, /^\{"event":"pusher:connection_established"/);
+        for (let i = 0; i < 100; i++) {
+            await ws.expectText(PONG);
+        }
+        ws.close();
+    } finally {
+        await big.stop();
+    }
+});
+
 test('handshake and two frames in one write, the second split across the boundary', async () => {
     const ping = buildFrame(OP.TEXT, '{"event":"pusher:ping","data":{}}');
     const wsPing = buildFrame(OP.PING, 'x');

@@ -199,6 +199,8 @@ function renderConf(s) {
     const P = s.prefix;
     /* main-context directives: {worker_shutdown_timeout: '2s', ...} */
     const main = directiveLines(s.main).replace(/^ {8}/gm, '');
+    /* http-context directives: {large_client_header_buffers: '4 64k', ...} */
+    const httpLines = directiveLines(s.http).replace(/^ {8}/gm, '    ');
     /* browsers open WebSockets over HTTP/1.1 on an "ssl http2" port too */
     const listen = s.tls
         ? `listen 127.0.0.1:${s.port} ssl http2 reuseport;
@@ -216,6 +218,7 @@ events { worker_connections 4096; }
 ${main}
 http {
     access_log ${P}/access.log;
+${httpLines}
     client_body_temp_path ${P}/body; proxy_temp_path ${P}/proxy; fastcgi_temp_path ${P}/fastcgi; uwsgi_temp_path ${P}/uwsgi; scgi_temp_path ${P}/scgi;
     pusher_broker ${P}/control.sock;
     pusher_app ${s.appId} {
@@ -241,8 +244,9 @@ class Server {
         this.secret = opts.secret || APP_SECRET;
         this.app = { ...APP_DEFAULTS, ...(opts.app || {}) };
         this.extraApps = opts.extraApps || [];
-        /* main: {directive: value} in nginx.conf's main context */
+        /* main, http: {directive: value} in nginx.conf's contexts */
         this.main = opts.main || {};
+        this.http = opts.http || {};
         /* tls: true listens with "ssl http2" whatever PUSHER_TLS says */
         this.tls = opts.tls === undefined ? TLS : opts.tls;
         if (this.tls) {
