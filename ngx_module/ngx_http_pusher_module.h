@@ -47,6 +47,14 @@
 
 /* bytes queued to one socket before it is dropped as too slow */
 #define NGX_HTTP_PUSHER_SEND_QUEUE_MAX     (1024 * 1024)
+/*
+ * what a queued frame costs the heap: its bytes, the queue entry, the
+ * message header and two allocations' overhead, counted against
+ * NGX_HTTP_PUSHER_SEND_QUEUE_MAX
+ */
+#define NGX_HTTP_PUSHER_OUT_COST(len)      ((len) + 64)
+/* queue entries a worker keeps for reuse */
+#define NGX_HTTP_PUSHER_FREE_OUTS          4096
 
 /* "pid.n" */
 #define NGX_HTTP_PUSHER_SOCKET_ID_LEN      (NGX_INT64_LEN * 2 + 2)
@@ -219,7 +227,9 @@ struct ngx_http_pusher_conn_s {
     ngx_http_pusher_out_t     *out;                /* send queue */
     ngx_http_pusher_out_t    **out_last;
     size_t                     out_sent;           /* bytes of out->msg */
-    size_t                     out_bytes;          /* queued, unsent */
+    size_t                     out_bytes;          /* heap of the queue */
+    ngx_http_pusher_out_t     *pong;               /* waiting pong frame */
+    ngx_http_pusher_out_t     *text_pong;          /* waiting pusher:pong */
 
     ngx_msec_t                 last_activity;
     ngx_msec_t                 opened;
@@ -278,6 +288,8 @@ ngx_int_t ngx_http_pusher_queue(ngx_http_pusher_conn_t *pc,
     ngx_http_pusher_msg_t *msg);
 ngx_int_t ngx_http_pusher_send_text(ngx_http_pusher_conn_t *pc, u_char *json,
     size_t len);
+ngx_int_t ngx_http_pusher_send_pong_text(ngx_http_pusher_conn_t *pc,
+    u_char *json, size_t len);
 ngx_int_t ngx_http_pusher_send_control(ngx_http_pusher_conn_t *pc,
     ngx_uint_t opcode, const u_char *data, size_t len);
 void ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,

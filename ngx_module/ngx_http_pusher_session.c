@@ -122,7 +122,7 @@ ngx_http_pusher_session_message(ngx_http_pusher_conn_t *pc,
 
     case PUSHER_MSG_PING:
         n = pusher_build_pong(buf, sizeof(buf));
-        (void) ngx_http_pusher_send_text(pc, buf, n);
+        (void) ngx_http_pusher_send_pong_text(pc, buf, n);
         break;
 
     case PUSHER_MSG_PONG:

@@ -21,6 +21,8 @@ static ngx_int_t ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc);
 static ngx_int_t ngx_http_pusher_flush_now(ngx_http_pusher_conn_t *pc);
 static void ngx_http_pusher_flush_expired(ngx_event_t *ev);
 static void ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc);
+static void ngx_http_pusher_out_release(ngx_http_pusher_conn_t *pc,
+    ngx_http_pusher_out_t *out);
 static void *ngx_http_pusher_parser_alloc(size_t size, void *ctx);
 static void ngx_http_pusher_parser_free(void *p, void *ctx);
 
@@ -29,6 +31,7 @@ static void ngx_http_pusher_parser_free(void *p, void *ctx);
 static u_char                 *ngx_http_pusher_recv_buf;
 static ngx_queue_t             ngx_http_pusher_dirty;
 static ngx_http_pusher_out_t  *ngx_http_pusher_free_outs;
+static ngx_uint_t              ngx_http_pusher_nfree_outs;
 static ngx_buf_t               ngx_http_pusher_bufs[NGX_HTTP_PUSHER_IOVS];
 static ngx_chain_t             ngx_http_pusher_chain[NGX_HTTP_PUSHER_IOVS];
 static ngx_event_t             ngx_http_pusher_flush_timer;
@@ -63,6 +66,7 @@ ngx_http_pusher_ws_exit_worker(void)
     while (ngx_http_pusher_free_outs) {
         out = ngx_http_pusher_free_outs;
         ngx_http_pusher_free_outs = out->next;
+        ngx_http_pusher_nfree_outs--;
         ngx_free(out);
     }
 
@@ -498,6 +502,7 @@ ngx_http_pusher_msg_release(ngx_http_pusher_msg_t *msg)
 ngx_int_t
 ngx_http_pusher_queue(ngx_http_pusher_conn_t *pc, ngx_http_pusher_msg_t *msg)
 {
+    size_t                  cost;
     ngx_connection_t       *c;
     ngx_http_pusher_out_t  *out;
 
@@ -507,7 +512,10 @@ ngx_http_pusher_queue(ngx_http_pusher_conn_t *pc, ngx_http_pusher_msg_t *msg)
         return NGX_DECLINED;
     }
 
-    if (pc->out_bytes + msg->len > NGX_HTTP_PUSHER_SEND_QUEUE_MAX) {
+    /* the heap a queued frame holds, not only its bytes (a pong: 2 + 64) */
+    cost = NGX_HTTP_PUSHER_OUT_COST(msg->len);
+
+    if (pc->out_bytes + cost > NGX_HTTP_PUSHER_SEND_QUEUE_MAX) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "pusher: client is too slow, %uz bytes queued",
                       pc->out_bytes);
@@ -520,6 +528,7 @@ ngx_http_pusher_queue(ngx_http_pusher_conn_t *pc, ngx_http_pusher_msg_t *msg)
 
     if (out) {
         ngx_http_pusher_free_outs = out->next;
+        ngx_http_pusher_nfree_outs--;
 
     } else {
         out = ngx_alloc(sizeof(ngx_http_pusher_out_t), c->log);
@@ -534,7 +543,7 @@ ngx_http_pusher_queue(ngx_http_pusher_conn_t *pc, ngx_http_pusher_msg_t *msg)
 
     *pc->out_last = out;
     pc->out_last = &out->next;
-    pc->out_bytes += msg->len;
+    pc->out_bytes += cost;
 
     if (!pc->in_dirty) {
         ngx_queue_insert_tail(&ngx_http_pusher_dirty, &pc->dirty);
@@ -542,6 +551,46 @@ ngx_http_pusher_queue(ngx_http_pusher_conn_t *pc, ngx_http_pusher_msg_t *msg)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A reply of which one waiting copy is enough: a pong frame (RFC 6455
+ * 5.5.3 allows answering only the latest ping: the waiting one gets its
+ * payload) and pusher:pong.  A client that floods pings without reading
+ * holds one reply, not one per ping.  *pending names the waiting copy, and
+ * is cleared when it goes out.
+ */
+
+static ngx_int_t
+ngx_http_pusher_queue_reply(ngx_http_pusher_conn_t *pc,
+    ngx_http_pusher_msg_t *msg, ngx_http_pusher_out_t **pending)
+{
+    ngx_int_t               rc;
+    ngx_http_pusher_out_t  *out;
+
+    out = *pending;
+
+    /* not begun: the head of the queue may be partly written */
+
+    if (out && !(out == pc->out && pc->out_sent)) {
+        pc->out_bytes += NGX_HTTP_PUSHER_OUT_COST(msg->len);
+        pc->out_bytes -= NGX_HTTP_PUSHER_OUT_COST(out->msg->len);
+        ngx_http_pusher_msg_release(out->msg);
+        out->msg = msg;
+        msg->refs++;
+        return NGX_OK;
+    }
+
+    rc = ngx_http_pusher_queue(pc, msg);
+
+    if (rc == NGX_OK) {
+        *pending = (ngx_http_pusher_out_t *)
+                   ((u_char *) pc->out_last
+                    - offsetof(ngx_http_pusher_out_t, next));
+    }
+
+    return rc;
 }
 
 
@@ -570,6 +619,38 @@ ngx_http_pusher_send_text(ngx_http_pusher_conn_t *pc, u_char *json,
 }
 
 
+/* pusher:pong, at most one waiting (ngx_http_pusher_queue_reply) */
+
+ngx_int_t
+ngx_http_pusher_send_pong_text(ngx_http_pusher_conn_t *pc, u_char *json,
+    size_t len)
+{
+    size_t                  hlen;
+    ngx_int_t               rc;
+    ngx_http_pusher_msg_t  *msg;
+
+    if (pc->text_pong && !(pc->text_pong == pc->out && pc->out_sent)) {
+        /* the same bytes wait already */
+        return NGX_OK;
+    }
+
+    hlen = pusher_ws_frame_header_size(len);
+
+    msg = ngx_http_pusher_msg_alloc(hlen + len);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) pusher_ws_frame_header(msg->data, PUSHER_WS_OP_TEXT, len);
+    ngx_memcpy(msg->data + hlen, json, len);
+
+    rc = ngx_http_pusher_queue_reply(pc, msg, &pc->text_pong);
+    ngx_http_pusher_msg_release(msg);
+
+    return rc;
+}
+
+
 ngx_int_t
 ngx_http_pusher_send_control(ngx_http_pusher_conn_t *pc, ngx_uint_t opcode,
     const u_char *data, size_t len)
@@ -592,7 +673,13 @@ ngx_http_pusher_send_control(ngx_http_pusher_conn_t *pc, ngx_uint_t opcode,
         ngx_memcpy(msg->data + 2, data, len);
     }
 
-    rc = ngx_http_pusher_queue(pc, msg);
+    if (opcode == PUSHER_WS_OP_PONG) {
+        rc = ngx_http_pusher_queue_reply(pc, msg, &pc->pong);
+
+    } else {
+        rc = ngx_http_pusher_queue(pc, msg);
+    }
+
     ngx_http_pusher_msg_release(msg);
 
     return rc;
@@ -806,8 +893,6 @@ ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
             b = &ngx_http_pusher_bufs[i];
             out = pc->out;
 
-            pc->out_bytes -= b->pos - (out->msg->data + pc->out_sent);
-
             if (b->pos != b->last) {
                 pc->out_sent = b->pos - out->msg->data;
                 break;
@@ -815,10 +900,9 @@ ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc)
 
             pc->out_sent = 0;
             pc->out = out->next;
+            pc->out_bytes -= NGX_HTTP_PUSHER_OUT_COST(out->msg->len);
 
-            ngx_http_pusher_msg_release(out->msg);
-            out->next = ngx_http_pusher_free_outs;
-            ngx_http_pusher_free_outs = out;
+            ngx_http_pusher_out_release(pc, out);
         }
 
         if (pc->out == NULL) {
@@ -1020,9 +1104,7 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
         out = pc->out;
         pc->out = out->next;
 
-        ngx_http_pusher_msg_release(out->msg);
-        out->next = ngx_http_pusher_free_outs;
-        ngx_http_pusher_free_outs = out;
+        ngx_http_pusher_out_release(pc, out);
     }
 
     pusher_ws_parser_free(&pc->parser);
@@ -1040,6 +1122,37 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
 #endif
 
     ngx_http_close_connection(c);
+}
+
+
+/*
+ * A written queue entry goes back to the worker's free list, which keeps
+ * at most NGX_HTTP_PUSHER_FREE_OUTS of them: a burst does not leave its
+ * high-water mark of entries behind.
+ */
+
+static void
+ngx_http_pusher_out_release(ngx_http_pusher_conn_t *pc,
+    ngx_http_pusher_out_t *out)
+{
+    if (out == pc->pong) {
+        pc->pong = NULL;
+    }
+
+    if (out == pc->text_pong) {
+        pc->text_pong = NULL;
+    }
+
+    ngx_http_pusher_msg_release(out->msg);
+
+    if (ngx_http_pusher_nfree_outs >= NGX_HTTP_PUSHER_FREE_OUTS) {
+        ngx_free(out);
+        return;
+    }
+
+    out->next = ngx_http_pusher_free_outs;
+    ngx_http_pusher_free_outs = out;
+    ngx_http_pusher_nfree_outs++;
 }
 
 

@@ -151,13 +151,15 @@ test('handshake and a 6 KB first frame in one write (beyond the 1k header buffer
 test('large header buffers: a 2 KB header and 100 KB of frames in one write are all read, none dropped', async () => {
     const big = await startServer({ http: { large_client_header_buffers: '4 256k' } });
     try {
+        /* 100 subscribes of ~1 KB, each answered by its own frame */
         const pad = 'p'.repeat(1000);
-        const frames = Buffer.concat(Array.from({ length: 100 }, (_, i) => buildFrame(OP.TEXT, JSON.stringify({ event: 'pusher:ping', data: { i, pad } }))));
+        const frames = Buffer.concat(Array.from({ length: 100 }, (_, i) => buildFrame(OP.TEXT,
+            JSON.stringify({ event: 'pusher:subscribe', data: { auth: '', channel: `c-${i}`, pad } }))));
         const ws = await RawWs.connect(big.port, `/app/${big.key}?protocol=7`, { headers: { 'X-Pad': 'x'.repeat(2000) }, extra: frames });
         big.track(ws);
         assert.match((await ws.next()).text, /^\{"event":"pusher:connection_established"/);
         for (let i = 0; i < 100; i++) {
-            await ws.expectText(PONG);
+            await ws.expectText(JSON.stringify({ event: 'pusher_internal:subscription_succeeded', channel: `c-${i}`, data: '{}' }));
         }
         ws.close();
     } finally {

@@ -6,14 +6,20 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const { before, after } = require('node:test');
 
-const { startServer, test, socketWorker, SLOW, httpRequest } = require('./lib/harness');
+const { startServer, test, socketWorker, sleep, SLOW, httpRequest } = require('./lib/harness');
 const { signedPath } = require('./lib/sign');
-const { connectRaw, connectRawAcrossWorkers, subscribeRaw } = require('./lib/clients');
+const { buildFrame, OP } = require('./lib/rawws');
+const {
+    connectRaw, connectRawAcrossWorkers, subscribeRaw, eventFrame, sdk, sdkTrigger,
+} = require('./lib/clients');
 
 let srv;
 
+let api;
+
 before(async () => {
     srv = await startServer();
+    api = sdk(srv);
 });
 
 after(async () => {
@@ -87,3 +93,56 @@ test('a subscriber that never reads: others get every event in order, the worker
     }
     slow.close();
 });
+
+/*
+ * n empty WebSocket pings (6 bytes each on the wire, masked) or pusher:ping
+ * messages in one buffer
+ */
+function pingFlood(n, text) {
+    const one = text ? buildFrame(OP.TEXT, '{"event":"pusher:ping","data":{}}') : buildFrame(OP.PING, '');
+    return Buffer.concat(Array.from({ length: n }, () => one));
+}
+
+for (const [what, text] of [['WebSocket pings', false], ['pusher:ping messages', true]]) {
+    test(`8 sockets that flood ${what} and never read hold one reply each: the worker does not grow, the others are served`, { timeout: 60000 * SLOW }, async (t) => {
+        const [probe] = await connectRawAcrossWorkers(srv, 1);
+        await subscribeRaw(probe, 'calm');
+        const worker = socketWorker(probe.socketId);
+        const flooders = [];
+        while (flooders.length < 8) {
+            const ws = await connectRaw(srv);
+            if (ws.worker === worker) {
+                ws.sock.pause();
+                flooders.push(ws);
+            } else {
+                ws.close();
+            }
+        }
+        const rss0 = rssKb(worker);
+        /* 200,000 pings per socket, 1.2 MB (or 8 MB of pusher:ping) each */
+        const burst = pingFlood(text ? 25000 : 200000, text);
+        for (const ws of flooders) {
+            ws.write(burst);
+        }
+        await sleep(1500 * SLOW);
+        /* the others are served meanwhile */
+        const r = await sdkTrigger(api, 'calm', 'e', { n: 1 });
+        assert.equal(r.status, 200);
+        await probe.expectText(eventFrame('e', 'calm', { n: 1 }), { timeout: 5000 });
+        const rss1 = rssKb(worker);
+        t.diagnostic(`worker ${worker} RSS ${rss0} kB -> ${rss1} kB with 8 sockets flooding ${what}`);
+        if (process.env.PUSHER_SANITIZE !== '1') {
+            assert.ok(rss1 - rss0 < 8 * 1024, `worker RSS grew by ${rss1 - rss0} kB`);
+        }
+        /* each still holds a reply: it gets it when it reads */
+        for (const ws of flooders) {
+            ws.sock.resume();
+        }
+        for (const ws of flooders) {
+            const f = await ws.next({ timeout: 5000, skip: true, what: 'a reply', pred: (x) => x.opcode === OP.PONG || (x.text || '').includes('pusher:pong') });
+            assert.ok(f);
+            ws.close();
+        }
+        probe.close();
+    });
+}
