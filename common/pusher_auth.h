@@ -69,7 +69,7 @@ typedef enum {
 
 
 /*
- * Verify a signed Pusher HTTP API request (reference section 5.1).
+ * Verify a signed Pusher HTTP API request (docs/protocol.md, "Signatures").
  *
  * query is the raw query string (without '?'); keys and values are
  * URL-decoded ('+' is a space), sorted by key, joined "k=v" with '&',

@@ -4,7 +4,7 @@
  * Inbound client messages are parsed with cJSON; "data" may be an object
  * or a JSON string holding one (pusher-js sends objects, other clients
  * strings).  Outbound frames are written by hand into caller buffers, in
- * the wire shape of ../shared/reference/pusher-protocol.md section 9
+ * the wire shape of docs/protocol.md, "Messages"
  * (string "data" for pusher:* events).
  */
 
@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 
-/* pusher:error / close codes, ../shared/reference/pusher-protocol.md 1.5 */
+/* pusher:error / close codes: docs/protocol.md, "Errors and close codes" */
 #define PUSHER_ERR_APP_NOT_FOUND     4001
 #define PUSHER_ERR_APP_DISABLED      4003
 #define PUSHER_ERR_OVER_QUOTA        4004

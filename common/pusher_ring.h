@@ -11,7 +11,10 @@
  *           cursor + capacity > tail_intent (not overwritten meanwhile)
  *
  * A reader that fell more than a capacity behind is "lapped": it counts
- * it and jumps to latest.  Neither side ever waits for the other.
+ * it and jumps to latest.  The writer never waits inside the ring; its
+ * owner decides before writing, from the cursors the readers publish in
+ * their wake slots (pusher_ring_store_cursor), whether a batch would lap a
+ * reader that keeps up (docs/architecture.md, "The ring").
  */
 
 #ifndef PUSHER_RING_H

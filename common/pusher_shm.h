@@ -98,9 +98,9 @@ typedef struct {
  * One wake slot per attached worker, one cache line each.  The worker
  * stores armed = 1 before it sleeps; the broker exchanges it to 0 after a
  * publish and sends a doorbell over the control connection if it was 1.
- * The worker also stores (release) its reader's cursor after each batch it
- * has handed to its sockets: the broker does not write over what a worker
- * that keeps up has yet to read (pusher_ring_room()).
+ * The worker also stores (release) its reader's cursor after each record
+ * it has copied out of the ring: the broker does not write over what a
+ * worker that keeps up has yet to read (broker/src/ring_flow.hpp).
  */
 typedef struct {
     uint32_t  armed;

@@ -26,7 +26,7 @@ inline constexpr std::uint32_t max_webhook_vacated_delay = 3600 * 1000;
 inline constexpr std::size_t max_webhooks_per_app = 16;
 inline constexpr std::size_t max_webhook_headers = 32;
 
-// The webhook event types (pusher-protocol.md 6.3), as bits of
+// The webhook event types (docs/protocol.md, "Webhooks"), as bits of
 // webhook_config::events; names and bits are pusher_proto.h's.
 enum webhook_event : unsigned {
     webhook_channel_occupied = PUSHER_WEBHOOK_CHANNEL_OCCUPIED,

@@ -15,7 +15,7 @@
 
 namespace pusher::broker {
 
-// Presence membership of the node (ARCHITECTURE.md contract 6): per app
+// Presence membership of the node (docs/architecture.md): per app
 // and presence channel, the users in first-join order, each with the
 // user_id and user_info JSON of its first connection and the sockets it
 // has in the channel, and for each control connection the memberships it
@@ -141,7 +141,7 @@ private:
     std::unordered_map<conn_id, conn_set> conns_;
 };
 
-// The JSON texts the broker sends for presence (pusher-protocol.md 2.5).
+// The presence JSON the broker sends (docs/protocol.md, "Presence channels").
 std::string member_added_json(std::string_view channel,
                               std::string_view user_id,
                               std::string_view user_info);

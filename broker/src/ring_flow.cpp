@@ -28,8 +28,10 @@ bool ring_flow::room(std::uint64_t end, clock::time_point now)
     for (std::uint32_t k = 0; k < PUSHER_SHM_WAKE_SLOTS; k++) {
         const pusher_shm_wake_t *wake = seg_.wake(k);
         slot_state &s = slots_[k];
-        // set by control_server when it hands the slot to a worker, with
-        // the cursor at the tail of that moment
+        // set by control_server when it hands the slot to a worker; the
+        // worker stores its cursor once it has mapped the segment (until
+        // then the slot may show its previous owner's cursor, which at
+        // worst makes a request wait until the new owner's first store)
         std::uint32_t pid = pusher_load_acquire_u32(&wake->pid);
         if (pid == 0) {
             s = slot_state{};

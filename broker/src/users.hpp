@@ -13,7 +13,7 @@
 
 namespace pusher::broker {
 
-// Signed-in users of the node (pusher:signin, pusher-protocol.md 3.1):
+// Signed-in users of the node (docs/protocol.md, "User sign-in"):
 // per app, the sockets of each user with the control connection that
 // announced them and their watchlists.  A user is online from its first
 // socket to its last.  A watcher entry (watched user -> watcher) exists

@@ -19,7 +19,7 @@ class context;
 
 namespace pusher::broker {
 
-// Webhooks (soketi's set, pusher-protocol.md 6.3), POSTed by the broker to
+// Webhooks (soketi's set; docs/protocol.md), POSTed by the broker to
 // the endpoints of each app's "webhooks" (HELLO).
 //
 // Per endpoint (app, webhook): a bounded queue of event objects and at

@@ -85,7 +85,7 @@ assert_str(pusher_str_t s, const char *expect)
 
 static const parse_case_t  parse_cases[] = {
 
-    /* pusher-js: object data, reference section 2.2 */
+    /* pusher-js: object data (docs/protocol.md, "Messages") */
     { "public subscribe",
       "{\"event\":\"pusher:subscribe\","
       "\"data\":{\"auth\":\"\",\"channel\":\"my-channel\"}}",

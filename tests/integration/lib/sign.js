@@ -1,6 +1,6 @@
 'use strict';
 /*
- * Pusher HTTP API request signing (reference/pusher-protocol.md 5.1),
+ * Pusher HTTP API request signing (docs/protocol.md, "Signatures"),
  * written from the spec so tests can also produce wrong signatures:
  *
  *   string_to_sign = METHOD "\n" PATH "\n" sorted "k=v" joined by "&"
