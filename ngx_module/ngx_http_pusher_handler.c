@@ -219,10 +219,22 @@ ngx_http_pusher_handoff(ngx_event_t *wev)
     }
 
     pc->request = NULL;
+    c->data = pc;
+
+    if (r->pool->cleanup) {
+        /*
+         * A module holds something for the request's lifetime, such as
+         * limit_conn's count of connections: the request lives as long as
+         * the socket, with its header buffers (its log line reads them),
+         * and is freed when the socket closes.
+         */
+
+        pc->kept = r;
+        goto start;
+    }
 
     ngx_http_free_request(r, 0);
 
-    c->data = pc;
     c->destroyed = 0;
 
     /* release the header buffers, as ngx_http_set_keepalive() does */
@@ -249,6 +261,8 @@ ngx_http_pusher_handoff(ngx_event_t *wev)
     if (c->buffer && ngx_pfree(c->pool, c->buffer->start) == NGX_OK) {
         c->buffer = NULL;
     }
+
+start:
 
 #if (NGX_HTTP_SSL)
     if (c->ssl) {

@@ -16,6 +16,8 @@ static char *ngx_http_pusher_app_directive(ngx_conf_t *cf, ngx_command_t *dummy,
     void *conf);
 static char *ngx_http_pusher_allowed_origins(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_pusher_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_http_pusher_app_digest(ngx_http_pusher_app_t *app);
@@ -121,6 +123,13 @@ static ngx_command_t  ngx_http_pusher_app_commands[] = {
       ngx_conf_set_num_slot,
       0,
       offsetof(ngx_http_pusher_app_t, client_event_rate),
+      NULL },
+
+    { ngx_string("rate_limit"),
+      NGX_CONF_TAKE123,
+      ngx_http_pusher_rate_limit,
+      0,
+      0,
       NULL },
 
     { ngx_string("presence_max_members"),
@@ -341,6 +350,7 @@ ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf)
                                  NGX_HTTP_PUSHER_CLIENT_EVENTS_MEMBERS);
         ngx_conf_init_uint_value(app[i].client_event_rate,
                                  NGX_HTTP_PUSHER_CLIENT_EVENT_RATE);
+        ngx_conf_init_msec_value(app[i].rate_limit_decay, 0);
         ngx_conf_init_uint_value(app[i].presence_max_members,
                                  NGX_HTTP_PUSHER_PRESENCE_MEMBERS);
         ngx_conf_init_size_value(app[i].presence_max_user_info,
@@ -455,6 +465,7 @@ ngx_http_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     app->max_message_size = NGX_CONF_UNSET_SIZE;
     app->client_events = NGX_CONF_UNSET_UINT;
     app->client_event_rate = NGX_CONF_UNSET_UINT;
+    app->rate_limit_decay = NGX_CONF_UNSET_MSEC;
     app->presence_max_members = NGX_CONF_UNSET_UINT;
     app->presence_max_user_info = NGX_CONF_UNSET_SIZE;
     app->signin_timeout = NGX_CONF_UNSET_MSEC;
@@ -627,6 +638,65 @@ ngx_http_pusher_allowed_origins(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * rate_limit MAX_ATTEMPTS [DECAY] [terminate]: Reverb's message rate
+ * limit.  At most MAX_ATTEMPTS messages per DECAY (default 60s) from one
+ * socket, counted from the first message of a window; the others get
+ * pusher:error 4301 "Rate limit exceeded" and are dropped, or with
+ * "terminate" close the socket with 4301.
+ */
+
+static char *
+ngx_http_pusher_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pusher_app_t *app = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    ngx_msec_t   decay;
+    ngx_uint_t   i;
+
+    if (app->rate_limit_decay != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid number of attempts \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    app->rate_limit = (ngx_uint_t) n;
+    app->rate_limit_decay = 60000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (value[i].len == 9
+            && ngx_strncmp(value[i].data, "terminate", 9) == 0)
+        {
+            app->rate_limit_terminate = 1;
+            continue;
+        }
+
+        decay = ngx_parse_time(&value[i], 0);
+
+        if (i != 2 || decay == (ngx_msec_t) NGX_ERROR || decay == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": a time such as "
+                               "\"60s\", or \"terminate\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        app->rate_limit_decay = decay;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* webhook URL [events=a,b] [prefix=STR] [suffix=STR] [header=Name:Value]... */
 
 static char *
@@ -786,7 +856,7 @@ static void
 ngx_http_pusher_app_digest(ngx_http_pusher_app_t *app)
 {
     uint32_t    crc;
-    ngx_uint_t  v[11];
+    ngx_uint_t  v[14];
 
     v[0] = app->activity_timeout;
     v[1] = app->ping_interval;
@@ -799,6 +869,9 @@ ngx_http_pusher_app_digest(ngx_http_pusher_app_t *app)
     v[8] = app->signin_timeout;
     v[9] = app->enabled;
     v[10] = app->key.len;
+    v[11] = app->rate_limit;
+    v[12] = app->rate_limit_decay;
+    v[13] = app->rate_limit_terminate;
 
     ngx_crc32_init(crc);
     ngx_crc32_update(&crc, (u_char *) v, sizeof(v));

@@ -44,6 +44,8 @@
 
 /* per-worker socket read buffer; a whole message is parsed in place */
 #define NGX_HTTP_PUSHER_RECV_BUFFER        (64 * 1024)
+/* bytes one socket may read in one turn of the event loop */
+#define NGX_HTTP_PUSHER_READ_BUDGET        (4 * NGX_HTTP_PUSHER_RECV_BUFFER)
 
 /* bytes queued to one socket before it is dropped as too slow */
 #define NGX_HTTP_PUSHER_SEND_QUEUE_MAX     (1024 * 1024)
@@ -129,6 +131,9 @@ typedef struct {
     size_t                     max_message_size;
     ngx_uint_t                 client_events;
     ngx_uint_t                 client_event_rate;
+    ngx_uint_t                 rate_limit;         /* messages; 0: none */
+    ngx_msec_t                 rate_limit_decay;   /* per this window */
+    ngx_flag_t                 rate_limit_terminate;
     ngx_uint_t                 presence_max_members;
     size_t                     presence_max_user_info;
     ngx_msec_t                 signin_timeout;     /* 0: no deadline */
@@ -220,6 +225,7 @@ struct ngx_http_pusher_conn_s {
     ngx_connection_t          *connection;
     ngx_http_pusher_app_t     *app;                /* NULL: unknown key */
     ngx_http_request_t        *request;            /* until the hand-off */
+    ngx_http_request_t        *kept;               /* kept for limit_conn */
 
     ngx_queue_t                subs;               /* ngx_http_pusher_sub_t */
     ngx_queue_t                dirty;              /* in the flush list */
@@ -238,6 +244,8 @@ struct ngx_http_pusher_conn_s {
     ngx_str_t                  user_info;          /* JSON from user_data */
     ngx_msec_t                 rate_window;        /* client event window */
     ngx_uint_t                 rate_count;
+    ngx_msec_t                 msg_window;         /* rate_limit window */
+    ngx_uint_t                 msg_count;
     ngx_msec_t                 ping_sent;
     ngx_uint_t                 id;                 /* socket_id "pid.id" */
 

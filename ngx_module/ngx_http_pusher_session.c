@@ -15,6 +15,7 @@
 #define NGX_HTTP_PUSHER_FRAME_MAX          2048
 
 
+static ngx_uint_t ngx_http_pusher_session_rate(ngx_http_pusher_conn_t *pc);
 static void ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
     pusher_msg_t *m);
 static void ngx_http_pusher_subscribe_presence_message(
@@ -98,6 +99,42 @@ ngx_http_pusher_session_open(ngx_http_pusher_conn_t *pc)
 }
 
 
+/*
+ * rate_limit, as Reverb counts: every message, valid or not, from the
+ * first of a window of rate_limit_decay; 0 if this one is over the limit
+ * (refused with 4301, the socket closed with "terminate")
+ */
+
+static ngx_uint_t
+ngx_http_pusher_session_rate(ngx_http_pusher_conn_t *pc)
+{
+    ngx_msec_t              now;
+    ngx_http_pusher_app_t  *app;
+
+    app = pc->app;
+    now = ngx_current_msec;
+
+    if (pc->msg_count == 0 || now - pc->msg_window >= app->rate_limit_decay) {
+        pc->msg_window = now;
+        pc->msg_count = 0;
+    }
+
+    if (pc->msg_count < app->rate_limit) {
+        pc->msg_count++;
+        return 1;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
+                  "pusher: client is over rate_limit %ui per %M ms",
+                  app->rate_limit, app->rate_limit_decay);
+
+    ngx_http_pusher_session_error(pc, PUSHER_ERR_CLIENT_EVENT,
+                                  "Rate limit exceeded",
+                                  app->rate_limit_terminate);
+    return 0;
+}
+
+
 void
 ngx_http_pusher_session_message(ngx_http_pusher_conn_t *pc,
     const u_char *data, size_t len)
@@ -106,6 +143,10 @@ ngx_http_pusher_session_message(ngx_http_pusher_conn_t *pc,
     ngx_int_t     rc;
     pusher_msg_t  m;
     u_char        buf[NGX_HTTP_PUSHER_FRAME_MAX];
+
+    if (pc->app->rate_limit && !ngx_http_pusher_session_rate(pc)) {
+        return;
+    }
 
     rc = pusher_msg_parse(&m, data, len);
 

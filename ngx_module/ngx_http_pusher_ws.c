@@ -155,6 +155,7 @@ ngx_http_pusher_ws_start(ngx_http_pusher_conn_t *pc, u_char *pipelined,
 static void
 ngx_http_pusher_read_handler(ngx_event_t *rev)
 {
+    size_t                   budget;
     ssize_t                  n;
     ngx_connection_t        *c;
     ngx_http_pusher_conn_t  *pc;
@@ -217,9 +218,20 @@ ngx_http_pusher_read_handler(ngx_event_t *rev)
         return;
     }
 
-    for ( ;; ) {
+    for (budget = NGX_HTTP_PUSHER_READ_BUDGET; /* void */; /* void */) {
 
-        n = c->recv(c, ngx_http_pusher_recv_buf, NGX_HTTP_PUSHER_RECV_BUFFER);
+        if (budget == 0) {
+            /*
+             * this socket has had its turn: the others, the ring and the
+             * API come first, then it reads on from a posted event
+             */
+            ngx_post_event(rev, &ngx_posted_events);
+            ngx_http_pusher_flush_dirty();
+            return;
+        }
+
+        n = c->recv(c, ngx_http_pusher_recv_buf,
+                    ngx_min(budget, NGX_HTTP_PUSHER_RECV_BUFFER));
 
         if (n == NGX_AGAIN) {
             break;
@@ -232,6 +244,8 @@ ngx_http_pusher_read_handler(ngx_event_t *rev)
             ngx_http_pusher_flush_dirty();
             return;
         }
+
+        budget -= n;
 
         pc->last_activity = ngx_current_msec;
         pc->pinged = 0;
@@ -1120,6 +1134,12 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
         c->ssl->no_wait_shutdown = 1;
     }
 #endif
+
+    if (pc->kept) {
+        /* limit_conn and the like let go; the access log line is written */
+        ngx_http_free_request(pc->kept, 0);
+        pc->kept = NULL;
+    }
 
     ngx_http_close_connection(c);
 }

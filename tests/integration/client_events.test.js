@@ -28,12 +28,14 @@ const { buildFrame, OP } = require('./lib/rawws');
 const NONE = { id: '6001', key: 'none-key', secret: 'none-secret', app: { client_events: 'none' } };
 const ALL = { id: '6002', key: 'all-key', secret: 'all-secret', app: { client_events: 'all' } };
 const RATE3 = { id: '6003', key: 'rate-key', secret: 'rate-secret', app: { client_event_rate: 3 } };
+const LIMIT = { id: '6004', key: 'limit-key', secret: 'limit-secret', app: { rate_limit: '5 1s' } };
+const LIMIT_TERM = { id: '6005', key: 'limitt-key', secret: 'limitt-secret', app: { rate_limit: '5 terminate' } };
 
 let srv;
 let api;
 
 before(async () => {
-    srv = await startServer({ extraApps: [NONE, ALL, RATE3] });
+    srv = await startServer({ extraApps: [NONE, ALL, RATE3, LIMIT, LIMIT_TERM] });
     api = sdk(srv);
 });
 
@@ -113,6 +115,55 @@ test('a client event in a BINARY frame with the byte 0xFF in its data: the sende
     for (const ws of s) {
         ws.close();
     }
+});
+
+const ERR_LIMIT = errorFrame(4301, 'Rate limit exceeded');
+
+test('rate_limit 5 1s (Reverb\'s): 5 messages of any kind per window from the first; the 6th gets 4301 and is dropped, the socket stays; the next window accepts again', async () => {
+    const ws = await connectRaw(srv, { key: LIMIT.key });
+    for (let i = 0; i < 4; i++) {
+        ws.sendJson({ event: 'pusher:ping', data: {} });
+        await ws.expectText(PONG);
+    }
+    /* an invalid message counts too */
+    ws.sendText('{nope');
+    await ws.expectText(errorFrame(4200, 'Invalid message format'));
+    ws.sendJson({ event: 'pusher:subscribe', data: { auth: '', channel: 'dropped' } });
+    await ws.expectText(ERR_LIMIT);
+    ws.sendJson({ event: 'pusher:ping', data: {} });
+    await ws.expectText(ERR_LIMIT);
+    await ws.expectNothing(100);
+    await sleep(1000);
+    ws.sendJson({ event: 'pusher:subscribe', data: { auth: '', channel: 'accepted' } });
+    await ws.expectText(JSON.stringify({ event: 'pusher_internal:subscription_succeeded', channel: 'accepted', data: '{}' }));
+    ws.close();
+});
+
+test('rate_limit 5 terminate: the 6th message gets 4301 and the close 4301; WebSocket pings do not count', async () => {
+    const ws = await connectRaw(srv, { key: LIMIT_TERM.key });
+    for (let i = 0; i < 20; i++) {
+        ws.send(OP.PING, 'x');
+    }
+    for (let i = 0; i < 5; i++) {
+        ws.sendJson({ event: 'pusher:ping', data: {} });
+    }
+    const seen = [];
+    for (;;) {
+        const f = await ws.next();
+        if (f.opcode === OP.PONG) {
+            continue;
+        }
+        seen.push(f.text);
+        if (seen.length === 1) {
+            break;
+        }
+    }
+    /* five pusher:pings: one or more pusher:pong (one reply waits at most) */
+    assert.equal(seen[0], PONG);
+    ws.sendJson({ event: 'pusher:ping', data: {} });
+    const e = await ws.waitEvent('pusher:error');
+    assert.equal(e.raw, ERR_LIMIT);
+    await ws.expectClose(4301, 'Rate limit exceeded');
 });
 
 const DATA_VALUES = [

@@ -167,6 +167,40 @@ test('large header buffers: a 2 KB header and 100 KB of frames in one write are 
     }
 });
 
+test('nginx\'s limit_conn and limit_req in location /app/: at most 2 WebSockets per address, freed when one closes; handshakes over the rate get 503', async () => {
+    const lim = await startServer({
+        http: {
+            limit_conn_zone: '$binary_remote_addr zone=ws_conns:1m',
+            limit_req_zone: '$binary_remote_addr zone=ws_rate:1m rate=60r/m',
+        },
+        appLocation: { limit_conn: 'ws_conns 2', limit_req: 'zone=ws_rate burst=3 nodelay' },
+    });
+    try {
+        const path = `/app/${lim.key}?protocol=7`;
+        const a = await RawWs.connect(lim.port, path);
+        const b = await RawWs.connect(lim.port, path);
+        lim.track(a);
+        lim.track(b);
+        /* the count lives as long as the sockets, not as long as the handshake */
+        const third = await RawWs.connect(lim.port, path, { allowFail: true });
+        assert.equal(third.response.status, 503, third.response.statusLine);
+        a.close();
+        await a.tcpClosed;
+        await new Promise((r) => setTimeout(r, 100));
+        /* the 4th handshake of this minute: 1 + burst 3 */
+        const c = await RawWs.connect(lim.port, path);
+        lim.track(c);
+        assert.match((await c.next()).text, /^\{"event":"pusher:connection_established"/);
+        b.close();
+        await b.tcpClosed;
+        await new Promise((r) => setTimeout(r, 100));
+        const fifth = await RawWs.connect(lim.port, path, { allowFail: true });
+        assert.equal(fifth.response.status, 503, 'limit_req: the 5th handshake within the minute');
+    } finally {
+        await lim.stop();
+    }
+});
+
 test('handshake and two frames in one write, the second split across the boundary', async () => {
     const ping = buildFrame(OP.TEXT, '{"event":"pusher:ping","data":{}}');
     const wsPing = buildFrame(OP.PING, 'x');

@@ -244,6 +244,17 @@ describe('default limits (max_message_size 10000)', () => {
         ws.close();
     });
 
+    test('1 MB of subscribes in one write (past the per-turn read budget): all 1,000 answered in order', async () => {
+        const ws = await connectRaw(srv);
+        const pad = 'p'.repeat(1000);
+        ws.write(Buffer.concat(Array.from({ length: 1000 }, (_, i) => buildFrame(OP.TEXT,
+            JSON.stringify({ event: 'pusher:subscribe', data: { auth: '', channel: `budget-${i}`, pad } })))));
+        for (let i = 0; i < 1000; i++) {
+            await ws.expectText(JSON.stringify({ event: 'pusher_internal:subscription_succeeded', channel: `budget-${i}`, data: '{}' }), { timeout: 10000 });
+        }
+        ws.close();
+    });
+
     test('client close 1000 -> server close 1000, then TCP closed', async () => {
         const ws = await connectRaw(srv);
         ws.sendClose(1000, 'bye');

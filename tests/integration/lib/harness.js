@@ -229,7 +229,7 @@ ${app}
 ${extraApps}    upstream pusher_broker_api { server unix:${P}/api.sock; keepalive 8; }
     server {
         ${listen}
-        location /app/ { pusher; }
+        location /app/ { ${directiveLines(s.appLocation).replace(/\n */g, ' ').trim()} pusher; }
         location /apps/ { proxy_pass http://pusher_broker_api; proxy_http_version 1.1; proxy_set_header Connection ""; }
         location = /up { proxy_pass http://pusher_broker_api; proxy_http_version 1.1; proxy_set_header Connection ""; }
     }
@@ -244,9 +244,10 @@ class Server {
         this.secret = opts.secret || APP_SECRET;
         this.app = { ...APP_DEFAULTS, ...(opts.app || {}) };
         this.extraApps = opts.extraApps || [];
-        /* main, http: {directive: value} in nginx.conf's contexts */
+        /* main, http, appLocation (location /app/): {directive: value} */
         this.main = opts.main || {};
         this.http = opts.http || {};
+        this.appLocation = opts.appLocation || {};
         /* tls: true listens with "ssl http2" whatever PUSHER_TLS says */
         this.tls = opts.tls === undefined ? TLS : opts.tls;
         if (this.tls) {
