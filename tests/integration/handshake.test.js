@@ -4,8 +4,8 @@
 const assert = require('node:assert/strict');
 const { before, after } = require('node:test');
 
-const { startServer, test, httpRequest, wsUrl } = require('./lib/harness');
-const { RawWs, OP, buildFrame, acceptFor, rawHttp } = require('./lib/rawws');
+const { startServer, test, httpRequest, wsUrl, SLOW } = require('./lib/harness');
+const { RawWs, OP, buildFrame, acceptFor, rawHttp, connectSocket } = require('./lib/rawws');
 const { establishedFrame, PONG, SOCKET_ID_RE } = require('./lib/clients');
 
 let srv;
@@ -198,6 +198,35 @@ test('nginx\'s limit_conn and limit_req in location /app/: at most 2 WebSockets 
         assert.equal(fifth.response.status, 503, 'limit_req: the 5th handshake within the minute');
     } finally {
         await lim.stop();
+    }
+});
+
+test('200 sockets that send half an upgrade request and stall: a normal client still gets connection_established at once; client_header_timeout closes them', async () => {
+    const slow = await startServer({ http: { client_header_timeout: '2s' } });
+    try {
+        const half = [];
+        for (let i = 0; i < 200; i++) {
+            const sock = connectSocket(slow.port, slow.tls);
+            sock.on('error', () => {});
+            sock.gone = new Promise((resolve) => sock.on('close', resolve));
+            sock.write(`GET /app/${slow.key}?protocol=7 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n`);
+            half.push(sock);
+        }
+        const t0 = Date.now();
+        const ws = await RawWs.connect(slow.port, `/app/${slow.key}?protocol=7`);
+        slow.track(ws);
+        assert.match((await ws.next()).text, /^\{"event":"pusher:connection_established"/);
+        const took = Date.now() - t0;
+        assert.ok(took < 1000 * SLOW, `connection_established after ${took} ms`);
+        /* nginx closes the stalled ones; the established one stays */
+        await Promise.race([
+            Promise.all(half.map((sock) => sock.gone)),
+            new Promise((_, reject) => setTimeout(() => reject(new Error('stalled handshakes still open after 6 s')), 6000 * SLOW)),
+        ]);
+        ws.sendJson({ event: 'pusher:ping', data: {} });
+        await ws.expectText(PONG);
+    } finally {
+        await slow.stop();
     }
 });
 
