@@ -34,11 +34,16 @@
  *             the segment to map and the wake slot this worker owns;
  *             generation is a decimal string (a JSON number is a double
  *             and cannot carry 64 bits).
+ *
+ * Both JSON payloads are written and read by pusher_ctl_hello_encode(),
+ * pusher_ctl_hello_decode(), pusher_ctl_welcome_encode() and
+ * pusher_ctl_welcome_decode() below (pusher_ctl.c), for the module and
+ * the broker alike, so that each member is named in one place.
  *   DOORBELL  empty: records were published while the worker's wake
  *             slot was armed.
  *
- * The uplink (contract 6 of ARCHITECTURE.md): what crosses workers goes up
- * to the broker and comes back down the ring.  These payloads are a
+ * The uplink (docs/architecture.md, "The uplink"): what crosses workers
+ * goes up to the broker and comes back down the ring.  These payloads are a
  * sequence of fields, each a uint32_t length (host order) and that many
  * bytes, in the order listed; pusher_ctl_put() and pusher_ctl_get() write
  * and read them.
@@ -102,10 +107,12 @@
 #define PUSHER_CTL_H
 
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "pusher_shm.h"
+#include "pusher_proto.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -197,6 +204,111 @@ pusher_ctl_get(const uint8_t **pos, const uint8_t *end, const uint8_t **data,
 
     return 0;
 }
+
+
+/*
+ * HELLO and WELCOME as structures.  The encoders return the JSON text
+ * (NUL-terminated, its length in *len), to be released with
+ * pusher_ctl_text_free(), or NULL when out of memory.  The decoders return
+ * 0, or -1 with a reason in error[]; either way the message is released
+ * with pusher_ctl_hello_free() / pusher_ctl_welcome_free().  A decoded
+ * message points into the JSON tree it keeps: its strings are
+ * NUL-terminated.  The decoders check the shape and the types; what a
+ * value may be (limits, URLs, header names) is the broker's to judge.
+ */
+
+/* the optional members of an app: present (decode), to write (encode) */
+#define PUSHER_CTL_APP_CACHE_TTL              0x01
+#define PUSHER_CTL_APP_SUBSCRIPTION_COUNT     0x02
+#define PUSHER_CTL_APP_MAX_EVENT_DATA         0x04
+#define PUSHER_CTL_APP_MAX_CHANNELS           0x08
+#define PUSHER_CTL_APP_MAX_EVENT_NAME         0x10
+#define PUSHER_CTL_APP_MAX_BATCH              0x20
+#define PUSHER_CTL_APP_MAX_REQUEST_SIZE       0x40
+#define PUSHER_CTL_APP_WEBHOOK_VACATED_DELAY  0x80
+#define PUSHER_CTL_APP_ALL                    0xff
+
+/* the numbers are whole and at most 2^53: exact in a JSON double */
+#define PUSHER_CTL_NUMBER_MAX                 9007199254740992.0
+
+#define PUSHER_CTL_ERROR_SIZE                 128
+
+
+typedef struct {
+    pusher_str_t            name;
+    pusher_str_t            value;
+} pusher_ctl_kv_t;
+
+
+/*
+ * "webhooks":[{"url":U,"event_types":[...],"filter":{
+ *     "channel_name_starts_with":P,"channel_name_ends_with":S},
+ *     "headers":{N:V,...}},...]; without "event_types" a webhook gets
+ * every event, an empty prefix or suffix is not written
+ */
+typedef struct {
+    pusher_str_t            url;
+    unsigned                events;            /* PUSHER_WEBHOOK_* */
+    pusher_str_t            prefix;            /* channel_name_starts_with */
+    pusher_str_t            suffix;            /* channel_name_ends_with */
+    pusher_ctl_kv_t        *headers;
+    size_t                  nheaders;
+} pusher_ctl_webhook_t;
+
+
+typedef struct {
+    pusher_str_t            id;
+    pusher_str_t            key;
+    pusher_str_t            secret;
+    unsigned                has;               /* PUSHER_CTL_APP_* */
+    int                     subscription_count;
+    uint64_t                cache_ttl;         /* seconds */
+    uint64_t                max_event_data;
+    uint64_t                max_channels;
+    uint64_t                max_event_name;
+    uint64_t                max_batch;
+    uint64_t                max_request_size;
+    uint64_t                webhook_vacated_delay;  /* ms */
+    pusher_ctl_webhook_t   *webhooks;          /* "webhooks" if nwebhooks */
+    size_t                  nwebhooks;
+} pusher_ctl_app_t;
+
+
+typedef struct {
+    int64_t                 pid;
+    int64_t                 conf_time;         /* unix ms */
+    pusher_ctl_app_t       *apps;
+    size_t                  napps;
+    void                   *json;              /* decoded: cJSON, owned */
+    char                    error[PUSHER_CTL_ERROR_SIZE];
+} pusher_ctl_hello_t;
+
+
+typedef struct {
+    pusher_str_t            shm;
+    uint64_t                generation;
+    uint32_t                slot;              /* < PUSHER_SHM_WAKE_SLOTS */
+    uint64_t                size;              /* segment bytes */
+    void                   *json;              /* decoded: cJSON, owned */
+    char                    error[PUSHER_CTL_ERROR_SIZE];
+} pusher_ctl_welcome_t;
+
+
+char *pusher_ctl_hello_encode(const pusher_ctl_hello_t *hello, size_t *len);
+int pusher_ctl_hello_decode(pusher_ctl_hello_t *hello, const char *json,
+    size_t len);
+void pusher_ctl_hello_free(pusher_ctl_hello_t *hello);
+
+char *pusher_ctl_welcome_encode(const pusher_ctl_welcome_t *welcome,
+    size_t *len);
+int pusher_ctl_welcome_decode(pusher_ctl_welcome_t *welcome,
+    const char *json, size_t len);
+void pusher_ctl_welcome_free(pusher_ctl_welcome_t *welcome);
+
+void pusher_ctl_text_free(char *text);
+
+/* the member name of PUSHER_CTL_APP_* bit has, for messages; NULL if none */
+const char *pusher_ctl_app_member(unsigned has);
 
 
 #ifdef __cplusplus

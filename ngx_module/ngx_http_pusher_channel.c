@@ -28,6 +28,9 @@ static void ngx_http_pusher_sub_fields(ngx_http_pusher_sub_t *sub,
     ngx_str_t *f, u_char *id);
 static ngx_int_t ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub,
     ngx_uint_t rejoin);
+static void ngx_http_pusher_announce_channel(ngx_http_pusher_channel_t *ch);
+static ngx_rbtree_node_t *ngx_http_pusher_channel_after(
+    ngx_http_pusher_app_t *app, uint32_t key, u_char *name, size_t len);
 
 
 /*
@@ -528,22 +531,191 @@ ngx_http_pusher_pending_retry(void)
 
 
 /*
- * After (re)attaching to a broker (which may have restarted and lost it
- * all): announce this worker's subscriber counts, presence memberships and
- * signed-in users again, and send the JOINs that waited for the link.
+ * The announcement after (re)attaching to a broker, which may have
+ * restarted and lost it all: this worker's subscriber counts, presence
+ * memberships and signed-in users, channel by channel in the order of
+ * each app's tree, then the JOINs and CACHE_GETs that waited for the link.
+ * However much state there is, it goes out in steps: the link
+ * (ngx_http_pusher_link.c) runs one whenever its uplink queue is below
+ * its mark, and a step ends once the queue is above it.  Between steps
+ * channels come and go, so the position is the last channel announced,
+ * by app, crc32 and name, looked up again for the next step; a channel
+ * created behind it has announced itself, one ahead of it will be found.
  */
 
 void
-ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf)
+ngx_http_pusher_announce_start(ngx_http_pusher_announce_t *pos)
 {
-    ngx_uint_t                  i;
+    pos->phase = NGX_HTTP_PUSHER_ANNOUNCE_CHANNELS;
+    pos->app = 0;
+    pos->started = 0;
+    pos->key = 0;
+    pos->len = 0;
+    pos->pending = 0;
+    pos->channels = 0;
+}
+
+
+/* NGX_OK: all announced; NGX_AGAIN: the uplink is busy, pos says where */
+
+ngx_int_t
+ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf,
+    ngx_http_pusher_announce_t *pos)
+{
     ngx_queue_t                *q;
-    pusher_channel_type_e       type;
     ngx_rbtree_node_t          *node, *root, *sentinel;
     ngx_http_pusher_app_t      *app;
     ngx_http_pusher_sub_t      *sub;
     ngx_http_pusher_channel_t  *ch;
 
+    app = pmcf->apps.elts;
+
+    while (pos->phase == NGX_HTTP_PUSHER_ANNOUNCE_CHANNELS) {
+
+        if (pos->app == pmcf->apps.nelts) {
+            pos->phase = NGX_HTTP_PUSHER_ANNOUNCE_PENDING;
+
+            /* asked for once each, the new ones at the tail included */
+
+            pos->pending = 0;
+
+            for (q = ngx_queue_head(&ngx_http_pusher_pending);
+                 q != ngx_queue_sentinel(&ngx_http_pusher_pending);
+                 q = ngx_queue_next(q))
+            {
+                pos->pending++;
+            }
+
+            break;
+        }
+
+        root = app[pos->app].channels.root;
+        sentinel = app[pos->app].channels.sentinel;
+
+        if (root == sentinel) {
+            node = NULL;
+
+        } else if (pos->started) {
+            node = ngx_http_pusher_channel_after(&app[pos->app], pos->key,
+                                                 pos->name, pos->len);
+
+        } else {
+            node = ngx_rbtree_min(root, sentinel);
+        }
+
+        for ( /* void */ ;
+             node;
+             node = ngx_rbtree_next(&app[pos->app].channels, node))
+        {
+            if (ngx_http_pusher_uplink_busy()) {
+                return NGX_AGAIN;
+            }
+
+            ch = (ngx_http_pusher_channel_t *) node;
+
+            ngx_http_pusher_announce_channel(ch);
+
+            pos->channels++;
+            pos->started = 1;
+            pos->key = node->key;
+            pos->len = ngx_min(ch->len, sizeof(pos->name));
+            ngx_memcpy(pos->name, ch->name, pos->len);
+        }
+
+        pos->app++;
+        pos->started = 0;
+    }
+
+    /*
+     * The pending subscriptions rotate through the queue: each asked for
+     * goes to the tail.  One answered or closed meanwhile may make another
+     * be asked for twice, which the broker takes as a refresh.
+     */
+
+    while (pos->phase == NGX_HTTP_PUSHER_ANNOUNCE_PENDING) {
+
+        if (pos->pending == 0 || ngx_queue_empty(&ngx_http_pusher_pending)) {
+            pos->phase = NGX_HTTP_PUSHER_ANNOUNCE_DONE;
+            break;
+        }
+
+        if (ngx_http_pusher_uplink_busy()) {
+            return NGX_AGAIN;
+        }
+
+        q = ngx_queue_head(&ngx_http_pusher_pending);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&ngx_http_pusher_pending, q);
+        pos->pending--;
+
+        sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
+
+        if (sub->presence) {
+            (void) ngx_http_pusher_presence_join(sub, 0);
+
+        } else {
+            (void) ngx_http_pusher_cache_get(sub);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* one channel: its count, its presence members, its signed-in sockets */
+
+static void
+ngx_http_pusher_announce_channel(ngx_http_pusher_channel_t *ch)
+{
+    ngx_queue_t            *q;
+    pusher_channel_type_e   type;
+    ngx_http_pusher_sub_t  *sub;
+
+    if (ch->confirmed) {
+        ngx_http_pusher_occupancy(ch);
+    }
+
+    type = pusher_channel_type((char *) ch->name, ch->len);
+
+    for (q = ngx_queue_head(&ch->subscribers);
+         q != ngx_queue_sentinel(&ch->subscribers);
+         q = ngx_queue_next(q))
+    {
+        sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
+
+        if (type == PUSHER_CHANNEL_PRESENCE
+            || type == PUSHER_CHANNEL_PRESENCE_CACHE)
+        {
+            (void) ngx_http_pusher_presence_join(sub, 1);
+
+        } else if (type == PUSHER_CHANNEL_SERVER_TO_USER
+                   && sub->conn->online)
+        {
+            /* every signed-in socket is in its #server-to-user */
+            sub->conn->online = 0;
+            ngx_http_pusher_user_online(sub->conn);
+        }
+    }
+}
+
+
+/*
+ * The uplink bytes this worker's subscriptions could send at once, every
+ * one of them ending as when many sockets close together: an OCCUPANCY
+ * each, and as much again for presence leaves and offlines.  The uplink
+ * takes such a burst on top of its bound for other traffic.
+ */
+
+size_t
+ngx_http_pusher_state_size(ngx_http_pusher_main_conf_t *pmcf)
+{
+    size_t                      size;
+    ngx_uint_t                  i;
+    ngx_rbtree_node_t          *node, *root, *sentinel;
+    ngx_http_pusher_app_t      *app;
+    ngx_http_pusher_channel_t  *ch;
+
+    size = 0;
     app = pmcf->apps.elts;
 
     for (i = 0; i < pmcf->apps.nelts; i++) {
@@ -561,35 +733,87 @@ ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf)
         {
             ch = (ngx_http_pusher_channel_t *) node;
 
-            if (ch->confirmed) {
-                ngx_http_pusher_occupancy(ch);
-            }
-
-            type = pusher_channel_type((char *) ch->name, ch->len);
-
-            for (q = ngx_queue_head(&ch->subscribers);
-                 q != ngx_queue_sentinel(&ch->subscribers);
-                 q = ngx_queue_next(q))
-            {
-                sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
-
-                if (type == PUSHER_CHANNEL_PRESENCE
-                    || type == PUSHER_CHANNEL_PRESENCE_CACHE)
-                {
-                    (void) ngx_http_pusher_presence_join(sub, 1);
-
-                } else if (type == PUSHER_CHANNEL_SERVER_TO_USER
-                           && sub->conn->online)
-                {
-                    /* every signed-in socket is in its #server-to-user */
-                    sub->conn->online = 0;
-                    ngx_http_pusher_user_online(sub->conn);
-                }
-            }
+            size += 2 * ch->count
+                    * (PUSHER_CTL_HEADER_SIZE + PUSHER_CTL_FIELD_SIZE(0) * 3
+                       + app[i].id.len + ch->len + NGX_INT_T_LEN);
         }
     }
 
-    ngx_http_pusher_pending_retry();
+    return size;
+}
+
+
+/*
+ * 1 if the announcement is past the channel name of the app with index
+ * app (or not walking the channels): what changes there goes to the
+ * broker now, for the announcement will not come back to it.
+ */
+
+ngx_uint_t
+ngx_http_pusher_announce_passed(ngx_http_pusher_announce_t *pos,
+    ngx_uint_t app, u_char *name, size_t len)
+{
+    uint32_t  key;
+
+    if (pos->phase != NGX_HTTP_PUSHER_ANNOUNCE_CHANNELS) {
+        return 1;
+    }
+
+    if (app != pos->app) {
+        return app < pos->app;
+    }
+
+    if (!pos->started) {
+        return 0;
+    }
+
+    key = ngx_crc32_short(name, len);
+
+    if (key != pos->key) {
+        return key < pos->key;
+    }
+
+    return ngx_memn2cmp(name, pos->name, len, pos->len) <= 0;
+}
+
+
+/*
+ * The first channel after (key, name) in the order of the tree: by key,
+ * then as ngx_http_pusher_channel_insert() orders equal keys.
+ */
+
+static ngx_rbtree_node_t *
+ngx_http_pusher_channel_after(ngx_http_pusher_app_t *app, uint32_t key,
+    u_char *name, size_t len)
+{
+    ngx_int_t                   rc;
+    ngx_rbtree_node_t          *node, *sentinel, *found;
+    ngx_http_pusher_channel_t  *ch;
+
+    node = app->channels.root;
+    sentinel = app->channels.sentinel;
+    found = NULL;
+
+    while (node != sentinel) {
+
+        if (key != node->key) {
+            rc = (key < node->key) ? -1 : 1;
+
+        } else {
+            ch = (ngx_http_pusher_channel_t *) node;
+            rc = ngx_memn2cmp(name, ch->name, len, ch->len);
+        }
+
+        if (rc < 0) {
+            found = node;
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    return found;
 }
 
 

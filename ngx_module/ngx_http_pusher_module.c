@@ -954,13 +954,18 @@ ngx_http_pusher_init_process(ngx_cycle_t *cycle)
     ngx_http_pusher_channel_init_worker(pmcf);
     ngx_http_pusher_zone_init_worker(pmcf);
 
-    return ngx_http_pusher_ring_init_worker(cycle, pmcf);
+    if (ngx_http_pusher_ring_init_worker(cycle, pmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_pusher_link_init_worker(cycle, pmcf);
 }
 
 
 static void
 ngx_http_pusher_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_pusher_link_exit_worker();
     ngx_http_pusher_ring_exit_worker();
     ngx_http_pusher_ws_exit_worker();
 }

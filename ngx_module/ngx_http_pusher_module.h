@@ -77,9 +77,12 @@
 /* ring records handled before yielding to other events */
 #define NGX_HTTP_PUSHER_DRAIN_BATCH        1024
 
-/* broker control connection: reconnect backoff and safety poll */
+/*
+ * broker control connection: reconnect backoff (a worker attaches within
+ * RECONNECT_MAX of the broker being back) and safety poll
+ */
 #define NGX_HTTP_PUSHER_RECONNECT_MIN      100         /* ms */
-#define NGX_HTTP_PUSHER_RECONNECT_MAX      2000        /* ms */
+#define NGX_HTTP_PUSHER_RECONNECT_MAX      500         /* ms */
 #define NGX_HTTP_PUSHER_SAFETY_POLL        1000        /* ms */
 
 
@@ -263,6 +266,28 @@ struct ngx_http_pusher_conn_s {
 };
 
 
+/*
+ * Where the announcement after WELCOME stands (ngx_http_pusher_announce()):
+ * the channels of each app in tree order, then the pending subscriptions.
+ * The position is the last channel announced, by app, crc32 and name,
+ * not a node: channels come and go while the announcement streams.
+ */
+typedef struct {
+    ngx_uint_t                 phase;      /* NGX_HTTP_PUSHER_ANNOUNCE_* */
+    ngx_uint_t                 app;        /* index in apps */
+    ngx_uint_t                 started;    /* a channel of app announced */
+    uint32_t                   key;        /* its crc32 */
+    size_t                     len;
+    ngx_uint_t                 pending;    /* pending subscriptions left */
+    ngx_uint_t                 channels;   /* announced so far */
+    u_char                     name[PUSHER_CHANNEL_MAX];
+} ngx_http_pusher_announce_t;
+
+#define NGX_HTTP_PUSHER_ANNOUNCE_DONE      0
+#define NGX_HTTP_PUSHER_ANNOUNCE_CHANNELS  1
+#define NGX_HTTP_PUSHER_ANNOUNCE_PENDING   2
+
+
 /* ngx_http_pusher_module.c */
 extern ngx_module_t  ngx_http_pusher_module;
 
@@ -335,7 +360,12 @@ ngx_http_pusher_sub_t *ngx_http_pusher_find_sub(ngx_http_pusher_conn_t *pc,
 void ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
     u_char *channel, size_t channel_len, ngx_str_t *status, ngx_str_t *json,
     ngx_str_t *cache);
-void ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf);
+void ngx_http_pusher_announce_start(ngx_http_pusher_announce_t *pos);
+ngx_int_t ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf,
+    ngx_http_pusher_announce_t *pos);
+ngx_uint_t ngx_http_pusher_announce_passed(ngx_http_pusher_announce_t *pos,
+    ngx_uint_t app, u_char *name, size_t len);
+size_t ngx_http_pusher_state_size(ngx_http_pusher_main_conf_t *pmcf);
 ngx_int_t ngx_http_pusher_subscribe_cache(ngx_http_pusher_conn_t *pc,
     u_char *name, size_t len);
 void ngx_http_pusher_cache_answer(u_char *socket_id, size_t socket_id_len,
@@ -347,12 +377,22 @@ void ngx_http_pusher_terminate(ngx_http_pusher_main_conf_t *pmcf,
 void ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
     pusher_ring_event_view_t *ev);
 
+/* ngx_http_pusher_link.c */
+ngx_int_t ngx_http_pusher_link_init_worker(ngx_cycle_t *cycle,
+    ngx_http_pusher_main_conf_t *pmcf);
+void ngx_http_pusher_link_exit_worker(void);
+ngx_int_t ngx_http_pusher_uplink(ngx_uint_t type, ngx_str_t *fields,
+    ngx_uint_t n);
+ngx_uint_t ngx_http_pusher_uplink_busy(void);
+
 /* ngx_http_pusher_ring.c */
 ngx_int_t ngx_http_pusher_ring_init_worker(ngx_cycle_t *cycle,
     ngx_http_pusher_main_conf_t *pmcf);
 void ngx_http_pusher_ring_exit_worker(void);
-ngx_int_t ngx_http_pusher_uplink(ngx_uint_t type, ngx_str_t *fields,
-    ngx_uint_t n);
+ngx_int_t ngx_http_pusher_ring_attach(const char *name, uint64_t generation,
+    ngx_uint_t slot);
+void ngx_http_pusher_ring_detach(void);
+void ngx_http_pusher_ring_doorbell(void);
 
 
 #endif /* _NGX_HTTP_PUSHER_MODULE_H_INCLUDED_ */

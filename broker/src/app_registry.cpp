@@ -1,8 +1,6 @@
 #include "app_registry.hpp"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <stdexcept>
 
 #include "pusher_shm.h"
@@ -11,66 +9,37 @@ namespace pusher::broker {
 
 namespace {
 
-std::string required_string(const cJSON *obj, const char *name)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!cJSON_IsString(item) || item->valuestring[0] == '\0') {
-        throw std::invalid_argument(std::string("app without a string \"")
-                                    + name + "\"");
-    }
-    return item->valuestring;
-}
-
-std::uint32_t optional_limit(const cJSON *obj, const char *name,
-                             std::uint32_t fallback)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (item == nullptr) {
-        return fallback;
-    }
-    if (!cJSON_IsNumber(item) || item->valuedouble < 1
-        || item->valuedouble > 1024.0 * 1024 * 1024)
-    {
-        throw std::invalid_argument(std::string("app with a bad \"") + name
-                                    + "\"");
-    }
-    return static_cast<std::uint32_t>(item->valuedouble);
-}
-
-bool optional_bool(const cJSON *obj, const char *name, bool fallback)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (item == nullptr) {
-        return fallback;
-    }
-    if (!cJSON_IsBool(item)) {
-        throw std::invalid_argument(std::string("app with a bad \"") + name
-                                    + "\"");
-    }
-    return cJSON_IsTrue(item) != 0;
-}
-
 [[noreturn]] void bad(const char *what)
 {
     throw std::invalid_argument(std::string("app with a bad \"") + what
                                 + "\"");
 }
 
-// a whole number in [lo, hi]
-double optional_number(const cJSON *obj, const char *name, double fallback,
-                       double lo, double hi)
+std::string text_of(const pusher_str_t &s)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (item == nullptr) {
+    return s.len == 0 ? std::string() : std::string(s.data, s.len);
+}
+
+// an optional number of the app in [lo, hi]; fallback if absent
+std::uint64_t optional_number(const pusher_ctl_app_t &a, unsigned has,
+                              std::uint64_t value, std::uint64_t fallback,
+                              std::uint64_t lo, std::uint64_t hi)
+{
+    if ((a.has & has) == 0) {
         return fallback;
     }
-    if (!cJSON_IsNumber(item) || !std::isfinite(item->valuedouble)
-        || item->valuedouble < lo || item->valuedouble > hi
-        || std::floor(item->valuedouble) != item->valuedouble)
-    {
-        bad(name);
+    if (value < lo || value > hi) {
+        bad(pusher_ctl_app_member(has));
     }
-    return item->valuedouble;
+    return value;
+}
+
+// the per-app limits: at least 1, at most 1 GiB
+std::uint32_t optional_limit(const pusher_ctl_app_t &a, unsigned has,
+                             std::uint64_t value, std::uint32_t fallback)
+{
+    return static_cast<std::uint32_t>(
+        optional_number(a, has, value, fallback, 1, 1024 * 1024 * 1024));
 }
 
 bool token_char(char c)
@@ -99,86 +68,35 @@ bool reserved_header(std::string_view name)
            || n == "user-agent" || n.starts_with("x-pusher-");
 }
 
-std::string optional_text(const cJSON *obj, const char *name)
+webhook_config parse_webhook(const pusher_ctl_webhook_t &in)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (item == nullptr || cJSON_IsNull(item)) {
-        return {};
-    }
-    if (!cJSON_IsString(item)) {
-        bad(name);
-    }
-    return item->valuestring;
-}
-
-webhook_config parse_webhook(const cJSON *item)
-{
-    if (!cJSON_IsObject(item)) {
-        bad("webhooks");
-    }
     webhook_config w;
-    const cJSON *url = cJSON_GetObjectItemCaseSensitive(item, "url");
-    if (!cJSON_IsString(url)) {
-        bad("webhooks url");
-    }
-    parse_webhook_url(url->valuestring, w);
+    parse_webhook_url(text_of(in.url), w);
+    w.events = in.events;
+    w.prefix = text_of(in.prefix);
+    w.suffix = text_of(in.suffix);
 
-    const cJSON *types = cJSON_GetObjectItemCaseSensitive(item, "event_types");
-    if (types != nullptr) {
-        if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) == 0) {
-            bad("webhooks event_types");
-        }
-        w.events = 0;
-        const cJSON *t = nullptr;
-        cJSON_ArrayForEach(t, types) {
-            if (!cJSON_IsString(t)) {
-                bad("webhooks event_types");
-            }
-            unsigned event = pusher_webhook_event(
-                t->valuestring, std::strlen(t->valuestring));
-            if (event == 0) {
-                bad("webhooks event_types");
-            }
-            w.events |= event;
-        }
+    if (in.nheaders > max_webhook_headers) {
+        bad("webhooks headers");
     }
-
-    const cJSON *filter = cJSON_GetObjectItemCaseSensitive(item, "filter");
-    if (filter != nullptr && !cJSON_IsNull(filter)) {
-        if (!cJSON_IsObject(filter)) {
-            bad("webhooks filter");
-        }
-        w.prefix = optional_text(filter, "channel_name_starts_with");
-        w.suffix = optional_text(filter, "channel_name_ends_with");
-    }
-
-    const cJSON *headers = cJSON_GetObjectItemCaseSensitive(item, "headers");
-    if (headers != nullptr && !cJSON_IsNull(headers)) {
-        if (!cJSON_IsObject(headers)
-            || cJSON_GetArraySize(headers)
-                   > static_cast<int>(max_webhook_headers))
+    for (std::size_t i = 0; i < in.nheaders; i++) {
+        std::string_view name(in.headers[i].name.data,
+                              in.headers[i].name.len);
+        std::string_view value(in.headers[i].value.data,
+                               in.headers[i].value.len);
+        if (name.empty()
+            || !std::all_of(name.begin(), name.end(), token_char))
         {
             bad("webhooks headers");
         }
-        const cJSON *h = nullptr;
-        cJSON_ArrayForEach(h, headers) {
-            std::string_view name(h->string);
-            if (name.empty()
-                || !std::all_of(name.begin(), name.end(), token_char)
-                || !cJSON_IsString(h))
-            {
+        for (char c : value) {
+            auto u = static_cast<unsigned char>(c);
+            if ((u < 0x20 && c != '\t') || u == 0x7f) {
                 bad("webhooks headers");
             }
-            std::string_view value(h->valuestring);
-            for (char c : value) {
-                auto u = static_cast<unsigned char>(c);
-                if ((u < 0x20 && c != '\t') || u == 0x7f) {
-                    bad("webhooks headers");
-                }
-            }
-            if (!reserved_header(name)) {
-                w.headers.emplace_back(name, value);
-            }
+        }
+        if (!reserved_header(name)) {
+            w.headers.emplace_back(name, value);
         }
     }
     return w;
@@ -286,53 +204,47 @@ const app *app_registry::find(std::string_view id) const
     return it == apps_.end() ? nullptr : &it->second;
 }
 
-bool app_registry::update(std::int64_t conf_time, const cJSON *apps)
+bool app_registry::update(std::int64_t conf_time, const pusher_ctl_app_t *apps,
+                          std::size_t napps)
 {
     if (known_ && conf_time < conf_time_) {
         return false;
     }
-    if (apps != nullptr && !cJSON_IsArray(apps)) {
-        throw std::invalid_argument("\"apps\" is not an array");
-    }
 
     decltype(apps_) table;
-    const cJSON *item = nullptr;
-    cJSON_ArrayForEach(item, apps) {
-        if (!cJSON_IsObject(item)) {
-            throw std::invalid_argument("an app is not an object");
-        }
+    for (std::size_t i = 0; i < napps; i++) {
+        const pusher_ctl_app_t &in = apps[i];
         app a;
-        a.id = required_string(item, "id");
-        a.key = required_string(item, "key");
-        a.secret = required_string(item, "secret");
-        a.max_event_data = optional_limit(item, "max_event_data",
+        a.id = text_of(in.id);
+        a.key = text_of(in.key);
+        a.secret = text_of(in.secret);
+        a.max_event_data = optional_limit(in, PUSHER_CTL_APP_MAX_EVENT_DATA,
+                                          in.max_event_data,
                                           default_max_event_data);
-        a.max_channels = optional_limit(item, "max_channels",
+        a.max_channels = optional_limit(in, PUSHER_CTL_APP_MAX_CHANNELS,
+                                        in.max_channels,
                                         default_max_channels);
-        a.max_batch = optional_limit(item, "max_batch", default_max_batch);
-        a.cache_ttl = optional_limit(item, "cache_ttl", default_cache_ttl);
-        a.max_event_name = optional_limit(item, "max_event_name",
+        a.max_batch = optional_limit(in, PUSHER_CTL_APP_MAX_BATCH,
+                                     in.max_batch, default_max_batch);
+        a.cache_ttl = optional_limit(in, PUSHER_CTL_APP_CACHE_TTL,
+                                     in.cache_ttl, default_cache_ttl);
+        a.max_event_name = optional_limit(in, PUSHER_CTL_APP_MAX_EVENT_NAME,
+                                          in.max_event_name,
                                           default_max_event_name);
-        a.subscription_count = optional_bool(item, "subscription_count",
-                                             false);
-        a.max_request_size = static_cast<std::uint64_t>(optional_number(
-            item, "max_request_size", 0, 1, 1024.0 * 1024 * 1024));
+        a.subscription_count = (in.has & PUSHER_CTL_APP_SUBSCRIPTION_COUNT)
+                               && in.subscription_count;
+        a.max_request_size = optional_number(
+            in, PUSHER_CTL_APP_MAX_REQUEST_SIZE, in.max_request_size, 0, 1,
+            1024 * 1024 * 1024);
         a.webhook_vacated_delay = static_cast<std::uint32_t>(optional_number(
-            item, "webhook_vacated_delay", 0, 0, max_webhook_vacated_delay));
-        const cJSON *hooks = cJSON_GetObjectItemCaseSensitive(item,
-                                                              "webhooks");
-        if (hooks != nullptr && !cJSON_IsNull(hooks)) {
-            if (!cJSON_IsArray(hooks)
-                || cJSON_GetArraySize(hooks)
-                       > static_cast<int>(max_webhooks_per_app))
-            {
-                bad("webhooks");
-            }
-            const cJSON *h = nullptr;
-            cJSON_ArrayForEach(h, hooks) {
-                a.webhooks.push_back(parse_webhook(h));
-                a.webhook_events |= a.webhooks.back().events;
-            }
+            in, PUSHER_CTL_APP_WEBHOOK_VACATED_DELAY, in.webhook_vacated_delay,
+            0, 0, max_webhook_vacated_delay));
+        if (in.nwebhooks > max_webhooks_per_app) {
+            bad("webhooks");
+        }
+        for (std::size_t k = 0; k < in.nwebhooks; k++) {
+            a.webhooks.push_back(parse_webhook(in.webhooks[k]));
+            a.webhook_events |= a.webhooks.back().events;
         }
         if (a.id.size() > PUSHER_APP_ID_MAX) {
             throw std::invalid_argument("app id longer than 255 bytes");

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "pusher_ctl.h"
 #include "pusher_proto.h"
 #include "string_map.hpp"
 
@@ -100,10 +101,13 @@ public:
     // nullptr if unknown; valid until the next update()
     const app *find(std::string_view id) const;
 
-    // Parses the "apps" array of a HELLO.  Returns false and leaves the
-    // table alone if conf_time is older than the current table.  Throws
-    // std::invalid_argument for a malformed app list.
-    bool update(std::int64_t conf_time, const cJSON *apps);
+    // Takes the apps of a HELLO (decoded by pusher_ctl_hello_decode(),
+    // which checked the types): the defaults of absent members and what
+    // the broker accepts as values are decided here.  Returns false and
+    // leaves the table alone if conf_time is older than the current table.
+    // Throws std::invalid_argument for an app it cannot use.
+    bool update(std::int64_t conf_time, const pusher_ctl_app_t *apps,
+                std::size_t napps);
 
     // f(const app &) for each app, in no particular order
     template <typename F>

@@ -1,8 +1,8 @@
 #include "control_server.hpp"
 
 #include <chrono>
-#include <cmath>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 
@@ -45,17 +45,6 @@ std::string frame(std::uint16_t type, std::string_view payload)
                             static_cast<std::uint32_t>(payload.size()));
     out.replace(PUSHER_CTL_HEADER_SIZE, payload.size(), payload);
     return out;
-}
-
-std::int64_t json_integer(const cJSON *obj, const char *name)
-{
-    const cJSON *item = json::member(obj, name);
-    if (!cJSON_IsNumber(item) || !std::isfinite(item->valuedouble)
-        || item->valuedouble < 0 || item->valuedouble > 9.0e15)
-    {
-        throw std::invalid_argument(std::string("no integer \"") + name + "\"");
-    }
-    return static_cast<std::int64_t>(item->valuedouble);
 }
 
 // Splits an uplink payload into its first N fields (pusher_ctl.h); fields
@@ -344,25 +333,33 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
 
 bool control_server::on_hello(const worker_ptr &w, std::string_view payload)
 {
-    json::value root = json::parse(payload);
-    if (!cJSON_IsObject(root.get())) {
-        log_line("nginx worker dropped: HELLO is not a JSON object");
+    // the codec shared with the module (pusher_ctl.h) checks the shape,
+    // the app table what it accepts
+    pusher_ctl_hello_t hello;
+    int rc = pusher_ctl_hello_decode(&hello, payload.data(), payload.size());
+    std::unique_ptr<pusher_ctl_hello_t, void (*)(pusher_ctl_hello_t *)> owned(
+        &hello, pusher_ctl_hello_free);
+    if (rc != 0) {
+        // the pid is known when the apps were wrong
+        log_line("nginx worker"
+                 + (hello.pid != 0 ? " pid " + std::to_string(hello.pid)
+                                   : std::string())
+                 + " dropped: bad HELLO: " + hello.error);
         return false;
     }
 
-    std::int64_t conf_time = 0;
+    w->pid = hello.pid;
     try {
-        w->pid = json_integer(root.get(), "pid");
-        conf_time = json_integer(root.get(), "conf_time");
         std::int64_t before = apps_.known() ? apps_.conf_time() : -1;
-        if (apps_.update(conf_time, json::member(root.get(), "apps"))) {
+        if (apps_.update(hello.conf_time, hello.apps, hello.napps)) {
             // endpoints that did not change keep their queues
             hooks_.configure();
-            if (conf_time != before) {
+            if (hello.conf_time != before) {
                 log_line("app table from nginx worker pid "
                          + std::to_string(w->pid) + ": "
                          + std::to_string(apps_.size())
-                         + " app(s), conf_time " + std::to_string(conf_time));
+                         + " app(s), conf_time "
+                         + std::to_string(hello.conf_time));
             }
         }
     } catch (const std::invalid_argument &e) {
@@ -382,24 +379,19 @@ bool control_server::on_hello(const worker_ptr &w, std::string_view payload)
                  + " attached, wake slot " + std::to_string(w->slot));
     }
 
-    // generation is a string: cJSON numbers are doubles, 53-bit exact
-    json::value welcome(cJSON_CreateObject());
-    std::string generation = std::to_string(seg_.generation());
-    if (!welcome
-        || !cJSON_AddStringToObject(welcome.get(), "shm", seg_.name().c_str())
-        || !cJSON_AddStringToObject(welcome.get(), "generation",
-                                    generation.c_str())
-        || !cJSON_AddNumberToObject(welcome.get(), "slot", w->slot)
-        || !cJSON_AddNumberToObject(welcome.get(), "size",
-                                    static_cast<double>(seg_.size())))
-    {
-        throw std::bad_alloc();
-    }
-    json::text text = json::print(welcome.get());
+    pusher_ctl_welcome_t welcome{};
+    welcome.shm.data = seg_.name().data();
+    welcome.shm.len = seg_.name().size();
+    welcome.generation = seg_.generation();
+    welcome.slot = static_cast<std::uint32_t>(w->slot);
+    welcome.size = seg_.size();
+    std::size_t len = 0;
+    std::unique_ptr<char, void (*)(char *)> text(
+        pusher_ctl_welcome_encode(&welcome, &len), pusher_ctl_text_free);
     if (!text) {
         throw std::bad_alloc();
     }
-    send(w, frame(PUSHER_CTL_WELCOME, text.get()));
+    send(w, frame(PUSHER_CTL_WELCOME, std::string_view(text.get(), len)));
     return true;
 }
 

@@ -70,24 +70,23 @@ void test_urls()
     }
 }
 
-cJSON *parse(const char *text)
-{
-    cJSON *v = cJSON_Parse(text);
-    CHECK(v != nullptr);
-    return v;
-}
-
+// the apps of a HELLO, decoded as the broker does (pusher_ctl.h): false
+// if the codec or the table refuses them
 bool update(app_registry &r, std::int64_t conf_time, const char *apps)
 {
-    cJSON *v = parse(apps);
+    std::string text = "{\"pid\":1,\"conf_time\":" + std::to_string(conf_time)
+                       + ",\"apps\":" + apps + "}";
+    pusher_ctl_hello_t hello;
     bool ok = false;
-    try {
-        r.update(conf_time, v);
-        ok = true;
-    } catch (const std::invalid_argument &) {
-        ok = false;
+    if (pusher_ctl_hello_decode(&hello, text.data(), text.size()) == 0) {
+        try {
+            r.update(hello.conf_time, hello.apps, hello.napps);
+            ok = true;
+        } catch (const std::invalid_argument &) {
+            ok = false;
+        }
     }
-    cJSON_Delete(v);
+    pusher_ctl_hello_free(&hello);
     return ok;
 }
 
