@@ -1,6 +1,7 @@
 #include "webhooks.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <exception>
 #include <optional>
 
@@ -75,6 +76,30 @@ bool presence_channel(std::string_view c)
     return t == PUSHER_CHANNEL_PRESENCE || t == PUSHER_CHANNEL_PRESENCE_CACHE;
 }
 
+constexpr unsigned occupancy_events =
+    webhook_channel_occupied | webhook_channel_vacated;
+
+// the index of an event type in webhook_stats::per_type
+unsigned type_index(unsigned event)
+{
+    return static_cast<unsigned>(std::countr_zero(event));
+}
+
+// " channel_occupied 3, client_event 17": the types counted
+std::string counts_text(const webhook_stats::per_type &counts)
+{
+    std::string out;
+    for (unsigned n = 0; n < counts.size(); n++) {
+        if (counts[n] != 0) {
+            out += out.empty() ? " " : ", ";
+            out += pusher_webhook_event_name(n);
+            out += ' ';
+            out += std::to_string(counts[n]);
+        }
+    }
+    return out;
+}
+
 } // namespace
 
 std::string webhook_body(std::int64_t time_ms,
@@ -110,6 +135,28 @@ std::chrono::seconds webhook_sender::backoff(int failed)
 }
 
 struct webhook_sender::endpoint {
+    struct channel_state;
+
+    // one event waiting; the two queues are merged by seq when a request
+    // is made, so together they keep the order of the events
+    struct queued {
+        std::uint64_t seq = 0;
+        std::string json;               // empty: taken back (a hole)
+        unsigned type = 0;              // type_index()
+        // occupancy: the channel whose pending event this is; null once
+        // it is fixed
+        channel_state *pending_of = nullptr;
+    };
+
+    // An occupancy-tracked channel (webhooks.hpp, "Occupancy collapses"):
+    // in the map only while occupied or pending is set.
+    struct channel_state {
+        std::string_view name;          // the map's key (stable in its node)
+        bool occupied = false;          // as told, or being told
+        bool pending = false;           // occupancy[pos - occupancy_base]
+        std::uint64_t pos = 0;          // would make it !occupied
+    };
+
     endpoint(net::io_context &ioc, const app &a, const webhook_config &c,
              std::shared_ptr<ssl::context> t)
         : app_id(a.id), cfg(c), tls(std::move(t)), timer(ioc)
@@ -121,22 +168,196 @@ struct webhook_sender::endpoint {
     std::string secret;
     webhook_config cfg;
     std::shared_ptr<ssl::context> tls;
-    std::deque<std::string> queue;  // event objects not yet in a request
-    std::size_t queue_bytes = 0;    // their size
+    std::deque<queued> events;      // not occupancy; never has holes
+    std::size_t events_bytes = 0;   // their JSON
+    std::deque<queued> occupancy;   // its back is never a hole
+    std::uint64_t occupancy_base = 0;   // the position of its front
+    std::size_t holes = 0;          // in occupancy
+    std::uint64_t next_seq = 0;
+    string_map<channel_state> channels;
     std::optional<beast::tcp_stream> plain;
     std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
     beast::flat_buffer buffer;
     net::steady_timer timer;        // backoff
     bool connected = false;
-    bool running = false;           // run() owns the queue's front
+    bool running = false;           // run() takes from the queues
     bool stopped = false;
     bool failing = false;           // the last attempt failed (logged)
-    std::uint64_t dropped = 0;      // overflow drops not yet logged
+    webhook_stats stats;            // the counters
+    webhook_stats::per_type unlogged{};     // drops not yet logged
     std::chrono::steady_clock::time_point drop_logged{};
 
     std::string who() const
     {
         return "webhook " + cfg.url + " of app " + app_id;
+    }
+
+    std::size_t live_occupancy() const noexcept
+    {
+        return occupancy.size() - holes;
+    }
+
+    std::size_t live() const noexcept
+    {
+        return events.size() + live_occupancy();
+    }
+
+    queued &at(std::uint64_t pos)
+    {
+        return occupancy[static_cast<std::size_t>(pos - occupancy_base)];
+    }
+
+    // The state is no longer pending (fixed, sent or dropped): what the
+    // endpoint was told is now "told".  Erases the channel if that is
+    // vacated, the default.
+    void settle(channel_state &st, bool told)
+    {
+        st.pending = false;
+        st.occupied = told;
+        if (!told) {
+            channels.erase(channels.find(st.name));
+        }
+    }
+
+    // An event of the channel that is not occupancy is queued: the
+    // channel's pending occupancy event stays before it, sent
+    void fix(std::string_view channel)
+    {
+        if (channels.empty()) {
+            return;
+        }
+        auto it = channels.find(channel);
+        if (it != channels.end() && it->second.pending) {
+            channel_state &st = it->second;
+            at(st.pos).pending_of = nullptr;
+            settle(st, !st.occupied);
+        }
+    }
+
+    void pop_occupancy_front()
+    {
+        occupancy.pop_front();
+        occupancy_base++;
+    }
+
+    // holes before the first live occupancy event
+    void trim_front()
+    {
+        while (!occupancy.empty() && occupancy.front().json.empty()) {
+            pop_occupancy_front();
+            holes--;
+        }
+    }
+
+    // Takes back the pending event of st: a hole, or gone at the back.
+    void take_back(channel_state &st)
+    {
+        queued &q = at(st.pos);
+        q.pending_of = nullptr;
+        if (st.pos + 1 == occupancy_base + occupancy.size()) {
+            occupancy.pop_back();
+            while (!occupancy.empty() && occupancy.back().json.empty()) {
+                occupancy.pop_back();
+                holes--;
+            }
+        } else {
+            std::string().swap(q.json);
+            holes++;
+            compact();
+        }
+    }
+
+    // Holes are removed when they are the majority, so they cost at most
+    // as much memory as the live events, and the work is amortized O(1)
+    // per hole.
+    void compact()
+    {
+        if (holes < 64 || holes * 2 < occupancy.size()) {
+            return;
+        }
+        std::deque<queued> kept;
+        for (queued &q : occupancy) {
+            if (!q.json.empty()) {
+                if (q.pending_of != nullptr) {
+                    q.pending_of->pos = occupancy_base + kept.size();
+                }
+                kept.push_back(std::move(q));
+            }
+        }
+        occupancy.swap(kept);
+        holes = 0;
+    }
+
+    // Moves up to n events, oldest first, into batch; counts their types.
+    // Pending occupancy events taken are what the endpoint is being told.
+    void take(std::size_t n, std::deque<std::string> &batch,
+              webhook_stats::per_type &types)
+    {
+        while (batch.size() < n) {
+            trim_front();
+            bool from_events = !events.empty();
+            if (from_events && !occupancy.empty()) {
+                from_events = events.front().seq < occupancy.front().seq;
+            } else if (!from_events && occupancy.empty()) {
+                return;
+            }
+            queued &q = from_events ? events.front() : occupancy.front();
+            types[q.type]++;
+            if (q.pending_of != nullptr) {
+                settle(*q.pending_of, !q.pending_of->occupied);
+            }
+            batch.push_back(std::move(q.json));
+            if (from_events) {
+                events_bytes -= batch.back().size();
+                events.pop_front();
+            } else {
+                pop_occupancy_front();
+            }
+        }
+    }
+
+    // what is still queued, per type (a reload removes the endpoint)
+    void count_queued(webhook_stats::per_type &types) const
+    {
+        for (const queued &q : events) {
+            types[q.type]++;
+        }
+        for (const queued &q : occupancy) {
+            if (!q.json.empty()) {
+                types[q.type]++;
+            }
+        }
+    }
+
+    void dropped(unsigned type)
+    {
+        stats.dropped_full[type]++;
+        unlogged[type]++;
+        auto now = std::chrono::steady_clock::now();
+        if (drop_logged == std::chrono::steady_clock::time_point{}
+            || now - drop_logged >= drop_log_interval)
+        {
+            log_drops(now);
+        }
+    }
+
+    // the drops since the last line, and all of them
+    void log_drops(std::chrono::steady_clock::time_point now)
+    {
+        log_line(who() + ": queue full (" + std::to_string(max_queue)
+                 + " events or " + std::to_string(max_queue_bytes >> 20)
+                 + " MB, and " + std::to_string(max_occupancy_queue)
+                 + " channel_occupied/channel_vacated), oldest dropped:"
+                 + counts_text(unlogged) + " (in all:"
+                 + counts_text(stats.dropped_full) + ")");
+        unlogged.fill(0);
+        drop_logged = now;
+    }
+
+    bool unlogged_drops() const noexcept
+    {
+        return std::any_of(unlogged.begin(), unlogged.end(),
+                           [](std::uint64_t n) { return n != 0; });
     }
 
     void close() noexcept
@@ -230,10 +451,11 @@ void webhook_sender::configure()
     for (auto &[id, list] : endpoints_) {
         for (endpoint_ptr &ep : list) {
             if (ep) {
-                if (!ep->queue.empty()) {
+                if (ep->live() != 0) {
                     log_line(ep->who() + " removed from the configuration: "
-                             + std::to_string(ep->queue.size())
+                             + std::to_string(ep->live())
                              + " event(s) dropped");
+                    ep->count_queued(dropped_removed_);
                 }
                 ep->stop();
             }
@@ -252,6 +474,22 @@ const app *webhook_sender::wanted(std::string_view app_id,
     return a != nullptr && (a->webhook_events & event) != 0 ? a : nullptr;
 }
 
+std::vector<webhook_stats> webhook_sender::stats() const
+{
+    std::vector<webhook_stats> out;
+    for (const auto &[id, list] : endpoints_) {
+        for (const endpoint_ptr &ep : list) {
+            webhook_stats s = ep->stats;
+            s.app_id = ep->app_id;
+            s.url = ep->cfg.url;
+            s.queued = ep->live();
+            s.queued_occupancy = ep->live_occupancy();
+            out.push_back(std::move(s));
+        }
+    }
+    return out;
+}
+
 void webhook_sender::emit(const app &a, unsigned event,
                           std::string_view channel, const std::string &json)
 {
@@ -261,37 +499,123 @@ void webhook_sender::emit(const app &a, unsigned event,
     }
     for (const endpoint_ptr &ep : it->second) {
         if (ep->cfg.wants(event, channel)) {
-            push(ep, json);
+            push(ep, type_index(event), channel, json);
         }
     }
 }
 
-void webhook_sender::push(const endpoint_ptr &ep, const std::string &json)
+void webhook_sender::emit_occupancy(const app &a, std::string_view channel,
+                                    bool occupied)
 {
-    while (!ep->queue.empty()
-           && (ep->queue.size() >= max_queue
-               || ep->queue_bytes + json.size() > max_queue_bytes))
-    {
-        ep->queue_bytes -= ep->queue.front().size();
-        ep->queue.pop_front();
-        ep->dropped++;
+    auto it = endpoints_.find(a.id);
+    if (it == endpoints_.end()) {
+        return;
     }
-    if (ep->dropped != 0) {
-        auto now = std::chrono::steady_clock::now();
-        if (ep->drop_logged == std::chrono::steady_clock::time_point{}
-            || now - ep->drop_logged >= drop_log_interval)
-        {
-            log_line(ep->who() + ": queue full (" + std::to_string(max_queue)
-                     + " events or "
-                     + std::to_string(max_queue_bytes >> 20) + " MB), "
-                     + std::to_string(ep->dropped)
-                     + " oldest event(s) dropped");
-            ep->dropped = 0;
-            ep->drop_logged = now;
+    unsigned event =
+        occupied ? webhook_channel_occupied : webhook_channel_vacated;
+    std::string json;       // made once, if an endpoint takes the type
+    for (const endpoint_ptr &ep : it->second) {
+        if (!ep->cfg.wants(occupancy_events, channel)) {
+            continue;
         }
+        bool takes = ep->cfg.wants(event, channel);
+        if (takes && json.empty()) {
+            json = channel_event(
+                occupied ? "channel_occupied" : "channel_vacated", channel);
+        }
+        push_occupancy(ep, channel, occupied, takes ? &json : nullptr);
     }
-    ep->queue_bytes += json.size();
-    ep->queue.push_back(json);
+}
+
+void webhook_sender::push(const endpoint_ptr &ep, unsigned type,
+                          std::string_view channel, const std::string &json)
+{
+    endpoint &e = *ep;
+    e.fix(channel);
+    // the oldest of the same bound make room; occupancy events never do
+    while (!e.events.empty()
+           && (e.events.size() >= max_queue
+               || e.events_bytes + json.size() > max_queue_bytes))
+    {
+        unsigned dropped = e.events.front().type;
+        e.events_bytes -= e.events.front().json.size();
+        e.events.pop_front();
+        e.dropped(dropped);
+    }
+    e.events_bytes += json.size();
+    e.events.push_back(endpoint::queued{e.next_seq++, json, type, nullptr});
+    start(ep);
+}
+
+// webhooks.hpp, "Occupancy collapses"
+void webhook_sender::push_occupancy(const endpoint_ptr &ep,
+                                    std::string_view channel, bool occupied,
+                                    const std::string *json)
+{
+    endpoint &e = *ep;
+    auto it = e.channels.find(channel);
+    if (it != e.channels.end() && it->second.pending) {
+        endpoint::channel_state &st = it->second;
+        if (occupied == st.occupied) {
+            // back to what the endpoint was told: neither is sent
+            e.take_back(st);
+            e.settle(st, st.occupied);
+            e.stats.collapsed += json != nullptr ? 2 : 1;
+        } else if (json != nullptr) {
+            // what the pending one says already
+            e.stats.collapsed++;
+        }
+        return;
+    }
+    bool told = it != e.channels.end() && it->second.occupied;
+    if (occupied == told) {
+        if (json != nullptr) {
+            e.stats.collapsed++;
+        }
+        return;
+    }
+    if (json == nullptr) {
+        // the endpoint never hears of this type; its next event of the
+        // other type follows from it
+        if (!occupied) {
+            e.channels.erase(it);
+            return;
+        }
+        it = e.channels.emplace(channel, endpoint::channel_state{}).first;
+        it->second.name = it->first;
+        it->second.occupied = true;
+        return;
+    }
+
+    // the oldest occupancy event makes room: no other kind is pushed out
+    // (dropping a pending one cannot erase this channel: it has none)
+    while (e.live_occupancy() >= max_occupancy_queue) {
+        e.trim_front();
+        endpoint::queued &q = e.occupancy.front();
+        unsigned dropped = q.type;
+        if (q.pending_of != nullptr) {
+            // never told: the endpoint's view stays as it was
+            e.settle(*q.pending_of, q.pending_of->occupied);
+        }
+        e.pop_occupancy_front();
+        e.dropped(dropped);
+    }
+    it = e.channels.find(channel);
+    if (it == e.channels.end()) {
+        it = e.channels.emplace(channel, endpoint::channel_state{}).first;
+        it->second.name = it->first;
+    }
+    endpoint::channel_state &st = it->second;
+    st.pending = true;
+    st.pos = e.occupancy_base + e.occupancy.size();
+    unsigned type = type_index(occupied ? webhook_channel_occupied
+                                        : webhook_channel_vacated);
+    e.occupancy.push_back(endpoint::queued{e.next_seq++, *json, type, &st});
+    start(ep);
+}
+
+void webhook_sender::start(const endpoint_ptr &ep)
+{
     if (!ep->running) {
         // co_spawn starts it on a later turn of the event loop: what the
         // current turn emits goes into the same request
@@ -311,22 +635,21 @@ void webhook_sender::channel_occupied(std::string_view app_id,
             return;
         }
     }
-    if (const app *a = wanted(app_id, webhook_channel_occupied)) {
-        emit(*a, webhook_channel_occupied, channel,
-             channel_event("channel_occupied", channel));
+    // an app with either type follows both (push_occupancy)
+    if (const app *a = wanted(app_id, occupancy_events)) {
+        emit_occupancy(*a, channel, true);
     }
 }
 
 void webhook_sender::channel_vacated(std::string_view app_id,
                                      std::string_view channel)
 {
-    const app *a = wanted(app_id, webhook_channel_vacated);
+    const app *a = wanted(app_id, occupancy_events);
     if (a == nullptr) {
         return;
     }
     if (a->webhook_vacated_delay == 0) {
-        emit(*a, webhook_channel_vacated, channel,
-             channel_event("channel_vacated", channel));
+        emit_occupancy(*a, channel, false);
         return;
     }
 
@@ -353,9 +676,8 @@ void webhook_sender::channel_vacated(std::string_view app_id,
             // destroys the timer whose handler this is: allowed, the
             // handler was moved out of it
             vacating_.erase(it);
-            if (const app *now = wanted(app_id, webhook_channel_vacated)) {
-                emit(*now, webhook_channel_vacated, channel,
-                     channel_event("channel_vacated", channel));
+            if (const app *now = wanted(app_id, occupancy_events)) {
+                emit_occupancy(*now, channel, false);
             }
         });
     vacating_.emplace(std::move(key), std::move(v));
@@ -446,15 +768,13 @@ net::awaitable<void> webhook_sender::run(endpoint_ptr ep)
 {
     try {
         std::string why;
-        while (!ep->stopped && !ep->queue.empty()) {
-            std::size_t n = std::min(ep->queue.size(), max_batch);
-            std::string body = webhook_body(now_ms(), ep->queue, n);
-            for (std::size_t i = 0; i < n; i++) {
-                ep->queue_bytes -= ep->queue[i].size();
-            }
-            ep->queue.erase(ep->queue.begin(),
-                            ep->queue.begin()
-                                + static_cast<std::ptrdiff_t>(n));
+        std::deque<std::string> batch;
+        webhook_stats::per_type types{};
+        while (!ep->stopped && ep->live() != 0) {
+            batch.clear();
+            types.fill(0);
+            ep->take(max_batch, batch, types);
+            std::string body = webhook_body(now_ms(), batch, batch.size());
 
             for (int attempt = 1;; attempt++) {
                 bool ok = co_await deliver(*ep, body, why);
@@ -462,6 +782,7 @@ net::awaitable<void> webhook_sender::run(endpoint_ptr ep)
                     co_return;
                 }
                 if (ok) {
+                    ep->stats.delivered += batch.size();
                     if (ep->failing) {
                         ep->failing = false;
                         log_line(ep->who() + ": delivering again");
@@ -475,7 +796,10 @@ net::awaitable<void> webhook_sender::run(endpoint_ptr ep)
                              + "), retrying");
                 }
                 if (attempt == max_attempts) {
-                    log_line(ep->who() + ": " + std::to_string(n)
+                    for (std::size_t n = 0; n < types.size(); n++) {
+                        ep->stats.dropped_failed[n] += types[n];
+                    }
+                    log_line(ep->who() + ": " + std::to_string(batch.size())
                              + " event(s) dropped after "
                              + std::to_string(max_attempts)
                              + " attempts (last: " + why + ")");
@@ -489,6 +813,10 @@ net::awaitable<void> webhook_sender::run(endpoint_ptr ep)
                     co_return;
                 }
             }
+        }
+        // drained: the drops the rate limit held back, so the log has all
+        if (!ep->stopped && ep->unlogged_drops()) {
+            ep->log_drops(std::chrono::steady_clock::now());
         }
     } catch (const std::exception &e) {
         log_line(ep->who() + ": " + e.what());

@@ -133,6 +133,18 @@ public:
         return got_[path];
     }
 
+    // waits until n requests to path have been answered
+    void wait_answered(const std::string &path, std::size_t n)
+    {
+        std::unique_lock lock(mu_);
+        if (!cv_.wait_for(lock, std::chrono::seconds(5),
+                          [&] { return answered_[path] >= n; }))
+        {
+            fail("%s: %zu answer(s), expected %zu", path.c_str(),
+                 answered_[path], n);
+        }
+    }
+
     // The next n events POSTed to path (over however many requests), in
     // order; they are taken.
     std::vector<std::string> take(const std::string &path, std::size_t n)
@@ -274,6 +286,7 @@ private:
                     auto &q = events_[path];
                     q.resize(q.size() - got_[path].back().events.size());
                 }
+                answered_[path]++;
                 cv_.notify_all();
             }
             c.in.erase(0, end + 4 + len);
@@ -321,6 +334,7 @@ private:
     std::map<std::string, int> fail_;
     std::map<std::string, bool> hold_;
     std::map<std::string, std::vector<hook_request>> got_;
+    std::map<std::string, std::size_t> answered_;
     std::map<std::string, std::deque<std::string>> events_;
 };
 
@@ -394,6 +408,18 @@ void check_requests(const std::string &path, const std::string &key,
 
 // ---- the control socket -------------------------------------------------
 
+// app4, for the collapse and drop cases: /churn takes everything,
+// /churn-occupied channel_occupied of "churn..." only
+std::string app4_json()
+{
+    std::string base = "http://127.0.0.1:" + std::to_string(g_hooks.port());
+    return "{\"id\":\"app4\",\"key\":\"key4\",\"secret\":\"secret4\","
+           "\"webhooks\":[{\"url\":\"" + base + "/churn\"},"
+           "{\"url\":\"" + base + "/churn-occupied\",\"event_types\":"
+           "[\"channel_occupied\"],"
+           "\"filter\":{\"channel_name_starts_with\":\"churn\"}}]}";
+}
+
 std::string apps_json()
 {
     std::string base = "http://127.0.0.1:" + std::to_string(g_hooks.port());
@@ -413,7 +439,7 @@ std::string apps_json()
            "{\"url\":\"" + local + "/app2\",\"event_types\":"
            "[\"channel_occupied\",\"channel_vacated\"]}]},"
            "{\"id\":\"app3\",\"key\":\"key3\",\"secret\":\"secret3\","
-           "\"max_request_size\":1024}]";
+           "\"max_request_size\":1024}," + app4_json() + "]";
 }
 
 // after a reload: /all as it was, /presence gone, /suffix on "-z"
@@ -433,7 +459,7 @@ std::string reloaded_apps_json()
            "{\"url\":\"" + local + "/app2\",\"event_types\":"
            "[\"channel_occupied\",\"channel_vacated\"]}]},"
            "{\"id\":\"app3\",\"key\":\"key3\",\"secret\":\"secret3\","
-           "\"max_request_size\":1024}]";
+           "\"max_request_size\":1024}," + app4_json() + "]";
 }
 
 // a HELLO of a newer configuration
@@ -549,33 +575,245 @@ int post_chunked(const std::string &app, std::size_t size)
                       + std::string(size, 'x') + "\r\n0\r\n\r\n");
 }
 
+// ---- occupancy churn and drops (app4) -----------------------------------
+
+// control messages of app4 gathered into one write: 200,000 go to the
+// broker in well under a second
+struct burst {
+    std::string out;
+
+    void occupancy(const std::string &channel, const char *count)
+    {
+        out += framed(PUSHER_CTL_OCCUPANCY, fields({"app4", channel, count}));
+    }
+
+    void join(const std::string &channel, const std::string &socket,
+              const std::string &user_id)
+    {
+        out += framed(PUSHER_CTL_PRESENCE_JOIN,
+                      fields({"app4", channel, socket, user_id, "", "0", ""}));
+    }
+
+    void leave(const std::string &channel, const std::string &socket)
+    {
+        out += framed(PUSHER_CTL_PRESENCE_LEAVE,
+                      fields({"app4", channel, socket}));
+    }
+
+    void client_event(const std::string &channel, const std::string &socket,
+                      const std::string &json)
+    {
+        out += framed(PUSHER_CTL_CLIENT_EVENT,
+                      fields({"app4", channel, socket, json}));
+    }
+
+    void send(worker &w)
+    {
+        write_all(w.fd, out);
+        out.clear();
+    }
+};
+
+// the broker's log lines about the full queues of app4's endpoint at path
+std::vector<std::string> drop_lines(const std::string &path)
+{
+    std::string head = "pusher-broker: webhook http://127.0.0.1:"
+                       + std::to_string(g_hooks.port()) + path
+                       + " of app app4: queue full";
+    std::vector<std::string> out;
+    FILE *f = std::fopen(g_log.c_str(), "r");
+    CHECK(f != nullptr);
+    char buf[1024];
+    while (std::fgets(buf, sizeof(buf), f) != nullptr) {
+        std::string line(buf);
+        if (line.starts_with(head)) {
+            out.push_back(line.substr(0, line.find('\n')));
+        }
+    }
+    std::fclose(f);
+    return out;
+}
+
+// 100,000 subscribe/unsubscribe pairs of one channel while the endpoint is
+// slow (its request held) leave one channel_occupied, the final state, in
+// one of a few requests.  A presence channel occupied, joined, left and
+// vacated every 1,000 pairs keeps all its member events, in order, between
+// one channel_occupied and one channel_vacated: its own vacated-occupied
+// pairs between them collapse too.  An endpoint that takes only
+// channel_occupied gets the final one as well.
+void churn_collapses(worker &a)
+{
+    g_hooks.hold("/churn");
+    g_hooks.hold("/churn-occupied");
+    occupancy(a, "app4", "churn-warm", "1");
+    g_hooks.wait_requests("/churn", 1);
+    g_hooks.wait_requests("/churn-occupied", 1);
+    std::vector<std::string> expected = {occupied("churn-warm"),
+                                         occupied("presence-churn")};
+    burst b;
+    for (int i = 0; i < 100000; i++) {
+        b.occupancy("churn", "1");
+        b.occupancy("churn", "0");
+        if (i % 1000 == 999) {
+            std::string user = "u" + std::to_string(i / 1000);
+            b.occupancy("presence-churn", "1");
+            b.join("presence-churn", "4.1", "\"" + user + "\"");
+            b.leave("presence-churn", "4.1");
+            b.occupancy("presence-churn", "0");
+            expected.push_back(member("member_added", "presence-churn", user));
+            expected.push_back(
+                member("member_removed", "presence-churn", user));
+        }
+    }
+    b.occupancy("churn", "1");
+    b.send(a);
+    barrier(a);
+    expected.push_back(vacated("presence-churn"));
+    expected.push_back(occupied("churn"));
+    g_hooks.release("/churn");
+    g_hooks.release("/churn-occupied");
+    expect_events("/churn", expected);
+    expect_events("/churn-occupied",
+                  {occupied("churn-warm"), occupied("churn")});
+    take_barrier(g_barriers);
+    // the held request, then 203 events 100 a request
+    CHECK(g_hooks.requests("/churn").size() == 1 + 3);
+    CHECK(g_hooks.requests("/churn-occupied").size() == 2);
+}
+
+// The request in flight tells the endpoint "occupied": 100,000
+// vacate/occupy pairs while it fails and waits to be retried (held once
+// more) announce nothing again, and the final channel_vacated comes once,
+// after the retry.
+void failing_then_recovering(worker &a)
+{
+    std::size_t before = g_hooks.requests("/churn").size();
+    g_hooks.hold("/churn");
+    occupancy(a, "app4", "flap", "1");
+    g_hooks.wait_requests("/churn", before + 1);
+    g_hooks.fail_next("/churn", 500);
+    g_hooks.release("/churn");
+    g_hooks.wait_answered("/churn", before + 1);
+    g_hooks.hold("/churn");
+    burst b;
+    for (int i = 0; i < 100000; i++) {
+        b.occupancy("flap", "0");
+        b.occupancy("flap", "1");
+    }
+    b.occupancy("flap", "0");
+    b.send(a);
+    barrier(a);
+    g_hooks.wait_requests("/churn", before + 2);
+    g_hooks.release("/churn");
+    expect_events("/churn", {occupied("flap"), vacated("flap")});
+    std::vector<hook_request> r = g_hooks.requests("/churn");
+    CHECK(r.size() == before + 3);
+    CHECK_EQ(r[before + 1].body, r[before].body);
+    CHECK(r[before + 2].events.size() == 1);
+    take_barrier(g_barriers);
+}
+
+// Both queues overflow while the endpoint is held: 10,007 client events
+// and then 5 presence joins and leaves exceed the 10,000 of the other
+// events by 17, and only client events (the oldest) go; 10,003 channels
+// occupied on another worker exceed the occupancy queue by 3, its oldest,
+// and push nothing else out.  The log counts exactly that, once at the
+// first drop and once when the queue has drained.  The 3 channels the
+// endpoint never heard of are not announced vacated.
+void drops_are_counted(worker &a, worker &d)
+{
+    std::size_t before = g_hooks.requests("/churn").size();
+    g_hooks.hold("/churn");
+    occupancy(a, "app4", "drop-warm", "1");
+    g_hooks.wait_requests("/churn", before + 1);
+    std::vector<std::string> expected = {occupied("drop-warm")};
+    burst b;
+    for (int i = 1; i <= 10007; i++) {
+        std::string e = "client-" + std::to_string(i);
+        b.client_event("private-drops", "4.9",
+                       "{\"event\":\"" + e
+                           + "\",\"channel\":\"private-drops\",\"data\":{}}");
+        if (i > 17) {
+            expected.push_back(
+                "{\"name\":\"client_event\",\"channel\":\"private-drops\","
+                "\"event\":\"" + e + "\",\"data\":{},\"socket_id\":\"4.9\"}");
+        }
+    }
+    for (int i = 0; i < 5; i++) {
+        std::string user = "d" + std::to_string(i);
+        std::string socket = "4." + std::to_string(10 + i);
+        b.join("presence-drops", socket, "\"" + user + "\"");
+        b.leave("presence-drops", socket);
+        expected.push_back(member("member_added", "presence-drops", user));
+        expected.push_back(member("member_removed", "presence-drops", user));
+    }
+    b.send(a);
+    barrier(a);
+    for (int i = 0; i < 10003; i++) {
+        b.occupancy("d" + std::to_string(i), "1");
+        if (i >= 3) {
+            expected.push_back(occupied("d" + std::to_string(i)));
+        }
+    }
+    b.send(d);
+    barrier(d);
+    g_hooks.release("/churn");
+    expect_events("/churn", expected);
+    take_barrier(g_barriers - 1);
+    take_barrier(g_barriers);
+
+    std::vector<std::string> lines;
+    for (int i = 0; i < 200 && lines.size() < 2; i++) {
+        usleep(10000);
+        lines = drop_lines("/churn");
+    }
+    if (lines.size() != 2) {
+        fail("%zu drop line(s) for /churn, expected 2", lines.size());
+    }
+    CHECK(lines[0].ends_with(
+        "oldest dropped: client_event 1 (in all: client_event 1)"));
+    CHECK(lines[1].ends_with("oldest dropped: channel_occupied 3, "
+                             "client_event 16 (in all: channel_occupied 3, "
+                             "client_event 17)"));
+
+    std::vector<std::string> left;
+    for (int i = 3; i < 10003; i++) {
+        left.push_back(vacated("d" + std::to_string(i)));
+    }
+    d.close_fd();
+    expect_events("/churn", left, true);
+}
+
 // ---- the cases ----------------------------------------------------------
 
 void run()
 {
     g_hooks.start();
     std::string apps = apps_json();
-    worker a, b;
+    worker a, b, d;
     ::hello(a, 101, apps.c_str());
     ::hello(b, 102, apps.c_str());
+    ::hello(d, 105, apps.c_str());
     map_segment();
 
     // occupied on the first subscriber of the node, vacated after the last,
-    // whichever worker they are on
+    // whichever worker they are on (vacated once occupied was sent: a pair
+    // that is still queued collapses to nothing, churn_collapses())
     occupancy(a, "app1", "room", "1");
     occupancy(b, "app1", "room", "2");
+    expect_events("/all", {occupied("room")});
     occupancy(a, "app1", "room", "0");
     occupancy(b, "app1", "room", "0");
-    expect_events("/all", {occupied("room"), vacated("room")});
+    expect_events("/all", {vacated("room")});
 
     // the suffix filter and event_types: /suffix has occupied of "-x" only
     occupancy(a, "app1", "lobby-x", "1");
     occupancy(a, "app1", "lobby-y", "1");
+    expect_events("/all", {occupied("lobby-x"), occupied("lobby-y")});
+    expect_events("/suffix", {occupied("lobby-x")});
     occupancy(a, "app1", "lobby-x", "0");
     occupancy(a, "app1", "lobby-y", "0");
-    expect_events("/all", {occupied("lobby-x"), occupied("lobby-y"),
-                           vacated("lobby-x"), vacated("lobby-y")});
-    expect_events("/suffix", {occupied("lobby-x")});
+    expect_events("/all", {vacated("lobby-x"), vacated("lobby-y")});
 
     // members: once per user ("7" and 7 are one), to /all and to the
     // presence- endpoint
@@ -673,11 +911,17 @@ void run()
           >= std::chrono::milliseconds(290));
     take_barrier(g_barriers);
 
+    churn_collapses(a);
+    failing_then_recovering(a);
+    drops_are_counted(a, d);
+
     check_requests("/all", "key1", "secret1", true);
     check_requests("/presence", "key1", "secret1", false);
     CHECK_EQ(g_hooks.requests("/presence")[0].target, "/presence?x=1");
     check_requests("/suffix", "key1", "secret1", false);
     check_requests("/app2", "key2", "secret2", false);
+    check_requests("/churn", "key4", "secret4", false);
+    check_requests("/churn-occupied", "key4", "secret4", false);
     CHECK_EQ(g_hooks.requests("/app2")[0].headers["host"],
              "localhost:" + std::to_string(g_hooks.port()));
 
