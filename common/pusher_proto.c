@@ -1097,6 +1097,22 @@ pusher_origin_host(const char *origin, size_t len, const char **host,
 }
 
 
+/*
+ * ASCII only, whatever the locale: a byte >= 0x80 of a host (or of a
+ * pattern) is compared as it is.
+ */
+
+static unsigned char
+pusher_ascii_lower(char c)
+{
+    unsigned char  u;
+
+    u = (unsigned char) c;
+
+    return (u >= 'A' && u <= 'Z') ? (unsigned char) (u - 'A' + 'a') : u;
+}
+
+
 int
 pusher_host_match(const char *pattern, size_t pattern_len, const char *host,
     size_t host_len)
@@ -1116,7 +1132,7 @@ pusher_host_match(const char *pattern, size_t pattern_len, const char *host,
             mark = h;
 
         } else if (p < pattern_len
-                   && pattern[p] == tolower((unsigned char) host[h]))
+                   && (unsigned char) pattern[p] == pusher_ascii_lower(host[h]))
         {
             p++;
             h++;

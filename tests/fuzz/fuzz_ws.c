@@ -20,19 +20,12 @@
 #include <string.h>
 
 #include "pusher_ws.h"
+#include "fuzz_check.h"
 
 
 #define FUZZ_EVENTS_MAX   256
 #define FUZZ_BLOCKS_MAX   4
 #define FUZZ_CHUNK_MAX    4096
-
-#define FUZZ_CHECK(cond)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);        \
-            abort();                                                          \
-        }                                                                     \
-    } while (0)
 
 
 typedef struct {

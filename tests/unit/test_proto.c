@@ -1671,6 +1671,12 @@ host_patterns_match(void **state)
     assert_false(MATCH("", "x"));
     assert_true(MATCH("", ""));
 
+    /* bytes >= 0x80 (an IDN host not in punycode) compare as they are */
+    assert_true(MATCH("caf\xc3\xa9.example", "caf\xc3\xa9.example"));
+    assert_true(MATCH("caf\xc3\xa9.example", "CAF\xc3\xa9.example"));
+    assert_true(MATCH("*\xc5.example", "x\xc5\xc5.example"));
+    assert_false(MATCH("caf\xc3\xa9.example", "caf\xc3\x89.example"));
+
 #undef MATCH
 }
 
