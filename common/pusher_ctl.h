@@ -64,16 +64,29 @@
  *                    a socket subscribed to a cache channel (cache-,
  *                    private-cache-, presence-cache-) and wants the last
  *                    event the HTTP API sent to it.
- *   OCCUPANCY        app_id, channel, count
+ *   OCCUPANCY        app_id, channel, count, flags
  *                    this worker's confirmed subscribers of the channel
  *                    (decimal), sent when it changes and for every channel
  *                    after WELCOME; "0" when the worker has none left.
+ *                    flags "r" when a broker was told of the channel
+ *                    before (a count from before a reconnect), else empty;
+ *                    a broker that does not read it takes it as empty.
  *   USER_ONLINE      app_id, user_id, socket_id, watchlist
  *                    a socket signed in (pusher:signin); watchlist is the
  *                    JSON array of user ids from its user_data, or empty.
  *                    Sent again for every signed-in socket after WELCOME.
  *   USER_OFFLINE     app_id, user_id, socket_id
  *                    a signed-in socket closed.
+ *   GONE             app_id, channel, user_id
+ *                    what a broker was told of and that ended while this
+ *                    worker could not tell it (no link, or the
+ *                    announcement after WELCOME had yet to reach the
+ *                    channel): the last socket of user_id (JSON text) in a
+ *                    presence channel, or, with user_id empty, the last
+ *                    subscriber of the channel.  Sent at the end of the
+ *                    announcement, before ANNOUNCED.
+ *   ANNOUNCED        (no fields)
+ *                    the announcement after WELCOME is complete.
  *
  * The answers to PRESENCE_JOIN and CACHE_GET come down the ring, not over
  * this connection (PUSHER_RING_PRESENCE_JOINED and PUSHER_RING_CACHE in
@@ -101,6 +114,15 @@
  * member_removed go down the ring once per user_id, on its first
  * connection and after its last; a worker's memberships end when its
  * control connection does.
+ *
+ * A broker that starts restores rather than learns: until every worker
+ * connected has sent ANNOUNCED (and the workers' reconnect backoff has
+ * passed), or at most PUSHER_CTL_RESTORE_MAX ms, re-joins ("r") and counts
+ * flagged "r" are taken silently (the clients and webhook receivers knew
+ * them from the broker before), new presence joins wait, and GONE says
+ * what ended meanwhile; then member_removed and channel_vacated go out for
+ * what is gone everywhere, channel_occupied for channels only new
+ * subscribers hold, and the waiting joins are answered.
  */
 
 #ifndef PUSHER_CTL_H
@@ -129,9 +151,21 @@ extern "C" {
 #define PUSHER_CTL_OCCUPANCY         22
 #define PUSHER_CTL_USER_ONLINE       23
 #define PUSHER_CTL_USER_OFFLINE      24
+#define PUSHER_CTL_GONE              25
+#define PUSHER_CTL_ANNOUNCED         26
 
 #define PUSHER_CTL_HEADER_SIZE       8
 #define PUSHER_CTL_MAX_PAYLOAD       (4 * 1024 * 1024)
+
+/*
+ * A worker retries the control socket at most this far apart (ms), so
+ * every worker of a host is connected this long after the broker listens;
+ * a starting broker restores for at least PUSHER_CTL_RESTORE_MIN and at
+ * most PUSHER_CTL_RESTORE_MAX ms.
+ */
+#define PUSHER_CTL_RECONNECT_MAX     500
+#define PUSHER_CTL_RESTORE_MIN       (PUSHER_CTL_RECONNECT_MAX + 200)
+#define PUSHER_CTL_RESTORE_MAX       5000
 
 
 typedef struct {

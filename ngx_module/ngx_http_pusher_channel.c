@@ -40,6 +40,27 @@ static ngx_rbtree_node_t *ngx_http_pusher_channel_after(
 static ngx_queue_t  ngx_http_pusher_pending;
 
 
+/*
+ * What a broker was told of and that ended while this worker could not
+ * tell it (PUSHER_CTL_GONE): a presence member's last socket here, or a
+ * channel's last subscriber.  Sent at the end of the next announcement; a
+ * broker that restarted turns them into member_removed and
+ * channel_vacated.  At most NGX_HTTP_PUSHER_GONE_MAX are kept.
+ */
+typedef struct {
+    ngx_queue_t                 queue;
+    ngx_http_pusher_app_t      *app;
+    ngx_str_t                   channel;
+    ngx_str_t                   user_id;           /* empty: subscribers */
+} ngx_http_pusher_gone_t;
+
+#define NGX_HTTP_PUSHER_GONE_MAX  16384
+
+static ngx_queue_t  ngx_http_pusher_gone;
+static ngx_uint_t   ngx_http_pusher_ngone;
+static ngx_uint_t   ngx_http_pusher_gone_full;
+
+
 
 
 void
@@ -56,6 +77,51 @@ ngx_http_pusher_channel_init_worker(ngx_http_pusher_main_conf_t *pmcf)
     }
 
     ngx_queue_init(&ngx_http_pusher_pending);
+    ngx_queue_init(&ngx_http_pusher_gone);
+}
+
+
+static void
+ngx_http_pusher_gone_add(ngx_http_pusher_app_t *app, u_char *name,
+    size_t len, ngx_str_t *user_id)
+{
+    size_t                   uid_len;
+    ngx_http_pusher_gone_t  *g;
+
+    if (ngx_http_pusher_ngone >= NGX_HTTP_PUSHER_GONE_MAX) {
+
+        if (!ngx_http_pusher_gone_full) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "pusher: %ui memberships and channels ended "
+                          "without a broker; more will not be announced "
+                          "as gone", ngx_http_pusher_ngone);
+            ngx_http_pusher_gone_full = 1;
+        }
+
+        return;
+    }
+
+    uid_len = user_id ? user_id->len : 0;
+
+    g = ngx_alloc(sizeof(ngx_http_pusher_gone_t) + len + uid_len,
+                  ngx_cycle->log);
+    if (g == NULL) {
+        return;
+    }
+
+    g->app = app;
+    g->channel.data = (u_char *) (g + 1);
+    g->channel.len = len;
+    ngx_memcpy(g->channel.data, name, len);
+    g->user_id.data = g->channel.data + len;
+    g->user_id.len = uid_len;
+
+    if (uid_len) {
+        ngx_memcpy(g->user_id.data, user_id->data, uid_len);
+    }
+
+    ngx_queue_insert_tail(&ngx_http_pusher_gone, &g->queue);
+    ngx_http_pusher_ngone++;
 }
 
 
@@ -181,6 +247,7 @@ ngx_http_pusher_sub_add(ngx_http_pusher_conn_t *pc, u_char *name, size_t len,
         ch->app = pc->app;
         ch->count = 0;
         ch->confirmed = 0;
+        ch->told = 0;
         ch->len = len;
         ngx_memcpy(ch->name, name, len);
         ngx_queue_init(&ch->subscribers);
@@ -323,8 +390,24 @@ ngx_http_pusher_presence_join(ngx_http_pusher_sub_t *sub, ngx_uint_t rejoin)
 static void
 ngx_http_pusher_presence_leave(ngx_http_pusher_sub_t *sub)
 {
-    u_char     id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
-    ngx_str_t  f[3];
+    u_char                      id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
+    ngx_str_t                   f[3];
+    ngx_http_pusher_channel_t  *ch;
+
+    ch = sub->channel;
+
+    /*
+     * A member the broker answered, which this broker may not know: the
+     * one before had it, and the other members' clients still list it.
+     * A pending join is left as it was asked for, at once.
+     */
+
+    if (!sub->pending
+        && !ngx_http_pusher_link_knows(ch->app, ch->name, ch->len))
+    {
+        ngx_http_pusher_gone_add(ch->app, ch->name, ch->len, &sub->user_id);
+        return;
+    }
 
     ngx_http_pusher_sub_fields(sub, f, id);
 
@@ -562,7 +645,9 @@ ngx_int_t
 ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf,
     ngx_http_pusher_announce_t *pos)
 {
+    ngx_str_t                   f[3];
     ngx_queue_t                *q;
+    ngx_http_pusher_gone_t     *g;
     ngx_rbtree_node_t          *node, *root, *sentinel;
     ngx_http_pusher_app_t      *app;
     ngx_http_pusher_sub_t      *sub;
@@ -635,7 +720,7 @@ ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf,
     while (pos->phase == NGX_HTTP_PUSHER_ANNOUNCE_PENDING) {
 
         if (pos->pending == 0 || ngx_queue_empty(&ngx_http_pusher_pending)) {
-            pos->phase = NGX_HTTP_PUSHER_ANNOUNCE_DONE;
+            pos->phase = NGX_HTTP_PUSHER_ANNOUNCE_GONE;
             break;
         }
 
@@ -656,6 +741,42 @@ ngx_http_pusher_announce(ngx_http_pusher_main_conf_t *pmcf,
         } else {
             (void) ngx_http_pusher_cache_get(sub);
         }
+    }
+
+    /* what ended unannounced, then the end of the announcement */
+
+    while (pos->phase == NGX_HTTP_PUSHER_ANNOUNCE_GONE) {
+
+        if (ngx_http_pusher_uplink_busy()) {
+            return NGX_AGAIN;
+        }
+
+        if (ngx_queue_empty(&ngx_http_pusher_gone)) {
+            if (ngx_http_pusher_uplink(PUSHER_CTL_ANNOUNCED, NULL, 0)
+                != NGX_OK)
+            {
+                return NGX_AGAIN;
+            }
+
+            pos->phase = NGX_HTTP_PUSHER_ANNOUNCE_DONE;
+            break;
+        }
+
+        q = ngx_queue_head(&ngx_http_pusher_gone);
+        g = ngx_queue_data(q, ngx_http_pusher_gone_t, queue);
+
+        f[0] = g->app->id;
+        f[1] = g->channel;
+        f[2] = g->user_id;
+
+        if (ngx_http_pusher_uplink(PUSHER_CTL_GONE, f, 3) == NGX_ERROR) {
+            return NGX_AGAIN;
+        }
+
+        ngx_queue_remove(q);
+        ngx_free(g);
+        ngx_http_pusher_ngone--;
+        ngx_http_pusher_gone_full = 0;
     }
 
     return NGX_OK;
@@ -734,8 +855,8 @@ ngx_http_pusher_state_size(ngx_http_pusher_main_conf_t *pmcf)
             ch = (ngx_http_pusher_channel_t *) node;
 
             size += 2 * ch->count
-                    * (PUSHER_CTL_HEADER_SIZE + PUSHER_CTL_FIELD_SIZE(0) * 3
-                       + app[i].id.len + ch->len + NGX_INT_T_LEN);
+                    * (PUSHER_CTL_HEADER_SIZE + PUSHER_CTL_FIELD_SIZE(0) * 4
+                       + app[i].id.len + ch->len + NGX_INT_T_LEN + 1);
         }
     }
 
@@ -817,21 +938,37 @@ ngx_http_pusher_channel_after(ngx_http_pusher_app_t *app, uint32_t key,
 }
 
 
-/* OCCUPANCY: this worker's confirmed subscribers of a channel */
+/*
+ * OCCUPANCY: this worker's confirmed subscribers of a channel, "r" if a
+ * broker was told of the channel before.  A channel a broker was told of
+ * that empties while the broker cannot be told is GONE.
+ */
 
 static void
 ngx_http_pusher_occupancy(ngx_http_pusher_channel_t *ch)
 {
     u_char     count[NGX_INT_T_LEN];
-    ngx_str_t  f[3];
+    ngx_str_t  f[4];
+
+    if (ch->confirmed == 0 && ch->told
+        && !ngx_http_pusher_link_knows(ch->app, ch->name, ch->len))
+    {
+        ngx_http_pusher_gone_add(ch->app, ch->name, ch->len, NULL);
+        ch->told = 0;
+        return;
+    }
 
     f[0] = ch->app->id;
     f[1].data = ch->name;
     f[1].len = ch->len;
     f[2].data = count;
     f[2].len = ngx_sprintf(count, "%ui", ch->confirmed) - count;
+    f[3].data = (u_char *) "r";
+    f[3].len = ch->told ? 1 : 0;
 
-    (void) ngx_http_pusher_uplink(PUSHER_CTL_OCCUPANCY, f, 3);
+    if (ngx_http_pusher_uplink(PUSHER_CTL_OCCUPANCY, f, 4) == NGX_OK) {
+        ch->told = (ch->confirmed != 0);
+    }
 }
 
 

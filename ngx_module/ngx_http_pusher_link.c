@@ -531,6 +531,32 @@ ngx_http_pusher_uplink_busy(void)
 
 
 /*
+ * 1 if the broker of the link has this channel's state from this worker
+ * (or gets it in order): attached, and the announcement has passed the
+ * channel.  What ends where it is 0 is told with GONE instead.
+ */
+
+ngx_uint_t
+ngx_http_pusher_link_knows(ngx_http_pusher_app_t *app, u_char *name,
+    size_t len)
+{
+    ngx_http_pusher_app_t   *apps;
+    ngx_http_pusher_link_t  *b;
+
+    b = &ngx_http_pusher_link;
+
+    if (b->conn == NULL || !b->welcomed || b->conn->error) {
+        return 0;
+    }
+
+    apps = b->pmcf->apps.elts;
+
+    return ngx_http_pusher_announce_passed(&b->announce, app - apps, name,
+                                           len);
+}
+
+
+/*
  * While the announcement walks the channels, what it carries for a
  * channel it has not reached yet does not go ahead of it: the count and
  * the signed-in sockets would arrive twice (a socket would get its

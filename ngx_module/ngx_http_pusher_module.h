@@ -16,6 +16,7 @@
 #include "pusher_ring.h"
 #include "pusher_ws.h"
 #include "pusher_proto.h"
+#include "pusher_ctl.h"
 
 
 #define NGX_HTTP_PUSHER_DEFAULT_BROKER     "/run/ngx-pusher/control.sock"
@@ -82,7 +83,7 @@
  * RECONNECT_MAX of the broker being back) and safety poll
  */
 #define NGX_HTTP_PUSHER_RECONNECT_MIN      100         /* ms */
-#define NGX_HTTP_PUSHER_RECONNECT_MAX      500         /* ms */
+#define NGX_HTTP_PUSHER_RECONNECT_MAX      PUSHER_CTL_RECONNECT_MAX  /* ms */
 #define NGX_HTTP_PUSHER_SAFETY_POLL        1000        /* ms */
 
 
@@ -200,6 +201,7 @@ struct ngx_http_pusher_channel_s {
     ngx_queue_t                subscribers;        /* ngx_http_pusher_sub_t */
     ngx_uint_t                 count;              /* subs, pending too */
     ngx_uint_t                 confirmed;          /* in subscribers */
+    ngx_uint_t                 told;               /* a broker counts it */
     ngx_http_pusher_app_t     *app;
     size_t                     len;
     u_char                     name[1];
@@ -286,6 +288,7 @@ typedef struct {
 #define NGX_HTTP_PUSHER_ANNOUNCE_DONE      0
 #define NGX_HTTP_PUSHER_ANNOUNCE_CHANNELS  1
 #define NGX_HTTP_PUSHER_ANNOUNCE_PENDING   2
+#define NGX_HTTP_PUSHER_ANNOUNCE_GONE      3
 
 
 /* ngx_http_pusher_module.c */
@@ -384,6 +387,8 @@ void ngx_http_pusher_link_exit_worker(void);
 ngx_int_t ngx_http_pusher_uplink(ngx_uint_t type, ngx_str_t *fields,
     ngx_uint_t n);
 ngx_uint_t ngx_http_pusher_uplink_busy(void);
+ngx_uint_t ngx_http_pusher_link_knows(ngx_http_pusher_app_t *app,
+    u_char *name, size_t len);
 
 /* ngx_http_pusher_ring.c */
 ngx_int_t ngx_http_pusher_ring_init_worker(ngx_cycle_t *cycle,

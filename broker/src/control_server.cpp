@@ -171,6 +171,8 @@ struct control_server::worker {
     bool writing = false;
     bool writing_doorbell = false;
     bool doorbell = false;          // a doorbell waits to be written
+    bool announced = false;         // ANNOUNCED received
+    bool closed = false;            // its connection ended
 
     void close() noexcept
     {
@@ -184,7 +186,8 @@ control_server::control_server(net::io_context &ioc, const std::string &path,
                                webhook_sender &hooks)
     : ioc_(ioc), seg_(seg), apps_(apps), hooks_(hooks), file_(path),
       acceptor_(ioc),
-      count_timer_(ioc)
+      count_timer_(ioc), started_(std::chrono::steady_clock::now()),
+      restore_timer_(ioc)
 {
     unix_stream::endpoint ep(path);
     acceptor_.open(ep.protocol());
@@ -197,6 +200,8 @@ control_server::~control_server() = default;
 
 void control_server::start()
 {
+    started_ = std::chrono::steady_clock::now();
+    arm_restore_timer(std::chrono::milliseconds(PUSHER_CTL_RESTORE_MIN));
     net::co_spawn(ioc_, accept_loop(), net::detached);
 }
 
@@ -205,6 +210,7 @@ void control_server::stop()
     boost::system::error_code ignored;
     stopped_ = true;
     count_timer_.cancel();
+    restore_timer_.cancel();
     acceptor_.close(ignored);
     for (auto &w : slots_) {
         if (w) {
@@ -290,11 +296,19 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
         case PUSHER_CTL_USER_OFFLINE:
             on_user_offline(w, payload);
             break;
+        case PUSHER_CTL_GONE:
+            on_gone(w, payload);
+            break;
+        case PUSHER_CTL_ANNOUNCED:
+            on_announced(w);
+            break;
         default:
             // other types are for later protocol versions: ignored
             break;
         }
     }
+
+    w->closed = true;
 
     // the worker's presence memberships end with its connection
     removed_.clear();
@@ -329,6 +343,7 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
     }
     release_slot(*w);
     w->close();
+    check_restored();
 }
 
 bool control_server::on_hello(const worker_ptr &w, std::string_view payload)
@@ -650,12 +665,24 @@ void control_server::on_presence_join(const worker_ptr &w,
     req.rejoin = flags == "r";
     req.conn = w->id;
 
+    if (restoring_ && !req.rejoin) {
+        // answered once the members of every worker are back
+        std::string hkey = app_channel_key(app_id, channel);
+        hkey += '\0';
+        hkey += socket_id;
+        held_joins_.push_back(held_join{w, std::string(payload), hkey});
+        return;
+    }
+
     removed_.clear();
     added_.clear();
     presence_table::join_status st = presence_.join(req, removed_, added_);
     // a socket that changed user: its old user may have gone
     publish_members(removed_, false, socket_id);
-    publish_members(added_, true, socket_id);
+    if (!restoring_) {
+        // while restoring, a re-joined member is no news to anyone
+        publish_members(added_, true, socket_id);
+    }
 
     if (req.rejoin) {
         return;
@@ -706,6 +733,13 @@ void control_server::on_presence_leave(const worker_ptr &w,
         return;
     }
     auto [app_id, channel, socket_id] = f;
+    if (!held_joins_.empty()) {
+        std::string hkey = app_channel_key(app_id, channel);
+        hkey += '\0';
+        hkey += socket_id;
+        std::erase_if(held_joins_,
+                      [&](const held_join &h) { return h.key == hkey; });
+    }
     // no app check: a membership of an app that a reload removed still
     // ends; unknown memberships are ignored by the table
     removed_.clear();
@@ -785,6 +819,9 @@ void control_server::on_occupancy(const worker_ptr &w,
         return;
     }
     auto [app_id, channel, count_text] = f;
+    // flags, a 4th field since the restore: "r" for a count a broker had
+    std::array<std::string_view, 4> f4;
+    bool restored = split_fields(payload, f4) && f4[3] == "r";
     std::uint64_t count = 0;
     if (!valid_channel(channel) || !parse_count(count_text, count)
         || count > UINT32_MAX)
@@ -805,6 +842,22 @@ void control_server::on_occupancy(const worker_ptr &w,
     bool was_occupied = hooked && occupancy_.total(app_id, channel) != 0;
     if (occupancy_.set(w->id, app_id, channel, count)) {
         count_changed(app_id, channel);
+    }
+    if (restoring_) {
+        // occupied and vacated are decided once all counts are back
+        if (hooked) {
+            std::string key = app_channel_key(app_id, channel);
+            auto it = restoring_channels_.find(key);
+            if (it == restoring_channels_.end()) {
+                it = restoring_channels_
+                         .emplace(std::move(key),
+                                  restoring_channel{std::string(app_id),
+                                                    std::string(channel)})
+                         .first;
+            }
+            it->second.restored = it->second.restored || restored;
+        }
+        return;
     }
     bool occupied = hooked && occupancy_.total(app_id, channel) != 0;
     if (occupied != was_occupied) {
@@ -859,6 +912,163 @@ void control_server::on_user_offline(const worker_ptr &w,
     notices_.clear();
     users_.offline(app_id, user_id, socket_id, notices_);
     publish_notices(notices_);
+}
+
+// app_id, channel, user_id (empty: the channel's last subscriber)
+void control_server::on_gone(const worker_ptr &w, std::string_view payload)
+{
+    constexpr std::string_view type = "GONE";
+    std::array<std::string_view, 3> f;
+    if (!uplink_fields(*w, type, payload, f)) {
+        return;
+    }
+    // a broker that did not restart has dropped what the worker's old
+    // connection held, and told everyone then
+    if (!restoring_) {
+        return;
+    }
+    auto [app_id, channel, user_id] = f;
+    if (!valid_channel(channel)) {
+        ignore(*w, type, "bad channel");
+        return;
+    }
+    std::string key = app_channel_key(app_id, channel);
+    if (user_id.empty()) {
+        const app *a = apps_.find(app_id);
+        if (a == nullptr
+            || !(a->webhook_events
+                 & (webhook_channel_occupied | webhook_channel_vacated)))
+        {
+            return;
+        }
+        auto it = restoring_channels_.find(key);
+        if (it == restoring_channels_.end()) {
+            it = restoring_channels_
+                     .emplace(std::move(key),
+                              restoring_channel{std::string(app_id),
+                                                std::string(channel)})
+                     .first;
+        }
+        it->second.gone = true;
+        return;
+    }
+    std::string user_key;
+    if (!presence_channel(channel) || !user_key_of(user_id, user_key)) {
+        ignore(*w, type, "not a presence channel, or a bad user_id");
+        return;
+    }
+    key += '\0';
+    key += user_key;
+    if (gone_members_.find(key) == gone_members_.end()) {
+        gone_members_.emplace(
+            std::move(key),
+            presence_table::member_event{std::string(app_id),
+                                         std::string(channel),
+                                         std::string(user_id), {},
+                                         std::move(user_key)});
+    }
+}
+
+void control_server::on_announced(const worker_ptr &w)
+{
+    w->announced = true;
+    check_restored();
+}
+
+void control_server::arm_restore_timer(std::chrono::milliseconds after)
+{
+    restore_timer_.expires_after(after);
+    restore_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) {
+            check_restored();
+        }
+    });
+}
+
+void control_server::check_restored()
+{
+    if (!restoring_ || stopped_) {
+        return;
+    }
+    auto now = std::chrono::steady_clock::now();
+    auto since = std::chrono::duration_cast<std::chrono::milliseconds>(
+        now - started_);
+    const std::chrono::milliseconds min(PUSHER_CTL_RESTORE_MIN);
+    const std::chrono::milliseconds max(PUSHER_CTL_RESTORE_MAX);
+    if (since >= max) {
+        restored();
+        return;
+    }
+    if (since >= min) {
+        bool all = true;
+        for (const auto &w : slots_) {
+            if (w && !w->announced) {
+                all = false;
+                break;
+            }
+        }
+        if (all) {
+            restored();
+            return;
+        }
+    }
+    arm_restore_timer(since < min ? min - since : max - since);
+}
+
+// The state is back: what ended meanwhile everywhere goes out once, then
+// the joins that waited are answered, with every member in their lists.
+void control_server::restored()
+{
+    restoring_ = false;
+    restore_timer_.cancel();
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - started_);
+
+    removed_.clear();
+    for (auto &[key, ev] : gone_members_) {
+        if (!presence_.has_user(ev.app_id, ev.channel, ev.user_key)) {
+            removed_.push_back(std::move(ev));
+        }
+    }
+    gone_members_.clear();
+    std::size_t members_gone = removed_.size();
+    std::vector<presence_table::member_event> gone = std::move(removed_);
+    removed_.clear();
+    publish_members(gone, false, {});
+
+    std::size_t occupied = 0, vacated = 0;
+    for (const auto &[key, c] : restoring_channels_) {
+        bool told = c.restored || c.gone;
+        bool now_occupied = occupancy_.total(c.app_id, c.channel) != 0;
+        if (told) {
+            hooks_.restore_occupied(c.app_id, c.channel);
+        }
+        if (told && !now_occupied) {
+            hooks_.channel_vacated(c.app_id, c.channel);
+            vacated++;
+        } else if (!told && now_occupied) {
+            hooks_.channel_occupied(c.app_id, c.channel);
+            occupied++;
+        }
+    }
+    restoring_channels_.clear();
+
+    std::vector<held_join> held = std::move(held_joins_);
+    held_joins_.clear();
+    std::size_t answered = 0;
+    for (const held_join &h : held) {
+        if (!h.w->closed) {
+            on_presence_join(h.w, h.payload);
+            answered++;
+        }
+    }
+
+    log_line("restored the workers' state in " + std::to_string(took.count())
+             + " ms: " + std::to_string(members_gone)
+             + " member(s) gone meanwhile, "
+             + std::to_string(vacated) + " channel(s) vacated and "
+             + std::to_string(occupied) + " occupied meanwhile, "
+             + std::to_string(answered) + " presence join(s) answered");
 }
 
 } // namespace pusher::broker

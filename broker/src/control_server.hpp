@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -87,6 +88,13 @@ private:
     void on_occupancy(const worker_ptr &w, std::string_view payload);
     void on_user_online(const worker_ptr &w, std::string_view payload);
     void on_user_offline(const worker_ptr &w, std::string_view payload);
+    void on_gone(const worker_ptr &w, std::string_view payload);
+    void on_announced(const worker_ptr &w);
+    // restoring (pusher_ctl.h): ends once every attached worker announced
+    // and PUSHER_CTL_RESTORE_MIN passed, or at PUSHER_CTL_RESTORE_MAX
+    void arm_restore_timer(std::chrono::milliseconds after);
+    void check_restored();
+    void restored();
     void ignore(worker &w, std::string_view type, std::string_view why);
     // the N fields of an uplink message, or false (logged) if it came
     // before HELLO or is malformed
@@ -123,6 +131,29 @@ private:
     net::steady_timer count_timer_;
     bool count_timer_armed_ = false;
     bool stopped_ = false;
+
+    // A broker that starts restores what the workers announce before it
+    // acts on it (pusher_ctl.h): re-joins and counts flagged "r" are
+    // taken silently, new presence joins wait in held_joins_, GONE is
+    // gathered, and restored() settles it all.
+    struct held_join {
+        worker_ptr w;
+        std::string payload;
+        std::string key;            // app_id '\0' channel '\0' socket_id
+    };
+    struct restoring_channel {
+        std::string app_id;
+        std::string channel;
+        bool restored = false;      // a worker's count had "r"
+        bool gone = false;          // a worker's GONE
+    };
+    bool restoring_ = true;
+    std::chrono::steady_clock::time_point started_;
+    net::steady_timer restore_timer_;
+    std::vector<held_join> held_joins_;
+    string_map<restoring_channel> restoring_channels_;
+    // by app_id '\0' channel '\0' user key
+    string_map<presence_table::member_event> gone_members_;
     // scratch, reused: the broker is single-threaded
     std::vector<presence_table::member_event> removed_;
     std::vector<presence_table::member_event> added_;

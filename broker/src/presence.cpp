@@ -156,6 +156,14 @@ presence_table::join(const join_request &req,
     return join_status::ok;
 }
 
+bool presence_table::has_user(std::string_view app_id,
+                              std::string_view channel,
+                              std::string_view user_key) const
+{
+    const presence_table::channel *ch = find(app_id, channel);
+    return ch != nullptr && ch->by_key.find(user_key) != ch->by_key.end();
+}
+
 void presence_table::leave(std::string_view app_id, std::string_view channel,
                            std::string_view socket_id,
                            std::vector<member_event> &removed)

@@ -76,6 +76,10 @@ public:
 
     std::size_t channels() const noexcept { return channels_.size(); }
 
+    // whether the user (by user key) has a socket in the channel
+    bool has_user(std::string_view app_id, std::string_view channel,
+                  std::string_view user_key) const;
+
     // distinct users in the channel (0 if it has no members)
     std::size_t user_count(std::string_view app_id,
                            std::string_view channel) const;

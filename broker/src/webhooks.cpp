@@ -641,6 +641,30 @@ void webhook_sender::channel_occupied(std::string_view app_id,
     }
 }
 
+void webhook_sender::restore_occupied(std::string_view app_id,
+                                      std::string_view channel)
+{
+    const app *a = wanted(app_id, occupancy_events);
+    if (a == nullptr) {
+        return;
+    }
+    auto it = endpoints_.find(a->id);
+    if (it == endpoints_.end()) {
+        return;
+    }
+    for (const endpoint_ptr &ep : it->second) {
+        if (!ep->cfg.wants(occupancy_events, channel)
+            || ep->channels.find(channel) != ep->channels.end())
+        {
+            continue;
+        }
+        auto cit = ep->channels.emplace(channel, endpoint::channel_state{})
+                       .first;
+        cit->second.name = cit->first;
+        cit->second.occupied = true;
+    }
+}
+
 void webhook_sender::channel_vacated(std::string_view app_id,
                                      std::string_view channel)
 {

@@ -123,6 +123,9 @@ public:
     // without webhooks for the event.
     void channel_occupied(std::string_view app_id, std::string_view channel);
     void channel_vacated(std::string_view app_id, std::string_view channel);
+    // The receivers were told the channel is occupied (by a broker before
+    // this one): nothing is sent, and its next vacancy is announced.
+    void restore_occupied(std::string_view app_id, std::string_view channel);
     void member_added(std::string_view app_id, std::string_view channel,
                       std::string_view user_id);
     void member_removed(std::string_view app_id, std::string_view channel,

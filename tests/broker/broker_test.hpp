@@ -505,6 +505,10 @@ inline void start_broker(const char *binary, const char *dir_template,
         int fd = connect_control();
         if (fd >= 0) {
             close(fd);
+            // past the restore of a starting broker (pusher_ctl.h): with
+            // no worker attached it ends at PUSHER_CTL_RESTORE_MIN, and
+            // the cases see the broker as it runs from then on
+            usleep((PUSHER_CTL_RESTORE_MIN + 100) * 1000);
             return;
         }
         if (waitpid(g_broker, nullptr, WNOHANG) == g_broker) {

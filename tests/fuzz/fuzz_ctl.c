@@ -157,6 +157,7 @@ fuzz_uplink_fields(uint16_t type)
     case PUSHER_CTL_CACHE_GET:
     case PUSHER_CTL_OCCUPANCY:
     case PUSHER_CTL_USER_OFFLINE:
+    case PUSHER_CTL_GONE:
         return 3;
 
     case PUSHER_CTL_USER_ONLINE:

@@ -25,6 +25,7 @@ const {
     channelAuth,
     joinPresence,
     memberAddedFrame,
+    memberRemovedFrame,
     succeededFrame,
     sdk,
     signedRequest,
@@ -350,6 +351,72 @@ test('max_request_size: 413 over the app\'s limit, 200 under it; other apps keep
     assert.equal(r.status, 200, r.body);
     r = await signedRequest(srv, 'POST', `/apps/${srv.appId}/events`, { body: event(2000) });
     assert.equal(r.status, 200, r.body);
+});
+
+/*
+ * A broker restart is a restore, not news (pusher_ctl.h): members who
+ * stayed are not announced again, to the clients or the webhook receiver;
+ * a member who left while the broker was down is removed once; channels
+ * that stayed occupied fire nothing; a channel vacated meanwhile fires
+ * channel_vacated.
+ */
+test('broker killed with SIGKILL and restarted: stayed members and channels are silent, a member who left meanwhile gets member_removed once (frames and webhook), a channel vacated meanwhile gets channel_vacated', { timeout: 30000 * SLOW }, async () => {
+    const ch = 'presence-outage';
+    const [a, b, c, d] = await connectAlternating(srv, 4);
+    await joinPresence(srv, a, ch, 'A');
+    await joinPresence(srv, b, ch, 'B');
+    await joinPresence(srv, c, ch, 'C');
+    await subscribeRaw(d, 'stays');
+    await subscribeRaw(c, 'goes');
+    await hooks.expect('/all', [occupied(ch), added(ch, 'A'), added(ch, 'B'), added(ch, 'C'), occupied('stays'), occupied('goes')], { anyOrder: true });
+    await hooks.expect('/presence', [added(ch, 'A'), added(ch, 'B'), added(ch, 'C')]);
+    await sleep(200);
+    const members = (ws) => ws.frames.filter((f) => f.text && /pusher_internal:member_(added|removed)/.test(f.text)).map((f) => f.text);
+    const base = [a, b].map((ws) => members(ws).length);
+
+    srv.allowLog(/\[crit\] .*connect\(\) to unix:\S*\/api\.sock failed/);
+    srv.broker.stopping = true;
+    srv.broker.kill('SIGKILL');
+    await srv.broker.exited;
+    /* C leaves, and "goes" empties, while there is no broker */
+    c.close();
+    await sleep(300);
+    await srv.startBroker();
+    await srv.waitUp(5000);
+
+    const gone = memberRemovedFrame(ch, 'C');
+    for (const ws of [a, b]) {
+        await ws.next({ skip: true, timeout: 5000, pred: (f) => f.text === gone, what: gone });
+    }
+    await hooks.expect('/presence', [removed(ch, 'C')]);
+    await hooks.expect('/all', [removed(ch, 'C'), vacated('goes')], { anyOrder: true });
+    await sleep(1000);
+    for (const [i, ws] of [a, b].entries()) {
+        assert.deepEqual(members(ws).slice(base[i]), [gone], ws.dump());
+    }
+    hooks.assertDone('/all');
+    hooks.assertDone('/presence');
+    /* in the order the workers announced them */
+    const res = await api.get({ path: `/channels/${ch}/users` });
+    const { users } = await res.json();
+    assert.deepEqual(users.map((u) => u.id).sort(), ['A', 'B'], JSON.stringify(users));
+    assert.deepEqual(Object.keys(users[0]), ['id']);
+
+    /* a new member sees both, and both see it once */
+    const [e] = await connectAlternating(srv, 1);
+    const p = await joinPresence(srv, e, ch, 'E');
+    assert.deepEqual([...p.ids].sort(), ['A', 'B', 'E']);
+    for (const ws of [a, b]) {
+        await ws.expectText(memberAddedFrame(ch, 'E', null), { timeout: 3000 });
+    }
+    await hooks.expect('/all', [added(ch, 'E')]);
+    await hooks.expect('/presence', [added(ch, 'E')]);
+
+    for (const ws of [a, b, d, e]) {
+        ws.close();
+    }
+    await hooks.expect('/all', [removed(ch, 'A'), removed(ch, 'B'), removed(ch, 'E'), vacated(ch), vacated('stays')], { anyOrder: true });
+    await hooks.expect('/presence', [removed(ch, 'A'), removed(ch, 'B'), removed(ch, 'E')], { anyOrder: true });
 });
 
 test('nothing else was sent to any endpoint', async () => {
