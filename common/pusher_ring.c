@@ -103,6 +103,66 @@ pusher_ring_init(pusher_ring_t *ring, uint8_t *buffer, uint64_t capacity,
 }
 
 
+const char *
+pusher_shm_check(uint8_t *base, uint64_t mapped, uint64_t generation,
+    pusher_ring_t *ring)
+{
+    uint64_t              size, capacity;
+    pusher_shm_header_t  *hdr;
+
+    if (mapped < PUSHER_SHM_RING_OFFSET) {
+        return "smaller than its header";
+    }
+
+    hdr = pusher_shm_header(base);
+
+    if (__atomic_load_n(&hdr->magic, __ATOMIC_RELAXED) != PUSHER_SHM_MAGIC) {
+        return "no ngx-pusher segment (magic)";
+    }
+
+    /* pairs with the broker's store-release of layout_version, last */
+    if (__atomic_load_n(&hdr->layout_version, __ATOMIC_ACQUIRE)
+        != PUSHER_SHM_LAYOUT_VERSION)
+    {
+        return "another layout version";
+    }
+
+    if (__atomic_load_n(&hdr->generation, __ATOMIC_RELAXED) != generation) {
+        return "another generation than WELCOME named";
+    }
+
+    if (__atomic_load_n(&hdr->ring_offset, __ATOMIC_RELAXED)
+            != PUSHER_SHM_RING_OFFSET
+        || __atomic_load_n(&hdr->desc_offset, __ATOMIC_RELAXED)
+            != PUSHER_SHM_DESC_OFFSET
+        || __atomic_load_n(&hdr->wake_offset, __ATOMIC_RELAXED)
+            != PUSHER_SHM_WAKE_OFFSET)
+    {
+        return "other offsets";
+    }
+
+    size = __atomic_load_n(&hdr->segment_size, __ATOMIC_RELAXED);
+    capacity = __atomic_load_n(&hdr->ring_capacity, __ATOMIC_RELAXED);
+
+    if (size > mapped || size < PUSHER_SHM_RING_OFFSET) {
+        return "segment_size does not match the file";
+    }
+
+    if (capacity > size - PUSHER_SHM_RING_OFFSET) {
+        return "the ring does not fit the segment";
+    }
+
+    if (pusher_ring_init(ring, pusher_shm_ring(base), capacity,
+                         pusher_shm_desc(base))
+        != 0)
+    {
+        return "ring_capacity is not a power of two in range";
+    }
+
+    return NULL;
+}
+
+
 void
 pusher_ring_writer_reset(pusher_ring_t *ring)
 {
@@ -284,6 +344,17 @@ pusher_ring_read(pusher_ring_reader_t *reader, pusher_ring_t *ring,
     /* cursor > tail: resynced to a latest whose tail is not visible yet */
     if (cursor >= tail) {
         return PUSHER_RING_EMPTY;
+    }
+
+    /*
+     * Records start aligned; a position that is not came from a corrupt
+     * descriptor (a lap to its latest, or its tail): nothing there can be
+     * read, skip to the tail once and count it as a lap.
+     */
+    if (((cursor | tail) & (PUSHER_RING_ALIGNMENT - 1)) != 0) {
+        reader->cursor = tail;
+        reader->lapped++;
+        return PUSHER_RING_LAPPED;
     }
 
     /*

@@ -57,6 +57,16 @@ typedef struct {
 int pusher_ring_init(pusher_ring_t *ring, uint8_t *buffer, uint64_t capacity,
     pusher_ring_desc_t *desc);
 
+/*
+ * A mapped segment as a worker finds it: NULL if its header fits this
+ * layout, "mapped" bytes and the generation WELCOME named, and the ring it
+ * describes lies inside it (then ring is initialised); else why not, for
+ * the log.  Every field is read once, as a broken or hostile writer may
+ * change it meanwhile.
+ */
+const char *pusher_shm_check(uint8_t *base, uint64_t mapped,
+    uint64_t generation, pusher_ring_t *ring);
+
 /* writer side: clears the descriptor (new generation) */
 void pusher_ring_writer_reset(pusher_ring_t *ring);
 

@@ -219,7 +219,7 @@ ngx_http_pusher_ring_map(ngx_http_pusher_reader_t *r, const char *name,
 {
     int                   fd;
     u_char               *base, *scratch;
-    uint32_t              version;
+    const char           *why;
     struct stat           st;
     pusher_ring_t         ring;
     pusher_shm_header_t  *hdr;
@@ -238,9 +238,17 @@ ngx_http_pusher_ring_map(ngx_http_pusher_reader_t *r, const char *name,
         return NGX_ERROR;
     }
 
-    if (fstat(fd, &st) == -1 || st.st_size < PUSHER_SHM_RING_OFFSET) {
+    if (fstat(fd, &st) == -1) {
         ngx_log_error(NGX_LOG_ERR, r->log, ngx_errno,
-                      "pusher: broker segment \"%s\" is too small", name);
+                      "pusher: fstat(\"%s\") failed", name);
+        close(fd);
+        return NGX_ERROR;
+    }
+
+    if (st.st_size < PUSHER_SHM_RING_OFFSET) {
+        ngx_log_error(NGX_LOG_ERR, r->log, 0,
+                      "pusher: broker segment \"%s\" refused: smaller than "
+                      "its header", name);
         close(fd);
         return NGX_ERROR;
     }
@@ -257,25 +265,14 @@ ngx_http_pusher_ring_map(ngx_http_pusher_reader_t *r, const char *name,
 
     hdr = pusher_shm_header(base);
 
-    /* pairs with the broker's store-release of layout_version, last */
-    version = pusher_load_acquire_u32(&hdr->layout_version);
+    why = pusher_shm_check(base, (uint64_t) st.st_size, generation, &ring);
 
-    if (hdr->magic != PUSHER_SHM_MAGIC
-        || version != PUSHER_SHM_LAYOUT_VERSION
-        || hdr->generation != generation
-        || hdr->ring_offset != PUSHER_SHM_RING_OFFSET
-        || hdr->desc_offset != PUSHER_SHM_DESC_OFFSET
-        || hdr->wake_offset != PUSHER_SHM_WAKE_OFFSET
-        || hdr->segment_size > (uint64_t) st.st_size
-        || hdr->ring_capacity > hdr->segment_size - PUSHER_SHM_RING_OFFSET
-        || pusher_ring_init(&ring, pusher_shm_ring(base), hdr->ring_capacity,
-                            pusher_shm_desc(base))
-           != 0)
-    {
+    if (why != NULL) {
         ngx_log_error(NGX_LOG_ERR, r->log, 0,
-                      "pusher: broker segment \"%s\" is not compatible "
+                      "pusher: broker segment \"%s\" refused: %s "
                       "(layout version %uD, this module has %d)",
-                      name, version, PUSHER_SHM_LAYOUT_VERSION);
+                      name, why, hdr->layout_version,
+                      PUSHER_SHM_LAYOUT_VERSION);
         munmap(base, (size_t) st.st_size);
         return NGX_ERROR;
     }

@@ -938,10 +938,98 @@ test_ring_should_reset_writer_to_a_new_generation(void **state)
 }
 
 
+/*
+ * pusher_shm_check(): a segment whose header does not fit is refused with
+ * a reason, never read past; segment_size below the ring offset is not
+ * subtracted from (it used to wrap and pass).
+ */
+static void
+test_shm_check_refuses_headers_that_do_not_fit(void **state)
+{
+    uint8_t              *base;
+    uint64_t              size;
+    pusher_ring_t         ring;
+    pusher_shm_header_t  *hdr;
+
+    (void) state;
+
+    size = PUSHER_SHM_RING_OFFSET + PUSHER_RING_MIN_CAPACITY;
+    base = aligned_alloc(64, size);
+    assert_non_null(base);
+    memset(base, 0, size);
+
+    hdr = pusher_shm_header(base);
+
+#define GOOD()                                                                \
+    do {                                                                      \
+        hdr->magic = PUSHER_SHM_MAGIC;                                        \
+        hdr->layout_version = PUSHER_SHM_LAYOUT_VERSION;                      \
+        hdr->generation = 7;                                                  \
+        hdr->segment_size = size;                                             \
+        hdr->desc_offset = PUSHER_SHM_DESC_OFFSET;                            \
+        hdr->wake_offset = PUSHER_SHM_WAKE_OFFSET;                            \
+        hdr->ring_offset = PUSHER_SHM_RING_OFFSET;                            \
+        hdr->ring_capacity = PUSHER_RING_MIN_CAPACITY;                        \
+    } while (0)
+
+    GOOD();
+    assert_null(pusher_shm_check(base, size, 7, &ring));
+    assert_int_equal(ring.capacity, PUSHER_RING_MIN_CAPACITY);
+
+    assert_string_equal(pusher_shm_check(base, PUSHER_SHM_RING_OFFSET - 1, 7,
+                                         &ring),
+                        "smaller than its header");
+
+    assert_string_equal(pusher_shm_check(base, size, 8, &ring),
+                        "another generation than WELCOME named");
+
+    hdr->magic = 1;
+    assert_string_equal(pusher_shm_check(base, size, 7, &ring),
+                        "no ngx-pusher segment (magic)");
+    GOOD();
+
+    hdr->layout_version = PUSHER_SHM_LAYOUT_VERSION + 1;
+    assert_string_equal(pusher_shm_check(base, size, 7, &ring),
+                        "another layout version");
+    GOOD();
+
+    hdr->wake_offset = 0;
+    assert_string_equal(pusher_shm_check(base, size, 7, &ring),
+                        "other offsets");
+    GOOD();
+
+    /* below the ring offset: size - offset would wrap to ~2^64 */
+    hdr->segment_size = 64;
+    hdr->ring_capacity = (uint64_t) 1 << 40;
+    assert_string_equal(pusher_shm_check(base, size, 7, &ring),
+                        "segment_size does not match the file");
+    GOOD();
+
+    hdr->segment_size = size + 1;
+    assert_string_equal(pusher_shm_check(base, size, 7, &ring),
+                        "segment_size does not match the file");
+    GOOD();
+
+    hdr->ring_capacity = 2 * PUSHER_RING_MIN_CAPACITY;
+    assert_string_equal(pusher_shm_check(base, size, 7, &ring),
+                        "the ring does not fit the segment");
+    GOOD();
+
+    hdr->ring_capacity = PUSHER_RING_MIN_CAPACITY - 8;
+    assert_string_equal(pusher_shm_check(base, size, 7, &ring),
+                        "ring_capacity is not a power of two in range");
+
+#undef GOOD
+
+    free(base);
+}
+
+
 int
 main(void)
 {
     const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_shm_check_refuses_headers_that_do_not_fit),
         cmocka_unit_test_setup_teardown(
             test_ring_init_rejects_bad_capacity, setup, teardown),
         cmocka_unit_test_setup_teardown(
