@@ -21,9 +21,10 @@ PUSHER_BUILD_PACKAGES=(
 
 # What scripts/test needs beyond the build: clang and its libFuzzer runtime
 # for the fuzz target (bookworm's clang is clang-14, whose runtime is not
-# pulled in without recommends), openssl for the tests' certificates.
+# pulled in without recommends), openssl for the tests' certificates,
+# debootstrap for the fresh Debian 12 root of tests/fresh/run.
 # shellcheck disable=SC2034
-PUSHER_TEST_PACKAGES=(clang libclang-rt-14-dev openssl)
+PUSHER_TEST_PACKAGES=(clang libclang-rt-14-dev openssl debootstrap)
 
 pusher_log() {
     printf '%s: %s\n' "${PUSHER_SCRIPT:-ngx-pusher}" "$*" >&2
