@@ -26,6 +26,14 @@ PUSHER_BUILD_PACKAGES=(
 # shellcheck disable=SC2034
 PUSHER_TEST_PACKAGES=(clang libclang-rt-14-dev openssl debootstrap)
 
+# What scripts/package needs beyond the build: debhelper with nginx-dev's
+# dh-sequence-nginx (the module bound to the nginx ABI it is built
+# against), help2man for the broker's manual page, lintian for the checks
+# of the result.  debian/control's Build-Depends must be a subset of these
+# and PUSHER_BUILD_PACKAGES: scripts/package checks with dpkg-checkbuilddeps.
+# shellcheck disable=SC2034
+PUSHER_PACKAGE_PACKAGES=(debhelper dpkg-dev nginx-dev help2man lintian)
+
 pusher_log() {
     printf '%s: %s\n' "${PUSHER_SCRIPT:-ngx-pusher}" "$*" >&2
 }
