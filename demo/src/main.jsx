@@ -84,6 +84,7 @@ function ServerCard({ id, name }) {
 
     return (
         <section className="card" data-testid={`server-${id}`} data-status={status || 'unknown'}
+            data-mode={server?.mode || ''} data-events={events.length}
             data-subscription={subscription.state}>
             <h2>
                 {server?.name || name}
