@@ -85,6 +85,7 @@ function ServerCard({ id, name }) {
     return (
         <section className="card" data-testid={`server-${id}`} data-status={status || 'unknown'}
             data-mode={server?.mode || ''} data-events={events.length}
+            data-last-event={events.length ? (events.at(-1).step ?? events.at(-1).status) : ''}
             data-subscription={subscription.state}>
             <h2>
                 {server?.name || name}
