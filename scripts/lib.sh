@@ -34,6 +34,11 @@ PUSHER_TEST_PACKAGES=(clang libclang-rt-14-dev openssl debootstrap)
 # shellcheck disable=SC2034
 PUSHER_PACKAGE_PACKAGES=(debhelper dpkg-dev nginx-dev help2man lintian)
 
+# The browser test of the provisioning demo (demo/test/): Debian's
+# chromium, driven by playwright-core from npm (no browser download).
+# shellcheck disable=SC2034
+PUSHER_DEMO_PACKAGES=(chromium)
+
 pusher_log() {
     printf '%s: %s\n' "${PUSHER_SCRIPT:-ngx-pusher}" "$*" >&2
 }
@@ -139,6 +144,17 @@ pusher_ensure_node() {
         || pusher_die "npm install node-linux-$arch failed"
     pusher_node > /dev/null \
         || pusher_die "$PUSHER_NODE_DIR has no Node.js >= $PUSHER_NODE_MIN"
+}
+
+# pusher_npm_ci DIR: installs the packages DIR's package-lock.json pins
+# (npm ci) when DIR/node_modules is missing or older than the lock file
+pusher_npm_ci() {
+    if [ -f "$1/node_modules/.package-lock.json" ] \
+        && [ ! "$1/package-lock.json" -nt "$1/node_modules/.package-lock.json" ]; then
+        return 0
+    fi
+    pusher_log "npm ci in $1"
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
 # The module is built against /usr/share/nginx/src; Debian's nginx only loads
