@@ -39,6 +39,16 @@ static ngx_rbtree_node_t *ngx_http_pusher_channel_after(
  */
 static ngx_queue_t  ngx_http_pusher_pending;
 
+/*
+ * The same subscriptions by hash of (socket id, channel), so that each
+ * answer in the ring finds its subscription at once: a reconnect storm of
+ * n presence or cache subscriptions costs O(n), not O(n^2).
+ */
+#define NGX_HTTP_PUSHER_PENDING_BUCKETS  4096
+
+static ngx_queue_t  ngx_http_pusher_pending_index[
+                        NGX_HTTP_PUSHER_PENDING_BUCKETS];
+
 
 /*
  * What a broker was told of and that ended while this worker could not
@@ -78,6 +88,47 @@ ngx_http_pusher_channel_init_worker(ngx_http_pusher_main_conf_t *pmcf)
 
     ngx_queue_init(&ngx_http_pusher_pending);
     ngx_queue_init(&ngx_http_pusher_gone);
+
+    for (i = 0; i < NGX_HTTP_PUSHER_PENDING_BUCKETS; i++) {
+        ngx_queue_init(&ngx_http_pusher_pending_index[i]);
+    }
+}
+
+
+static uint32_t
+ngx_http_pusher_pending_hash(u_char *socket_id, size_t socket_id_len,
+    u_char *channel, size_t channel_len)
+{
+    uint32_t  crc;
+
+    ngx_crc32_init(crc);
+    ngx_crc32_update(&crc, socket_id, socket_id_len);
+    ngx_crc32_update(&crc, (u_char *) " ", 1);
+    ngx_crc32_update(&crc, channel, channel_len);
+    ngx_crc32_final(crc);
+
+    return crc;
+}
+
+
+/* the subscription waits for its answer in the ring */
+
+static void
+ngx_http_pusher_pending_add(ngx_http_pusher_sub_t *sub)
+{
+    size_t  n;
+    u_char  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
+
+    n = ngx_http_pusher_socket_id(sub->conn, id);
+
+    sub->hash = ngx_http_pusher_pending_hash(id, n, sub->channel->name,
+                                             sub->channel->len);
+    sub->pending = 1;
+
+    ngx_queue_insert_tail(&ngx_http_pusher_pending, &sub->in_channel);
+    ngx_queue_insert_tail(&ngx_http_pusher_pending_index[
+                              sub->hash % NGX_HTTP_PUSHER_PENDING_BUCKETS],
+                          &sub->in_index);
 }
 
 
@@ -184,8 +235,7 @@ ngx_http_pusher_subscribe_presence(ngx_http_pusher_conn_t *pc, u_char *name,
     }
 
     sub->presence = 1;
-    sub->pending = 1;
-    ngx_queue_insert_tail(&ngx_http_pusher_pending, &sub->in_channel);
+    ngx_http_pusher_pending_add(sub);
 
     (void) ngx_http_pusher_presence_join(sub, 0);
 
@@ -338,7 +388,10 @@ ngx_http_pusher_sub_remove(ngx_http_pusher_sub_t *sub)
     ngx_queue_remove(&sub->in_channel);
     ngx_queue_remove(&sub->in_conn);
 
-    if (!sub->pending) {
+    if (sub->pending) {
+        ngx_queue_remove(&sub->in_index);
+
+    } else {
         ch->confirmed--;
         ngx_http_pusher_occupancy(ch);
     }
@@ -421,16 +474,23 @@ ngx_http_pusher_pending_sub(u_char *socket_id, size_t socket_id_len,
 {
     size_t                  n;
     u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
-    ngx_queue_t            *q;
+    uint32_t                hash;
+    ngx_queue_t            *q, *bucket;
     ngx_http_pusher_sub_t  *sub;
 
-    for (q = ngx_queue_head(&ngx_http_pusher_pending);
-         q != ngx_queue_sentinel(&ngx_http_pusher_pending);
+    hash = ngx_http_pusher_pending_hash(socket_id, socket_id_len, channel,
+                                        channel_len);
+    bucket = &ngx_http_pusher_pending_index[
+                 hash % NGX_HTTP_PUSHER_PENDING_BUCKETS];
+
+    for (q = ngx_queue_head(bucket);
+         q != ngx_queue_sentinel(bucket);
          q = ngx_queue_next(q))
     {
-        sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
+        sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_index);
 
-        if (sub->channel->len != channel_len
+        if (sub->hash != hash
+            || sub->channel->len != channel_len
             || ngx_strncmp(sub->channel->name, channel, channel_len) != 0)
         {
             continue;
@@ -453,6 +513,7 @@ static void
 ngx_http_pusher_activate(ngx_http_pusher_sub_t *sub)
 {
     ngx_queue_remove(&sub->in_channel);
+    ngx_queue_remove(&sub->in_index);
     ngx_queue_insert_tail(&sub->channel->subscribers, &sub->in_channel);
     sub->pending = 0;
     sub->channel->confirmed++;
@@ -532,8 +593,7 @@ ngx_http_pusher_subscribe_cache(ngx_http_pusher_conn_t *pc, u_char *name,
         return rc;
     }
 
-    sub->pending = 1;
-    ngx_queue_insert_tail(&ngx_http_pusher_pending, &sub->in_channel);
+    ngx_http_pusher_pending_add(sub);
 
     if (ngx_http_pusher_cache_get(sub) != NGX_OK) {
         /* no broker, no cache */

@@ -217,6 +217,8 @@ struct ngx_http_pusher_channel_s {
 typedef struct {
     ngx_queue_t                in_channel;
     ngx_queue_t                in_conn;
+    ngx_queue_t                in_index;           /* pending: its bucket */
+    uint32_t                   hash;               /* pending: socket, channel */
     ngx_http_pusher_conn_t    *conn;
     ngx_http_pusher_channel_t *channel;
     ngx_str_t                  user_id;            /* presence: JSON text */

@@ -186,8 +186,8 @@ control_server::control_server(net::io_context &ioc, const std::string &path,
                                webhook_sender &hooks)
     : ioc_(ioc), seg_(seg), apps_(apps), hooks_(hooks), file_(path),
       acceptor_(ioc),
-      count_timer_(ioc), started_(std::chrono::steady_clock::now()),
-      restore_timer_(ioc)
+      count_timer_(ioc), held_timer_(ioc),
+      started_(std::chrono::steady_clock::now()), restore_timer_(ioc)
 {
     unix_stream::endpoint ep(path);
     acceptor_.open(ep.protocol());
@@ -211,6 +211,7 @@ void control_server::stop()
     stopped_ = true;
     count_timer_.cancel();
     restore_timer_.cancel();
+    held_timer_.cancel();
     acceptor_.close(ignored);
     for (auto &w : slots_) {
         if (w) {
@@ -272,6 +273,17 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
 
         if (h.type == PUSHER_CTL_HELLO && !on_hello(w, payload)) {
             break;
+        }
+
+        // what the message writes must not lap a worker that keeps up: wait
+        // (the uplink backs up in the worker) until the workers have read
+        // enough, or one that stopped is overtaken (ring_flow's stall)
+        if (h.type >= PUSHER_CTL_CLIENT_EVENT) {
+            while (!stopped_ && !uplink_room()) {
+                net::steady_timer t(ioc_, std::chrono::milliseconds(1));
+                co_await t.async_wait(
+                    net::redirect_error(net::use_awaitable, ec));
+            }
         }
 
         switch (h.type) {
@@ -665,7 +677,9 @@ void control_server::on_presence_join(const worker_ptr &w,
     req.rejoin = flags == "r";
     req.conn = w->id;
 
-    if (restoring_ && !req.rejoin) {
+    if ((restoring_ || (!held_joins_.empty() && !answering_held_))
+        && !req.rejoin)
+    {
         // answered once the members of every worker are back
         std::string hkey = app_channel_key(app_id, channel);
         hkey += '\0';
@@ -1053,22 +1067,52 @@ void control_server::restored()
     }
     restoring_channels_.clear();
 
-    std::vector<held_join> held = std::move(held_joins_);
-    held_joins_.clear();
-    std::size_t answered = 0;
-    for (const held_join &h : held) {
-        if (!h.w->closed) {
-            on_presence_join(h.w, h.payload);
-            answered++;
-        }
-    }
-
     log_line("restored the workers' state in " + std::to_string(took.count())
              + " ms: " + std::to_string(members_gone)
              + " member(s) gone meanwhile, "
              + std::to_string(vacated) + " channel(s) vacated and "
              + std::to_string(occupied) + " occupied meanwhile, "
-             + std::to_string(answered) + " presence join(s) answered");
+             + std::to_string(held_joins_.size())
+             + " presence join(s) to answer");
+    answer_held();
+}
+
+bool control_server::uplink_room()
+{
+    if (flow_ == nullptr) {
+        return true;
+    }
+    std::uint64_t end = flow_->end_after(flow_->tail(),
+                                         seg_.ring().max_record
+                                             - PUSHER_RING_RECORD_HEADER);
+    return flow_->room(flow_->end_after(end, 4096));
+}
+
+void control_server::answer_held()
+{
+    // in arrival order; joins that come meanwhile queue behind them
+    std::size_t done = 0;
+    while (done < held_joins_.size() && !stopped_) {
+        if (!uplink_room()) {
+            held_joins_.erase(held_joins_.begin(),
+                              held_joins_.begin()
+                                  + static_cast<std::ptrdiff_t>(done));
+            held_timer_.expires_after(std::chrono::milliseconds(1));
+            held_timer_.async_wait([this](boost::system::error_code ec) {
+                if (!ec) {
+                    answer_held();
+                }
+            });
+            return;
+        }
+        held_join h = std::move(held_joins_[done++]);
+        if (!h.w->closed) {
+            answering_held_ = true;
+            on_presence_join(h.w, h.payload);
+            answering_held_ = false;
+        }
+    }
+    held_joins_.clear();
 }
 
 } // namespace pusher::broker

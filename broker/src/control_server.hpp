@@ -14,6 +14,7 @@
 #include "cache.hpp"
 #include "occupancy.hpp"
 #include "presence.hpp"
+#include "ring_flow.hpp"
 #include "segment.hpp"
 #include "unix_socket_path.hpp"
 #include "users.hpp"
@@ -45,6 +46,11 @@ public:
 
     void start();
     void stop();
+
+    // Uplink messages are handled only while the ring has room for their
+    // answers (ring_flow): a worker that keeps up is never lapped by them.
+    // Without it (tests of the table alone) they are handled at once.
+    void set_flow(ring_flow &flow) noexcept { flow_ = &flow; }
 
     // Called after records were committed to the ring: schedules one
     // doorbell pass for the current turn of the event loop.
@@ -95,6 +101,11 @@ private:
     void arm_restore_timer(std::chrono::milliseconds after);
     void check_restored();
     void restored();
+    // answers held joins while the ring has room; the rest on a timer
+    void answer_held();
+    // room for the records of one uplink message (at most two, one of
+    // them an answer of at most max_record bytes)
+    bool uplink_room();
     void ignore(worker &w, std::string_view type, std::string_view why);
     // the N fields of an uplink message, or false (logged) if it came
     // before HELLO or is malformed
@@ -147,6 +158,9 @@ private:
         bool restored = false;      // a worker's count had "r"
         bool gone = false;          // a worker's GONE
     };
+    ring_flow *flow_ = nullptr;
+    net::steady_timer held_timer_;
+    bool answering_held_ = false;
     bool restoring_ = true;
     std::chrono::steady_clock::time_point started_;
     net::steady_timer restore_timer_;

@@ -39,6 +39,7 @@ int run(const options &opt)
     control_server control(ioc, opt.control_path, opt.socket_mode, seg, apps,
                            hooks);
     ring_flow flow(seg);
+    control.set_flow(flow);
     trigger_api api(seg, apps, control, flow);
     http_server server(ioc, opt.api, opt.socket_mode, opt.max_body, apps,
                        api);

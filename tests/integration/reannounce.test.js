@@ -15,6 +15,7 @@ const { before, after } = require('node:test');
 const { startServer, test, waitUntil, sleep, SLOW } = require('./lib/harness');
 const {
     connectRaw, connectAlternating, subscribeRaw, joinPresence, sdk, sdkTrigger, signedRequest, eventFrame,
+    sendPresenceSubscribe,
 } = require('./lib/clients');
 
 const SOCKETS = 100;
@@ -238,6 +239,41 @@ test('a broker that stops reading its control socket: the uplink stays bounded, 
         return have.size === want.size && [...want].every((c) => have.has(c));
     }, 10000, () => `broker reports ${have.size} of the ${want.size} channels`, 500);
 
+    for (const ws of socks) {
+        ws.close();
+    }
+});
+
+/*
+ * A reconnect storm of presence subscriptions: 20,000 joins (100 sockets x
+ * 200 channels, one member each) wait for a broker that is down, then are answered in one
+ * burst of ring records.  Each answer finds its subscription through the
+ * worker's index of pending subscriptions; a scan of the whole pending
+ * queue per answer (O(n^2), with a socket id formatted per entry) kept a
+ * worker busy for seconds.
+ */
+test('20,000 presence joins waiting for a broker are all answered within 3 s of its return', { timeout: 120000 * SLOW }, async (t) => {
+    const SOCKS = 100;
+    const PER = 200;
+    await srv.stopBroker();
+    const socks = await connectAlternating(srv, SOCKS);
+    for (const [i, ws] of socks.entries()) {
+        for (let k = 0; k < PER; k++) {
+            sendPresenceSubscribe(srv, ws, `presence-storm-${i}-${k}`, `u${i}`);
+        }
+    }
+    await sleep(500);
+    const t0 = Date.now();
+    await srv.startBroker();
+    const ok = (ws) => ws.frames.filter((f) => f.text && f.text.startsWith('{"event":"pusher_internal:subscription_succeeded"')).length;
+    await waitUntil(() => socks.every((ws) => ok(ws) === PER || ws.ended), 30000 * SLOW,
+        () => `${socks.reduce((n, ws) => n + ok(ws), 0)} of ${SOCKS * PER} joins answered`, 50);
+    const took = Date.now() - t0;
+    for (const ws of socks) {
+        assert.equal(ws.ended, false, ws.dump());
+    }
+    t.diagnostic(`${SOCKS * PER} joins answered ${took} ms after the broker was started`);
+    assert.ok(took < 3000 * SLOW, `took ${took} ms`);
     for (const ws of socks) {
         ws.close();
     }
