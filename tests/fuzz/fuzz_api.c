@@ -650,15 +650,6 @@ fuzz_sign(const fuzz_request_t *r, int64_t now, fuzz_query_t *q,
 }
 
 
-static uint32_t
-fuzz_next(uint32_t *seed)
-{
-    *seed = *seed * 1103515245 + 12345;
-
-    return *seed >> 16;
-}
-
-
 /* channel and user auth: made here, verified there, and each byte counts */
 static void
 fuzz_client_auth(const fuzz_request_t *r, uint32_t seed)

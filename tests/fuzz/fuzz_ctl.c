@@ -104,31 +104,6 @@ typedef struct {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 
-static uint64_t
-fuzz_hash(const uint8_t *p, size_t len)
-{
-    size_t    i;
-    uint64_t  h;
-
-    h = 0xcbf29ce484222325ULL;
-
-    for (i = 0; i < len; i++) {
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    }
-
-    return h;
-}
-
-
-static uint32_t
-fuzz_next(uint32_t *seed)
-{
-    *seed = *seed * 1103515245 + 12345;
-
-    return *seed >> 16;
-}
-
-
 static uint32_t
 fuzz_u32(const uint8_t *p)
 {
@@ -292,14 +267,6 @@ fuzz_message(fuzz_run_t *run, const pusher_ctl_header_t *h,
 
 
 /* --- the HELLO and WELCOME codec -------------------------------------- */
-
-
-static int
-fuzz_str_eq(const pusher_str_t *a, const pusher_str_t *b)
-{
-    return a->len == b->len
-           && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
-}
 
 
 /* a decoded string: NUL-terminated at its length */

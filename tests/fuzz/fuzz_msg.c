@@ -355,13 +355,6 @@ fuzz_check_accepted(const pusher_msg_t *m)
 }
 
 
-static int
-fuzz_str_eq(const pusher_str_t *a, const pusher_str_t *b)
-{
-    return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
-}
-
-
 /* the tree printed by cJSON is the same message */
 static void
 fuzz_reparse(const pusher_msg_t *m)

@@ -138,30 +138,6 @@ fuzz_take(fuzz_in_t *in, size_t n, pusher_str_t *s)
 }
 
 
-static uint64_t
-fuzz_hash(const uint8_t *p, size_t len)
-{
-    size_t    i;
-    uint64_t  h;
-
-    h = 0xcbf29ce484222325ULL;
-
-    for (i = 0; i < len; i++) {
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    }
-
-    return h;
-}
-
-
-static int
-fuzz_str_eq(const pusher_str_t *a, const pusher_str_t *b)
-{
-    return a->len == b->len
-           && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
-}
-
-
 /* --- the record codec ------------------------------------------------- */
 
 

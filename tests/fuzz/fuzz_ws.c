@@ -164,31 +164,6 @@ fuzz_utf8_valid(const uint8_t *s, size_t len)
 }
 
 
-static uint64_t
-fuzz_hash(const uint8_t *p, size_t len)
-{
-    size_t    i;
-    uint64_t  h;
-
-    h = 0xcbf29ce484222325ULL;
-
-    for (i = 0; i < len; i++) {
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    }
-
-    return h;
-}
-
-
-static uint32_t
-fuzz_next(uint32_t *seed)
-{
-    *seed = *seed * 1103515245 + 12345;
-
-    return *seed >> 16;
-}
-
-
 static size_t
 fuzz_chunk_size(uint32_t *seed)
 {
