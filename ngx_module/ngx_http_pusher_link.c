@@ -516,6 +516,38 @@ ngx_http_pusher_uplink(ngx_uint_t type, ngx_str_t *fields, ngx_uint_t n)
 }
 
 
+/*
+ * Writes what the uplink holds before the client frames of this turn go
+ * out (ngx_http_pusher_flush_dirty()): a client told subscription_succeeded
+ * may ask the HTTP API for the channel at once, and the broker answers it
+ * after the uplink it had before the request (trigger_api::reads_counts),
+ * so the OCCUPANCY must be in the socket first.  The posted write event
+ * does the rest, and what a full socket keeps waits for it.
+ */
+
+void
+ngx_http_pusher_uplink_flush(void)
+{
+    ngx_connection_t        *c;
+    ngx_http_pusher_link_t  *b;
+
+    b = &ngx_http_pusher_link;
+    c = b->conn;
+
+    if (c == NULL || c->error || b->out_sent == b->out_len
+        || !c->write->ready)
+    {
+        return;
+    }
+
+    if (ngx_http_pusher_link_send(b) != NGX_OK) {
+        /* the write handler closes it: our caller may be inside another */
+        c->error = 1;
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
+}
+
+
 /* the announcement waits while this is true (or there is no link) */
 
 ngx_uint_t

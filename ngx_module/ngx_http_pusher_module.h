@@ -389,6 +389,7 @@ void ngx_http_pusher_link_exit_worker(void);
 ngx_int_t ngx_http_pusher_uplink(ngx_uint_t type, ngx_str_t *fields,
     ngx_uint_t n);
 ngx_uint_t ngx_http_pusher_uplink_busy(void);
+void ngx_http_pusher_uplink_flush(void);
 ngx_uint_t ngx_http_pusher_link_knows(ngx_http_pusher_app_t *app,
     u_char *name, size_t len);
 

@@ -807,6 +807,9 @@ ngx_http_pusher_flush_dirty(void)
         return;
     }
 
+    /* what the broker was told about these frames goes before them */
+    ngx_http_pusher_uplink_flush();
+
     if (ngx_http_pusher_flush_timer.timer_set) {
         ngx_del_timer(&ngx_http_pusher_flush_timer);
     }

@@ -172,6 +172,8 @@ struct control_server::worker {
     bool writing_doorbell = false;
     bool doorbell = false;          // a doorbell waits to be written
     bool announced = false;         // ANNOUNCED received
+    std::uint64_t received = 0;     // uplink bytes read from the socket
+    std::uint64_t handled = 0;      // of them, in messages handled
     bool closed = false;            // its connection ended
 
     void close() noexcept
@@ -257,6 +259,8 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
             break;
         }
 
+        w->received += head.size();
+
         pusher_ctl_header_t h;
         pusher_ctl_header_read(head.data(), &h);
         if (h.length > PUSHER_CTL_MAX_PAYLOAD) {
@@ -270,6 +274,7 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
         if (ec) {
             break;
         }
+        w->received += h.length;
 
         if (h.type == PUSHER_CTL_HELLO && !on_hello(w, payload)) {
             break;
@@ -318,6 +323,7 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
             // other types are for later protocol versions: ignored
             break;
         }
+        w->handled = w->received;
     }
 
     w->closed = true;
@@ -1075,6 +1081,41 @@ void control_server::restored()
              + std::to_string(held_joins_.size())
              + " presence join(s) to answer");
     answer_held();
+}
+
+control_server::uplink_mark control_server::uplink_now() const
+{
+    uplink_mark mark;
+    for (const auto &w : slots_) {
+        if (w == nullptr || w->closed) {
+            continue;
+        }
+        // what the socket holds now (FIONREAD), and what was read of it
+        // but waits for ring room (run_worker)
+        boost::system::error_code ec;
+        std::size_t unread = w->socket.available(ec);
+        if (ec) {
+            unread = 0;
+        }
+        if (w->received + unread > w->handled) {
+            mark.push_back({w->id, w->received + unread});
+        }
+    }
+    return mark;
+}
+
+bool control_server::uplink_handled(const uplink_mark &mark) const
+{
+    for (const auto &m : mark) {
+        for (const auto &w : slots_) {
+            if (w != nullptr && w->id == m.worker && !w->closed
+                && w->handled < m.bytes)
+            {
+                return false;
+            }
+        }
+    }
+    return true;
 }
 
 bool control_server::uplink_room()

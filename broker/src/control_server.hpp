@@ -64,6 +64,19 @@ public:
 
     std::size_t attached() const noexcept { return attached_; }
 
+    // What the attached workers have sent so far, for an API answer that
+    // reads counts: a client told subscription_succeeded may ask at once,
+    // and its worker wrote the OCCUPANCY before the frame, so the answer
+    // waits until uplink_handled(mark) (pusher_ctl.h: the uplink is
+    // ordered, each worker's bytes in the order they were sent).
+    struct uplink_position {
+        std::uint64_t worker;       // worker::id
+        std::uint64_t bytes;        // handled once this many are
+    };
+    using uplink_mark = std::vector<uplink_position>;
+    uplink_mark uplink_now() const;
+    bool uplink_handled(const uplink_mark &mark) const;
+
     // the last event of each cache channel; trigger_api stores into it
     cache_store &cache() noexcept { return cache_; }
 

@@ -194,6 +194,27 @@ net::awaitable<void> http_server::session(typename Protocol::socket socket)
             }
 
             const auto &req = parser.get();
+            if (trigger_api::reads_counts(req.method_string(), req.body())) {
+                // the uplink the workers sent before this request first:
+                // it is read a turn of the loop at a time, then by timer
+                auto mark = api_.uplink_now();
+                auto asked = ring_flow::clock::now();
+                for (int turn = 0; !api_.uplink_handled(mark)
+                     && ring_flow::clock::now() - asked
+                            < trigger_api::uplink_wait_limit;
+                     turn++)
+                {
+                    if (turn < 16) {
+                        co_await net::post(stream.get_executor(),
+                                           net::use_awaitable);
+                        continue;
+                    }
+                    net::steady_timer pause(stream.get_executor(),
+                                            std::chrono::milliseconds(1));
+                    co_await pause.async_wait(
+                        net::redirect_error(net::use_awaitable, ec));
+                }
+            }
             api_response r = api_.handle(req.method_string(), req.target(),
                                          req.body());
             // The ring has no room until a worker reads on: look each

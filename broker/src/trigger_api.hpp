@@ -40,6 +40,23 @@ public:
     // answered 503 with nothing written
     static constexpr auto ring_wait_limit = std::chrono::seconds(2);
 
+    // An answer that reads counts (a GET, a trigger with "info") waits
+    // for what the workers sent before it (control_server::uplink_now),
+    // at most this long: a worker that stopped mid-message holds nobody.
+    static constexpr auto uplink_wait_limit = std::chrono::milliseconds(100);
+    static bool reads_counts(std::string_view method, std::string_view body)
+    {
+        return method == "GET" || body.find("\"info\"") != body.npos;
+    }
+    control_server::uplink_mark uplink_now() const
+    {
+        return control_.uplink_now();
+    }
+    bool uplink_handled(const control_server::uplink_mark &mark) const
+    {
+        return control_.uplink_handled(mark);
+    }
+
     // whether need bytes written now would leave every live worker's
     // unread records intact (a wrap's padding may ask for more)
     bool room_for(std::uint64_t need) { return flow_.room(flow_.tail() + need); }

@@ -8,7 +8,8 @@ const crypto = require('node:crypto');
 const { before, after, describe } = require('node:test');
 
 const { startServer, test, waitUntil } = require('./lib/harness');
-const { connectRaw, sdk } = require('./lib/clients');
+const { connectAlternating, connectRaw, sdk } = require('./lib/clients');
+const { buildFrame, OP } = require('./lib/rawws');
 
 function hmac(secret, s) {
     return crypto.createHmac('sha256', secret).update(s).digest('hex');
@@ -61,10 +62,9 @@ describe('HTTP API queries', () => {
         socks.push(await presence('presence-room', 'u2', null));
         const workers = new Set(socks.map((s) => s.worker));
 
-        await waitUntil(async () => {
-            const r = await json(await api.get({ path: '/channels/orders', params: { info: 'subscription_count' } }));
-            return r.subscription_count === 4;
-        }, 3000, 'subscription_count 4');
+        // every socket has its subscription_succeeded: the counts are exact
+        assert.deepEqual(await json(await api.get({ path: '/channels/orders', params: { info: 'subscription_count' } })),
+                         { occupied: true, subscription_count: 4 });
 
         assert.deepEqual(await json(await api.get({ path: '/channels' })),
                          { channels: { orders: {}, 'presence-room': {} } });
@@ -97,6 +97,83 @@ describe('HTTP API queries', () => {
         }, 3000, 'no channel occupied after all closed');
         if (workers.size < 2) {
             console.log('note: all sockets landed on one worker');
+        }
+    });
+
+    // What a client was told is what the API says: once a socket has
+    // pusher_internal:subscription_succeeded, a GET sent right then counts
+    // it, whichever worker holds the socket and whichever serves the GET.
+    test('a GET sent right after subscription_succeeded counts the subscription', async () => {
+        const socks = await connectAlternating(srv, 2);
+        // busy workers: sockets that send pings without end keep each
+        // worker's event loop full, as a production load does
+        const noise = await connectAlternating(srv, 8);
+        const ping = buildFrame(OP.TEXT, JSON.stringify({ event: 'pusher:ping', data: {} }));
+        const burst = Buffer.concat(Array(512).fill(ping));
+        const pump = setInterval(() => {
+            for (const n of noise) {
+                if (n.sock.writableLength === 0) {
+                    n.sock.write(burst);
+                }
+            }
+        }, 2);
+        const wrong = [];
+        for (let i = 0; i < 60; i++) {
+            const ws = socks[i % 2];
+            const channel = `right-now-${i}`;
+            ws.sendText(JSON.stringify({ event: 'pusher:subscribe', data: { channel } }));
+            await ws.waitEvent('pusher_internal:subscription_succeeded', channel);
+            const one = await json(await api.get({ path: `/channels/${channel}`,
+                                                   params: { info: 'subscription_count' } }));
+            const all = await json(await api.get({ path: '/channels', params: { filter_by_prefix: channel } }));
+            if (!one.occupied || one.subscription_count !== 1 || !(channel in all.channels)) {
+                wrong.push(`${channel} on ${ws.worker}: ${JSON.stringify(one)} ${JSON.stringify(all)}`);
+            }
+        }
+        clearInterval(pump);
+        for (const n of noise) {
+            n.close();
+        }
+        assert.deepEqual(wrong, []);
+
+        // a trigger's "info" reads the same state
+        const ws = socks[1];
+        ws.sendText(JSON.stringify({ event: 'pusher:subscribe', data: { channel: 'right-now-info' } }));
+        await ws.waitEvent('pusher_internal:subscription_succeeded', 'right-now-info');
+        const res = await api.trigger('right-now-info', 'e', {}, { info: 'subscription_count' });
+        assert.deepEqual(await json(res), { channels: { 'right-now-info': { subscription_count: 1 } } });
+        for (const s of socks) {
+            s.close();
+        }
+    });
+
+    // The same when the broker is slow to read: the uplink message and the
+    // GET wait for it together, and the GET is answered after the message.
+    test('GETs that wait for a stopped broker count the subscriptions made before them', async () => {
+        const socks = await connectAlternating(srv, 2);
+        const broker = srv.broker;
+        const gets = [];
+        for (let round = 0; round < 5; round++) {
+            process.kill(broker.pid, 'SIGSTOP');
+            try {
+                for (let i = 0; i < 20; i++) {
+                    const ws = socks[i % 2];
+                    const channel = `stopped-broker-${round}-${i}`;
+                    ws.sendText(JSON.stringify({ event: 'pusher:subscribe', data: { channel } }));
+                    await ws.waitEvent('pusher_internal:subscription_succeeded', channel);
+                    gets.push(api.get({ path: `/channels/${channel}`, params: { info: 'subscription_count' } })
+                        .then(json).then((r) => `${channel}: ${JSON.stringify(r)}`));
+                }
+                await new Promise((r) => setTimeout(r, 100));
+            } finally {
+                process.kill(broker.pid, 'SIGCONT');
+            }
+            await Promise.all(gets);
+        }
+        const answers = await Promise.all(gets);
+        assert.deepEqual(answers, answers.map((a) => `${a.split(':')[0]}: {"occupied":true,"subscription_count":1}`));
+        for (const s of socks) {
+            s.close();
         }
     });
 
