@@ -41,6 +41,11 @@
  * the broker alike, so that each member is named in one place.
  *   DOORBELL  empty: records were published while the worker's wake
  *             slot was armed.
+ *   REFUSED   text: why the broker refused a HELLO (an app table it does
+ *             not accept, no wake slot left); the broker closes the
+ *             connection after it, and the worker logs it at [error].
+ *             nginx -t applies the broker's rules (pusher_app.h), so a
+ *             refusal means a broker and a module of different versions.
  *
  * The uplink (docs/architecture.md, "The uplink"): what crosses workers
  * goes up to the broker and comes back down the ring.  These payloads are a
@@ -144,6 +149,7 @@ extern "C" {
 #define PUSHER_CTL_HELLO             1
 #define PUSHER_CTL_WELCOME           2
 #define PUSHER_CTL_DOORBELL          3
+#define PUSHER_CTL_REFUSED           6
 #define PUSHER_CTL_CLIENT_EVENT      16
 #define PUSHER_CTL_PRESENCE_JOIN     17
 #define PUSHER_CTL_PRESENCE_LEAVE    18

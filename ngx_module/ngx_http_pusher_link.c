@@ -67,6 +67,7 @@ typedef struct {
     size_t                        out_cap;
     size_t                        out_max;         /* 0: not computed */
 
+    time_t                        refused;         /* REFUSED logged */
     ngx_uint_t                    welcomed;        /* WELCOME received */
     ngx_uint_t                    announcing;      /* in an announce step */
     ngx_http_pusher_announce_t    announce;
@@ -328,13 +329,18 @@ ngx_http_pusher_link_close(ngx_http_pusher_link_t *b)
 }
 
 
-/* the HELLO payload of this worker: pusher_ctl_hello_encode() */
+/*
+ * The HELLO of a configuration, as pusher_ctl_hello_encode() writes it
+ * (release with pusher_ctl_text_free()), or NULL when out of memory.
+ * nginx -t checks this very text as the broker will
+ * (ngx_http_pusher_init_main_conf()), and each worker sends it.
+ */
 
-static ngx_int_t
-ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b, ngx_cycle_t *cycle)
+char *
+ngx_http_pusher_hello_encode(ngx_http_pusher_main_conf_t *pmcf,
+    ngx_log_t *log, size_t *len)
 {
     char                       *text;
-    size_t                      len;
     ngx_uint_t                  i, k, h;
     ngx_pool_t                 *pool;
     ngx_keyval_t               *kv;
@@ -345,19 +351,21 @@ ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b, ngx_cycle_t *cycle)
     ngx_http_pusher_app_t      *app;
     ngx_http_pusher_webhook_t  *wh;
 
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, cycle->log);
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
     if (pool == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
-    app = b->pmcf->apps.elts;
+    text = NULL;
+    app = pmcf->apps.elts;
 
-    apps = ngx_pcalloc(pool, b->pmcf->apps.nelts * sizeof(pusher_ctl_app_t));
+    apps = ngx_pcalloc(pool,
+                       (pmcf->apps.nelts + 1) * sizeof(pusher_ctl_app_t));
     if (apps == NULL) {
-        goto failed;
+        goto done;
     }
 
-    for (i = 0; i < b->pmcf->apps.nelts; i++) {
+    for (i = 0; i < pmcf->apps.nelts; i++) {
         a = &apps[i];
 
         a->id.data = (char *) app[i].id.data;
@@ -387,7 +395,7 @@ ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b, ngx_cycle_t *cycle)
         webhooks = ngx_pcalloc(pool,
                                a->nwebhooks * sizeof(pusher_ctl_webhook_t));
         if (webhooks == NULL) {
-            goto failed;
+            goto done;
         }
 
         a->webhooks = webhooks;
@@ -411,7 +419,7 @@ ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b, ngx_cycle_t *cycle)
             headers = ngx_pcalloc(pool, webhooks[k].nheaders
                                         * sizeof(pusher_ctl_kv_t));
             if (headers == NULL) {
-                goto failed;
+                goto done;
             }
 
             webhooks[k].headers = headers;
@@ -428,16 +436,32 @@ ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b, ngx_cycle_t *cycle)
     ngx_memzero(&hello, sizeof(pusher_ctl_hello_t));
 
     hello.pid = ngx_pid;
-    hello.conf_time = (int64_t) b->pmcf->conf_time;
+    hello.conf_time = (int64_t) pmcf->conf_time;
     hello.apps = apps;
-    hello.napps = b->pmcf->apps.nelts;
+    hello.napps = pmcf->apps.nelts;
 
-    text = pusher_ctl_hello_encode(&hello, &len);
-    if (text == NULL) {
-        goto failed;
-    }
+    text = pusher_ctl_hello_encode(&hello, len);
+
+done:
 
     ngx_destroy_pool(pool);
+
+    return text;
+}
+
+
+/* the HELLO payload of this worker */
+
+static ngx_int_t
+ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b, ngx_cycle_t *cycle)
+{
+    char    *text;
+    size_t   len;
+
+    text = ngx_http_pusher_hello_encode(b->pmcf, cycle->log, &len);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
 
     b->hello = ngx_alloc(len, cycle->log);
     if (b->hello == NULL) {
@@ -451,12 +475,6 @@ ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b, ngx_cycle_t *cycle)
     pusher_ctl_text_free(text);
 
     return NGX_OK;
-
-failed:
-
-    ngx_destroy_pool(pool);
-
-    return NGX_ERROR;
 }
 
 
@@ -990,6 +1008,18 @@ ngx_http_pusher_link_message(ngx_http_pusher_link_t *b, ngx_uint_t type,
         ngx_http_pusher_ring_doorbell();
         return NGX_OK;
 
+    case PUSHER_CTL_REFUSED:
+        /* the broker closes the link next; the retries say it once a
+         * minute */
+        if (b->refused == 0 || ngx_time() - b->refused >= 60) {
+            ngx_log_error(NGX_LOG_ERR, b->log, 0,
+                          "pusher: the broker refused this worker: %*s",
+                          ngx_min(len, 512), data);
+            b->refused = ngx_time();
+        }
+
+        return NGX_OK;
+
     default:
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, b->log, 0,
                        "pusher link: control message %ui ignored", type);
@@ -1033,6 +1063,7 @@ ngx_http_pusher_link_welcome(ngx_http_pusher_link_t *b, u_char *data,
     b->backoff = NGX_HTTP_PUSHER_RECONNECT_MIN;
     b->reported = 0;
     b->welcomed = 1;
+    b->refused = 0;
 
     ngx_log_error(NGX_LOG_INFO, b->log, 0,
                   "pusher: attached to broker generation %uL", generation);

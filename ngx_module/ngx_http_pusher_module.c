@@ -20,10 +20,33 @@ static char *ngx_http_pusher_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_pusher_check_limit(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_pusher_check_cache_ttl(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_pusher_check_vacated_delay(ngx_conf_t *cf, void *post,
+    void *data);
+static ngx_int_t ngx_http_pusher_check_apps(ngx_conf_t *cf,
+    ngx_http_pusher_main_conf_t *pmcf);
 static void ngx_http_pusher_app_digest(ngx_http_pusher_app_t *app);
 static ngx_int_t ngx_http_pusher_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_pusher_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pusher_exit_process(ngx_cycle_t *cycle);
+
+
+/* the bounds of pusher_app.h, which the broker applies as well */
+
+static ngx_conf_post_t  ngx_http_pusher_limit_post = {
+    ngx_http_pusher_check_limit
+};
+
+static ngx_conf_post_t  ngx_http_pusher_cache_ttl_post = {
+    ngx_http_pusher_check_cache_ttl
+};
+
+static ngx_conf_post_t  ngx_http_pusher_vacated_delay_post = {
+    ngx_http_pusher_check_vacated_delay
+};
 
 
 static ngx_conf_enum_t  ngx_http_pusher_client_events[] = {
@@ -158,7 +181,7 @@ static ngx_command_t  ngx_http_pusher_app_commands[] = {
       ngx_conf_set_sec_slot,
       0,
       offsetof(ngx_http_pusher_app_t, cache_ttl),
-      NULL },
+      &ngx_http_pusher_cache_ttl_post },
 
     { ngx_string("subscription_count"),
       NGX_CONF_FLAG,
@@ -193,35 +216,35 @@ static ngx_command_t  ngx_http_pusher_app_commands[] = {
       ngx_conf_set_size_slot,
       0,
       offsetof(ngx_http_pusher_app_t, max_event_data),
-      NULL },
+      &ngx_http_pusher_limit_post },
 
     { ngx_string("max_event_channels"),
       NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       0,
       offsetof(ngx_http_pusher_app_t, max_event_channels),
-      NULL },
+      &ngx_http_pusher_limit_post },
 
     { ngx_string("max_event_name"),
       NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
       0,
       offsetof(ngx_http_pusher_app_t, max_event_name),
-      NULL },
+      &ngx_http_pusher_limit_post },
 
     { ngx_string("max_batch_events"),
       NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       0,
       offsetof(ngx_http_pusher_app_t, max_batch_events),
-      NULL },
+      &ngx_http_pusher_limit_post },
 
     { ngx_string("max_request_size"),
       NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
       0,
       offsetof(ngx_http_pusher_app_t, max_request_size),
-      NULL },
+      &ngx_http_pusher_limit_post },
 
     { ngx_string("webhook"),
       NGX_CONF_1MORE,
@@ -235,7 +258,7 @@ static ngx_command_t  ngx_http_pusher_app_commands[] = {
       ngx_conf_set_msec_slot,
       0,
       offsetof(ngx_http_pusher_app_t, webhook_vacated_delay),
-      NULL },
+      &ngx_http_pusher_vacated_delay_post },
 
       ngx_null_command
 };
@@ -393,6 +416,10 @@ ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf)
         }
 
         ngx_http_pusher_app_digest(&app[i]);
+    }
+
+    if (ngx_http_pusher_check_apps(cf, pmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     if (pmcf->apps.nelts && ngx_http_pusher_zone_add(cf, pmcf) != NGX_OK) {
@@ -708,6 +735,8 @@ ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t                  *value, v;
     unsigned                    event;
     ngx_uint_t                  i;
+    const char                 *why;
+    pusher_url_t                url;
     ngx_keyval_t               *kv;
     ngx_http_pusher_webhook_t  *wh;
 
@@ -730,16 +759,18 @@ ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     wh->url = value[1];
     wh->events = PUSHER_WEBHOOK_ALL;
 
-    if (!((wh->url.len > sizeof("http://") - 1
-           && ngx_strncasecmp(wh->url.data, (u_char *) "http://",
-                              sizeof("http://") - 1) == 0)
-          || (wh->url.len > sizeof("https://") - 1
-              && ngx_strncasecmp(wh->url.data, (u_char *) "https://",
-                                 sizeof("https://") - 1) == 0)))
+    if (app->webhooks->nelts > PUSHER_APP_WEBHOOKS_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "more than %d webhooks in one pusher_app",
+                           PUSHER_APP_WEBHOOKS_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    if (pusher_url_parse((char *) wh->url.data, wh->url.len, &url, &why)
+        != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid webhook URL \"%V\": http:// or https:// "
-                           "expected", &wh->url);
+                           "invalid webhook URL \"%V\": %s", &wh->url, why);
         return NGX_CONF_ERROR;
     }
 
@@ -797,11 +828,22 @@ ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             last = value[i].data + value[i].len;
             comma = ngx_strlchr(p, last, ':');
 
-            if (comma == NULL || comma == p) {
+            if (comma == NULL
+                || !pusher_header_name_valid((char *) p, comma - p))
+            {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid webhook header \"%V\": "
-                                   "\"header=Name:Value\" expected",
-                                   &value[i]);
+                                   "\"header=Name:Value\" with a token as "
+                                   "the name expected", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (wh->headers && wh->headers->nelts
+                               >= PUSHER_APP_WEBHOOK_HEADERS_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "more than %d \"header=\" in a webhook",
+                                   PUSHER_APP_WEBHOOK_HEADERS_MAX);
                 return NGX_CONF_ERROR;
             }
 
@@ -834,6 +876,14 @@ ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             kv->value.data = p;
             kv->value.len = last - p;
 
+            if (!pusher_header_value_valid((char *) p, last - p)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid webhook header \"%V\": a control "
+                                   "character, or longer than %d bytes",
+                                   &value[i], PUSHER_APP_WEBHOOK_TEXT_MAX);
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 
@@ -843,6 +893,102 @@ ngx_http_pusher_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * max_event_data, max_event_channels, max_event_name, max_batch_events and
+ * max_request_size: 1 .. PUSHER_APP_LIMIT_MAX.  The slots store a size_t
+ * or an ngx_uint_t, both as wide as a pointer.
+ */
+
+static char *
+ngx_http_pusher_check_limit(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *value = data;
+
+    if (*value < 1 || *value > PUSHER_APP_LIMIT_MAX) {
+        return "must be 1 .. 1073741824 (1024m)";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* cache_ttl: seconds, at most PUSHER_APP_LIMIT_MAX (0 is taken as 1) */
+
+static char *
+ngx_http_pusher_check_cache_ttl(ngx_conf_t *cf, void *post, void *data)
+{
+    time_t  *value = data;
+
+    if (*value > PUSHER_APP_LIMIT_MAX) {
+        return "must be at most 1073741824 seconds (34y)";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pusher_check_vacated_delay(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *value = data;
+
+    if (*value > PUSHER_APP_VACATED_DELAY_MAX) {
+        return "must be at most 1h";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The app table as the workers will send it, checked by the broker's own
+ * rules (pusher_app_check()): the HELLO text is built, decoded by the
+ * broker's decoder and every app checked, so that nothing nginx -t
+ * accepts is refused by the broker.
+ */
+
+static ngx_int_t
+ngx_http_pusher_check_apps(ngx_conf_t *cf, ngx_http_pusher_main_conf_t *pmcf)
+{
+    char                *text;
+    size_t               len, i;
+    ngx_int_t            rc;
+    pusher_ctl_hello_t   hello;
+    char                 why[PUSHER_CTL_ERROR_SIZE];
+
+    text = ngx_http_pusher_hello_encode(pmcf, cf->log, &len);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    if (pusher_ctl_hello_decode(&hello, text, len) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the pusher apps cannot be sent to the broker: %s",
+                           hello.error);
+        rc = NGX_ERROR;
+
+    } else {
+        for (i = 0; i < hello.napps; i++) {
+            if (pusher_app_check(&hello.apps[i], why, sizeof(why)) != 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "pusher app \"%*s\": %s",
+                                   hello.apps[i].id.len,
+                                   hello.apps[i].id.data, why);
+                rc = NGX_ERROR;
+                break;
+            }
+        }
+    }
+
+    pusher_ctl_hello_free(&hello);
+    pusher_ctl_text_free(text);
+
+    return rc;
 }
 
 

@@ -17,6 +17,7 @@
 #include "pusher_ws.h"
 #include "pusher_proto.h"
 #include "pusher_ctl.h"
+#include "pusher_app.h"
 
 
 #define NGX_HTTP_PUSHER_DEFAULT_BROKER     "/run/ngx-pusher/control.sock"
@@ -390,6 +391,8 @@ ngx_int_t ngx_http_pusher_uplink(ngx_uint_t type, ngx_str_t *fields,
     ngx_uint_t n);
 ngx_uint_t ngx_http_pusher_uplink_busy(void);
 void ngx_http_pusher_uplink_flush(void);
+char *ngx_http_pusher_hello_encode(ngx_http_pusher_main_conf_t *pmcf,
+    ngx_log_t *log, size_t *len);
 ngx_uint_t ngx_http_pusher_link_knows(ngx_http_pusher_app_t *app,
     u_char *name, size_t len);
 

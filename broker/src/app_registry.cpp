@@ -3,71 +3,27 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "pusher_app.h"
 #include "pusher_shm.h"
 
 namespace pusher::broker {
 
 namespace {
 
-[[noreturn]] void bad(const char *what)
-{
-    throw std::invalid_argument(std::string("app with a bad \"") + what
-                                + "\"");
-}
-
 std::string text_of(const pusher_str_t &s)
 {
     return s.len == 0 ? std::string() : std::string(s.data, s.len);
 }
 
-// an optional number of the app in [lo, hi]; fallback if absent
-std::uint64_t optional_number(const pusher_ctl_app_t &a, unsigned has,
-                              std::uint64_t value, std::uint64_t fallback,
-                              std::uint64_t lo, std::uint64_t hi)
-{
-    if ((a.has & has) == 0) {
-        return fallback;
-    }
-    if (value < lo || value > hi) {
-        bad(pusher_ctl_app_member(has));
-    }
-    return value;
-}
-
-// the per-app limits: at least 1, at most 1 GiB
+// an optional number of the app (pusher_app_check() bounded it), or
+// fallback if absent
 std::uint32_t optional_limit(const pusher_ctl_app_t &a, unsigned has,
                              std::uint64_t value, std::uint32_t fallback)
 {
-    return static_cast<std::uint32_t>(
-        optional_number(a, has, value, fallback, 1, 1024 * 1024 * 1024));
+    return (a.has & has) == 0 ? fallback : static_cast<std::uint32_t>(value);
 }
 
-bool token_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-           || (c >= '0' && c <= '9')
-           || std::string_view("!#$%&'*+-.^_`|~").find(c)
-                  != std::string_view::npos;
-}
-
-std::string lower(std::string_view s)
-{
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](char c) {
-        return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-    });
-    return out;
-}
-
-// the headers the broker sets itself: a custom header cannot replace them
-bool reserved_header(std::string_view name)
-{
-    std::string n = lower(name);
-    return n == "content-type" || n == "content-length" || n == "host"
-           || n == "connection" || n == "transfer-encoding"
-           || n == "user-agent" || n.starts_with("x-pusher-");
-}
-
+// an app pusher_app_check() accepted: what the broker keeps of a webhook
 webhook_config parse_webhook(const pusher_ctl_webhook_t &in)
 {
     webhook_config w;
@@ -76,26 +32,12 @@ webhook_config parse_webhook(const pusher_ctl_webhook_t &in)
     w.prefix = text_of(in.prefix);
     w.suffix = text_of(in.suffix);
 
-    if (in.nheaders > max_webhook_headers) {
-        bad("webhooks headers");
-    }
     for (std::size_t i = 0; i < in.nheaders; i++) {
         std::string_view name(in.headers[i].name.data,
                               in.headers[i].name.len);
         std::string_view value(in.headers[i].value.data,
                                in.headers[i].value.len);
-        if (name.empty()
-            || !std::all_of(name.begin(), name.end(), token_char))
-        {
-            bad("webhooks headers");
-        }
-        for (char c : value) {
-            auto u = static_cast<unsigned char>(c);
-            if ((u < 0x20 && c != '\t') || u == 0x7f) {
-                bad("webhooks headers");
-            }
-        }
-        if (!reserved_header(name)) {
+        if (!pusher_header_reserved(name.data(), name.size())) {
             w.headers.emplace_back(name, value);
         }
     }
@@ -104,96 +46,26 @@ webhook_config parse_webhook(const pusher_ctl_webhook_t &in)
 
 } // namespace
 
+// the URL parser of nginx -t (pusher_app.h), and what a request needs
 void parse_webhook_url(std::string_view url, webhook_config &out)
 {
-    auto fail = [] { bad("webhooks url"); };
-
-    std::string_view rest;
-    if (url.starts_with("http://")) {
-        out.tls = false;
-        rest = url.substr(7);
-    } else if (url.starts_with("https://")) {
-        out.tls = true;
-        rest = url.substr(8);
-    } else {
-        fail();
-    }
-    for (char c : url) {
-        auto u = static_cast<unsigned char>(c);
-        if (u <= 0x20 || u >= 0x7f) {
-            fail();
-        }
+    pusher_url_t u;
+    const char *why = nullptr;
+    if (pusher_url_parse(url.data(), url.size(), &u, &why) != 0) {
+        throw std::invalid_argument(std::string("invalid webhook URL: ")
+                                    + why);
     }
 
-    std::size_t end = rest.find_first_of("/?#");
-    std::string_view authority = rest.substr(0, end);
-    std::string_view target = end == std::string_view::npos
-                                  ? std::string_view{} : rest.substr(end);
-    if (authority.empty() || authority.find('@') != std::string_view::npos
-        || target.find('#') != std::string_view::npos)
-    {
-        fail();
-    }
-
-    std::string_view host, port;
-    if (authority.front() == '[') {
-        std::size_t close = authority.find(']');
-        if (close == std::string_view::npos || close < 3) {
-            fail();
-        }
-        host = authority.substr(1, close - 1);
-        if (host.find_first_not_of("0123456789abcdefABCDEF:.")
-            != std::string_view::npos)
-        {
-            fail();
-        }
-        std::string_view after = authority.substr(close + 1);
-        if (!after.empty()) {
-            if (after.front() != ':') {
-                fail();
-            }
-            port = after.substr(1);
-        }
-    } else {
-        std::size_t colon = authority.find(':');
-        host = authority.substr(0, colon);
-        if (colon != std::string_view::npos) {
-            port = authority.substr(colon + 1);
-        }
-        if (host.empty()
-            || host.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
-                                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                      "0123456789-._")
-                   != std::string_view::npos)
-        {
-            fail();
-        }
-    }
-
-    if (port.data() != nullptr) {
-        if (port.empty() || port.size() > 5
-            || port.find_first_not_of("0123456789") != std::string_view::npos)
-        {
-            fail();
-        }
-        unsigned long p = std::stoul(std::string(port));
-        if (p == 0 || p > 65535) {
-            fail();
-        }
-        out.port = std::to_string(p);
-    } else {
-        out.port = out.tls ? "443" : "80";
-    }
-
+    out.tls = u.tls != 0;
+    out.port = std::to_string(u.port);
     out.url.assign(url);
-    out.host.assign(host);
-    out.host_header = authority.front() == '[' ? "[" + out.host + "]"
-                                               : out.host;
-    if (out.port != (out.tls ? "443" : "80")) {
+    out.host.assign(u.host.data, u.host.len);
+    out.host_header = u.bracketed ? "[" + out.host + "]" : out.host;
+    if (u.port != (out.tls ? 443 : 80)) {
         out.host_header += ":" + out.port;
     }
-    out.target = target.empty() ? std::string("/") : std::string(target);
-    if (out.target.front() == '?') {
+    out.target.assign(u.target.data, u.target.len);
+    if (out.target.empty() || out.target.front() == '?') {
         out.target.insert(0, "/");
     }
 }
@@ -214,6 +86,12 @@ bool app_registry::update(std::int64_t conf_time, const pusher_ctl_app_t *apps,
     decltype(apps_) table;
     for (std::size_t i = 0; i < napps; i++) {
         const pusher_ctl_app_t &in = apps[i];
+        // the rules nginx -t applied (pusher_app.h): nothing else refuses
+        char why[PUSHER_CTL_ERROR_SIZE];
+        if (pusher_app_check(&in, why, sizeof(why)) != 0) {
+            throw std::invalid_argument("app \"" + text_of(in.id).substr(0, 64)
+                                        + "\": " + why);
+        }
         app a;
         a.id = text_of(in.id);
         a.key = text_of(in.key);
@@ -233,21 +111,14 @@ bool app_registry::update(std::int64_t conf_time, const pusher_ctl_app_t *apps,
                                           default_max_event_name);
         a.subscription_count = (in.has & PUSHER_CTL_APP_SUBSCRIPTION_COUNT)
                                && in.subscription_count;
-        a.max_request_size = optional_number(
-            in, PUSHER_CTL_APP_MAX_REQUEST_SIZE, in.max_request_size, 0, 1,
-            1024 * 1024 * 1024);
-        a.webhook_vacated_delay = static_cast<std::uint32_t>(optional_number(
+        a.max_request_size = optional_limit(
+            in, PUSHER_CTL_APP_MAX_REQUEST_SIZE, in.max_request_size, 0);
+        a.webhook_vacated_delay = optional_limit(
             in, PUSHER_CTL_APP_WEBHOOK_VACATED_DELAY, in.webhook_vacated_delay,
-            0, 0, max_webhook_vacated_delay));
-        if (in.nwebhooks > max_webhooks_per_app) {
-            bad("webhooks");
-        }
+            0);
         for (std::size_t k = 0; k < in.nwebhooks; k++) {
             a.webhooks.push_back(parse_webhook(in.webhooks[k]));
             a.webhook_events |= a.webhooks.back().events;
-        }
-        if (a.id.size() > PUSHER_APP_ID_MAX) {
-            throw std::invalid_argument("app id longer than 255 bytes");
         }
         std::string id = a.id;
         table.insert_or_assign(std::move(id), std::move(a));

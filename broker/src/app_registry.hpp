@@ -22,10 +22,7 @@ inline constexpr std::uint32_t default_max_channels = 100;
 inline constexpr std::uint32_t default_max_batch = 10;
 inline constexpr std::uint32_t default_max_event_name = 200;
 inline constexpr std::uint32_t default_cache_ttl = 1800;   // seconds
-// webhook_vacated_delay: at most an hour, in milliseconds
-inline constexpr std::uint32_t max_webhook_vacated_delay = 3600 * 1000;
-inline constexpr std::size_t max_webhooks_per_app = 16;
-inline constexpr std::size_t max_webhook_headers = 32;
+// the bounds of every setting are pusher_app.h's, shared with nginx -t
 
 // The webhook event types (docs/protocol.md, "Webhooks"), as bits of
 // webhook_config::events; names and bits are pusher_proto.h's.

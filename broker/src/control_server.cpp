@@ -276,7 +276,19 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
         }
         w->received += h.length;
 
-        if (h.type == PUSHER_CTL_HELLO && !on_hello(w, payload)) {
+        if (h.type == PUSHER_CTL_HELLO && !on_hello(w, payload, why)) {
+            // the worker logs why, then the connection ends (at most 1 s
+            // later if it does not read)
+            send(w, frame(PUSHER_CTL_REFUSED, why));
+            auto since = std::chrono::steady_clock::now();
+            while ((w->writing || !w->queue.empty()) && w->socket.is_open()
+                   && std::chrono::steady_clock::now() - since
+                          < std::chrono::seconds(1))
+            {
+                net::steady_timer t(ioc_, std::chrono::milliseconds(1));
+                co_await t.async_wait(
+                    net::redirect_error(net::use_awaitable, ec));
+            }
             break;
         }
 
@@ -364,7 +376,8 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
     check_restored();
 }
 
-bool control_server::on_hello(const worker_ptr &w, std::string_view payload)
+bool control_server::on_hello(const worker_ptr &w, std::string_view payload,
+                              std::string &why)
 {
     // the codec shared with the module (pusher_ctl.h) checks the shape,
     // the app table what it accepts
@@ -374,10 +387,8 @@ bool control_server::on_hello(const worker_ptr &w, std::string_view payload)
         &hello, pusher_ctl_hello_free);
     if (rc != 0) {
         // the pid is known when the apps were wrong
-        log_line("nginx worker"
-                 + (hello.pid != 0 ? " pid " + std::to_string(hello.pid)
-                                   : std::string())
-                 + " dropped: bad HELLO: " + hello.error);
+        w->pid = hello.pid;
+        why = std::string("bad HELLO: ") + hello.error;
         return false;
     }
 
@@ -396,16 +407,14 @@ bool control_server::on_hello(const worker_ptr &w, std::string_view payload)
             }
         }
     } catch (const std::invalid_argument &e) {
-        log_line("nginx worker pid " + std::to_string(w->pid)
-                 + " dropped: bad HELLO: " + e.what());
+        why = std::string("bad HELLO: ") + e.what();
         return false;
     }
 
     if (w->slot < 0) {
         if (!assign_slot(w)) {
-            log_line("nginx worker pid " + std::to_string(w->pid)
-                     + " dropped: all " + std::to_string(PUSHER_SHM_WAKE_SLOTS)
-                     + " wake slots are taken");
+            why = "all " + std::to_string(PUSHER_SHM_WAKE_SLOTS)
+                  + " wake slots are taken";
             return false;
         }
         log_line("nginx worker pid " + std::to_string(w->pid)

@@ -92,7 +92,9 @@ private:
 
     net::awaitable<void> accept_loop();
     net::awaitable<void> run_worker(worker_ptr w);
-    bool on_hello(const worker_ptr &w, std::string_view payload);
+    // false with the reason in why: the HELLO is refused
+    bool on_hello(const worker_ptr &w, std::string_view payload,
+                  std::string &why);
     bool assign_slot(const worker_ptr &w);
     void release_slot(worker &w);
     void flush_doorbells();

@@ -173,6 +173,26 @@ inline bool read_all(int fd, char *p, std::size_t len, int timeout_ms)
     return true;
 }
 
+// a refused HELLO: REFUSED with the reason, then the broker closes; the
+// reason as sent, or "" if that did not come
+inline std::string expect_refused(int fd)
+{
+    char head[PUSHER_CTL_HEADER_SIZE];
+    if (!read_all(fd, head, sizeof(head), 2000)) {
+        return "";
+    }
+    pusher_ctl_header_t h;
+    pusher_ctl_header_read(reinterpret_cast<const std::uint8_t *>(head), &h);
+    std::string why(h.length, '\0');
+    if (h.type != PUSHER_CTL_REFUSED || h.length > 4096
+        || !read_all(fd, why.data(), why.size(), 2000))
+    {
+        return "";
+    }
+    char c;
+    return read_all(fd, &c, 1, 2000) ? "" : why;
+}
+
 inline std::string framed(std::uint16_t type, const std::string &payload)
 {
     std::string out(PUSHER_CTL_HEADER_SIZE, '\0');

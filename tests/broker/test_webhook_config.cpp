@@ -35,13 +35,16 @@ const url_case good_urls[] = {
     {"http://[::1]:9000/v6", false, "::1", "9000", "[::1]:9000", "/v6"},
     {"https://[2001:db8::1]/", true, "2001:db8::1", "443", "[2001:db8::1]",
      "/"},
+    // the scheme is case-insensitive (RFC 3986 3.1), as nginx -t takes it
+    {"HTTP://h/", false, "h", "80", "h", "/"},
+    {"Https://h:443/x", true, "h", "443", "h", "/x"},
 };
 
 const char *bad_urls[] = {
     "", "ftp://h/", "http:/h/", "http://", "http:///x", "http://h:0/",
     "http://h:65536/", "http://h:/", "http://h:8x/", "http://u@h/",
     "http://h/a b", "http://h/#frag", "http://[::1/", "http://[zz]/",
-    "http://h\x01/", "HTTP://h/", "http://h_o%st/",
+    "http://h\x01/", "http://h_o%st/", "http://u:p@h/x",
 };
 
 void test_urls()
@@ -55,6 +58,22 @@ void test_urls()
         CHECK_EQ(w.port, c.port);
         CHECK_EQ(w.host_header, c.host_header);
         CHECK_EQ(w.target, c.target);
+    }
+    // the longest URL nginx -t takes, and one byte more (pusher_app.h)
+    std::string longest = "http://h/" + std::string(2048 - 9, 'x');
+    webhook_config wl;
+    parse_webhook_url(longest, wl);
+    CHECK(wl.target.size() == 2048 - 8);
+    std::string too_long = longest + "x";
+    for (const char *u : {too_long.c_str()}) {
+        webhook_config w;
+        bool thrown = false;
+        try {
+            parse_webhook_url(u, w);
+        } catch (const std::invalid_argument &) {
+            thrown = true;
+        }
+        CHECK(thrown);
     }
     for (const char *u : bad_urls) {
         webhook_config w;

@@ -982,8 +982,7 @@ void run()
         w.send(PUSHER_CTL_HELLO, std::string("{\"pid\":103,\"conf_time\":5,"
                                              "\"apps\":")
                                      + apps_text + "}");
-        char c;
-        CHECK(!read_all(w.fd, &c, 1, 2000));
+        CHECK(expect_refused(w.fd).starts_with("bad HELLO: "));
     }
     occupancy(a, "app1", "still", "1");
     expect_events("/all", {occupied("still")});

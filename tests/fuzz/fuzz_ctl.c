@@ -53,6 +53,7 @@
 #include <string.h>
 
 #include "pusher_ctl.h"
+#include "pusher_app.h"
 #include "fuzz_check.h"
 
 
@@ -377,6 +378,51 @@ fuzz_hello_eq(const pusher_ctl_hello_t *a, const pusher_ctl_hello_t *b)
 }
 
 
+/*
+ * The rules nginx -t and the broker share (pusher_app.h) on a decoded
+ * app: a verdict, a reason that is a NUL-terminated line, and a URL
+ * parse whose parts lie inside the URL.
+ */
+static void
+fuzz_check_url(const pusher_str_t *u)
+{
+    const char    *why;
+    pusher_url_t   url;
+
+    if (pusher_url_parse(u->data, u->len, &url, &why) != 0) {
+        FUZZ_CHECK(why != NULL && why[0] != '\0');
+        return;
+    }
+
+    FUZZ_CHECK(url.host.len > 0 && url.host.data > u->data
+               && url.host.data + url.host.len <= u->data + u->len);
+    FUZZ_CHECK(url.target.data + url.target.len == u->data + u->len);
+    FUZZ_CHECK(url.target.len == 0 || url.target.data[0] == '/'
+               || url.target.data[0] == '?');
+    FUZZ_CHECK(url.port != 0 && (url.port_given
+                                 || url.port == (url.tls ? 443 : 80)));
+}
+
+
+static void
+fuzz_check_app(const pusher_ctl_app_t *a)
+{
+    char    why[PUSHER_CTL_ERROR_SIZE];
+    size_t  n;
+
+    memset(why, 'x', sizeof(why));
+
+    if (pusher_app_check(a, why, sizeof(why)) == 0) {
+        FUZZ_CHECK(a->id.len >= 1 && a->id.len <= PUSHER_APP_ID_MAX);
+        FUZZ_CHECK(a->nwebhooks <= PUSHER_APP_WEBHOOKS_MAX);
+        return;
+    }
+
+    n = strnlen(why, sizeof(why));
+    FUZZ_CHECK(n > 0 && n < sizeof(why) && memchr(why, '\n', n) == NULL);
+}
+
+
 static void
 fuzz_check_hello(const pusher_ctl_hello_t *h)
 {
@@ -411,7 +457,11 @@ fuzz_check_hello(const pusher_ctl_hello_t *h)
                 fuzz_check_str(&wh->headers[k].name, 0);
                 fuzz_check_str(&wh->headers[k].value, 0);
             }
+
+            fuzz_check_url(&wh->url);
         }
+
+        fuzz_check_app(a);
     }
 }
 

@@ -723,6 +723,7 @@ module.exports = {
     WS_SCHEME,
     wsUrl,
     Server,
+    renderConf,
     startServer,
     test,
     httpRequest,
