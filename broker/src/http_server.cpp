@@ -60,8 +60,10 @@ net::awaitable<void> reply_and_close(Stream &stream, unsigned status,
 
 http_server::http_server(net::io_context &ioc, const api_endpoint &ep,
                          mode_t mode, std::uint64_t max_body,
-                         const app_registry &apps, trigger_api &api)
-    : ioc_(ioc), max_body_(max_body), apps_(apps), api_(api)
+                         const app_registry &apps, trigger_api &api,
+                         broker_metrics &metrics)
+    : ioc_(ioc), max_body_(max_body), apps_(apps), api_(api),
+      metrics_(metrics)
 {
     if (ep.is_unix) {
         file_.emplace(ep.path);
@@ -213,6 +215,17 @@ net::awaitable<void> http_server::session(typename Protocol::socket socket)
                 }
                 r = api_.handle(req.method_string(), req.target(), req.body(),
                                 waited);
+            }
+
+            {
+                std::string_view app_id;
+                std::string_view endpoint =
+                    broker_metrics::endpoint(req.target(), app_id);
+                if (!app_id.empty() && apps_.find(app_id) == nullptr) {
+                    app_id = {};    // no label for a name nobody configured
+                }
+                metrics_.count_request(app_id, endpoint, r.status,
+                                       req.body().size(), r.body.size());
             }
 
             http::response<http::string_body> res{
