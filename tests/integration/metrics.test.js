@@ -183,7 +183,9 @@ test('HTTP API by endpoint and status; a bad signature is a signature failure', 
 
 test('client events and the client event rate limit are counted', async () => {
     const m0 = samples(await scrape());
-    const [a, b] = await connectRawAcrossWorkers(srv, 2);
+    const socks = await connectRawAcrossWorkers(srv, 2);
+    const a = socks.find((s) => s.worker === socks[0].worker);
+    const b = socks.find((s) => s.worker !== socks[0].worker);
     for (const ws of [a, b]) {
         ws.sendJson({ event: 'pusher:subscribe', data: { auth: channelAuth(srv.key, srv.secret, ws.socketId, 'private-m'), channel: 'private-m' } });
         await ws.expectText(succeededFrame('private-m'));
@@ -199,8 +201,9 @@ test('client events and the client event rate limit are counted', async () => {
     }, 3000, () => JSON.stringify(changes(m0, m1)));
     const d = changes(m0, m1);
     assert.equal(d[A('pusher_client_events_total')], rate);
-    a.close();
-    b.close();
+    for (const ws of socks) {
+        ws.close();
+    }
 });
 
 test('the allow list: another address gets 403', async () => {
@@ -218,8 +221,13 @@ test('the allow list: another address gets 403', async () => {
     assert.equal(r, 403);
 });
 
-test('a real Prometheus scrapes /metrics and answers sum(pusher_connected) with the connected pusher-js clients', async () => {
+test('a real Prometheus scrapes /metrics and answers sum(pusher_connected) with the connected pusher-js clients', { timeout: 60000 }, async () => {
     assert.ok(fs.existsSync(PROMETHEUS), `${PROMETHEUS} missing: apt-get install prometheus`);
+    let left;
+    await waitUntil(async () => {
+        left = samples(await scrape()).get(A('pusher_connected'));
+        return left === 0;
+    }, 3000, () => `sockets of earlier tests still open: ${left}`);
     const clients = [];
     for (let i = 0; i < 6 || new Set(clients.map((c) => socketWorker(c.connection.socket_id))).size < 2; i++) {
         assert.ok(i < 40, 'pusher-js clients all landed on one worker');
@@ -265,9 +273,12 @@ scrape_configs:
         let last;
         await waitUntil(async () => {
             last = await query('sum(pusher_connected)');
+            if (last && last.status === 'success' && last.data.result.length === 1) {
+                last.targets = await query('up');
+            }
             return last && last.status === 'success' && last.data.result.length === 1
                 && Number(last.data.result[0].value[1]) === n;
-        }, 30000, () => `Prometheus: ${JSON.stringify(last)}\n${fs.readFileSync(path.join(dir, 'prometheus.log'), 'utf8').slice(-3000)}`, 250);
+        }, 20000, () => `Prometheus: ${JSON.stringify(last)}\n${fs.readFileSync(path.join(dir, 'prometheus.log'), 'utf8').slice(-3000)}`, 250);
         const up = await query('up{job="pusher"}');
         assert.equal(up.data.result[0].value[1], '1');
         const subs = await query(`pusher_subscriptions{app_id="${srv.appId}"}`);
