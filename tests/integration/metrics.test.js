@@ -221,6 +221,54 @@ test('the allow list: another address gets 403', async () => {
     assert.equal(r, 403);
 });
 
+test('a broker that does not answer within 1 s, then none: the workers\' part with pusher_broker_up 0; attached again after a restart', async () => {
+    const pids = srv.workerPids();
+    const m0 = samples(await scrape());
+
+    /* stopped: the request waits 1 s for it, then goes without */
+    process.kill(srv.broker.pid, 'SIGSTOP');
+    let t0 = Date.now();
+    let m;
+    try {
+        m = samples(await scrape());
+    } finally {
+        process.kill(srv.broker.pid, 'SIGCONT');
+    }
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 900, `answered after ${waited} ms`);
+    assert.equal(value(m, 'pusher_broker_up'), 0);
+    assert.ok(!m.has('pusher_broker_workers_attached'), 'no broker part');
+    assert.equal(value(m, A('pusher_connected')), 0);
+    /* the late answer is dropped; the next page has the broker again */
+    assert.equal(value(samples(await scrape()), 'pusher_broker_up'), 1);
+
+    await srv.stopBroker();
+    let text;
+    await waitUntil(async () => {
+        text = await scrape();
+        const m1 = samples(text);
+        return pids.every((p) => m1.get(`pusher_worker_broker_attached{pid="${p}"}`) === 0);
+    }, 3000, () => `detached:\n${text}`);
+    t0 = Date.now();
+    const m1 = samples(await scrape());
+    assert.ok(Date.now() - t0 < 900, 'no broker: answered at once');
+    assert.equal(value(m1, 'pusher_broker_up'), 0);
+    const r = promtool(text);
+    assert.equal(r.status, 0, `promtool check metrics: ${r.stdout}${r.stderr}\n${text}`);
+
+    await srv.startBroker();
+    let m2;
+    await waitUntil(async () => {
+        m2 = samples(await scrape());
+        return m2.get('pusher_broker_up') === 1 && m2.get('pusher_broker_workers_attached') === 2;
+    }, 5000, () => JSON.stringify(changes(m0, m2)));
+    for (const p of pids) {
+        assert.equal(value(m2, `pusher_worker_broker_attached{pid="${p}"}`), 1);
+        assert.equal(value(m2, `pusher_worker_broker_attaches_total{pid="${p}"}`)
+            - value(m0, `pusher_worker_broker_attaches_total{pid="${p}"}`), 1);
+    }
+});
+
 test('a real Prometheus scrapes /metrics and answers sum(pusher_connected) with the connected pusher-js clients', { timeout: 60000 }, async () => {
     assert.ok(fs.existsSync(PROMETHEUS), `${PROMETHEUS} missing: apt-get install prometheus`);
     let left;
