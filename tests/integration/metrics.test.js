@@ -210,7 +210,7 @@ test('the allow list: another address gets 403', async () => {
     const r = await new Promise((resolve, reject) => {
         const req = (srv.tls ? https : http).request({
             host: '127.0.0.1', port: srv.port, path: '/metrics', localAddress: '127.0.0.2', agent: false,
-            rejectUnauthorized: false,
+            rejectUnauthorized: false, servername: '',
         }, (res) => {
             res.resume();
             res.on('end', () => resolve(res.statusCode));
