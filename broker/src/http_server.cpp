@@ -131,6 +131,19 @@ http_server::accept_loop(typename Protocol::acceptor &acceptor)
     }
 }
 
+// one answered request for pusher_metrics; an app id nobody configured
+// is no label (any path could make one up)
+void http_server::count(std::string_view target, unsigned status,
+                        std::uint64_t received, std::uint64_t transmitted)
+{
+    std::string_view app_id;
+    std::string_view endpoint = broker_metrics::endpoint(target, app_id);
+    if (!app_id.empty() && apps_.find(app_id) == nullptr) {
+        app_id = {};
+    }
+    metrics_.count_request(app_id, endpoint, status, received, transmitted);
+}
+
 std::uint64_t http_server::body_limit(std::string_view target) const
 {
     constexpr std::string_view apps_prefix = "/apps/";
@@ -177,6 +190,7 @@ net::awaitable<void> http_server::session(typename Protocol::socket socket)
                 }
             }
             if (ec == http::error::body_limit) {
+                count(parser.get().target(), 413, 0, 0);
                 co_await reply_and_close(stream, 413,
                     "Request body is larger than "
                     + std::to_string(limit) + " bytes");
@@ -217,16 +231,7 @@ net::awaitable<void> http_server::session(typename Protocol::socket socket)
                                 waited);
             }
 
-            {
-                std::string_view app_id;
-                std::string_view endpoint =
-                    broker_metrics::endpoint(req.target(), app_id);
-                if (!app_id.empty() && apps_.find(app_id) == nullptr) {
-                    app_id = {};    // no label for a name nobody configured
-                }
-                metrics_.count_request(app_id, endpoint, r.status,
-                                       req.body().size(), r.body.size());
-            }
+            count(req.target(), r.status, req.body().size(), r.body.size());
 
             http::response<http::string_body> res{
                 static_cast<http::status>(r.status), req.version()};

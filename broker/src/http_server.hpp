@@ -43,6 +43,8 @@ private:
     net::io_context &ioc_;
     // the body limit of a request to target
     std::uint64_t body_limit(std::string_view target) const;
+    void count(std::string_view target, unsigned status,
+               std::uint64_t received, std::uint64_t transmitted);
 
     std::uint64_t max_body_;
     const app_registry &apps_;
