@@ -481,8 +481,11 @@ ngx_http_pusher_metrics_render(ngx_http_request_t *r, ngx_str_t *out)
 {
     u_char                         *p, *start;
     size_t                          size;
-    ngx_uint_t                      i, k, apps, workers;
+    ngx_uint_t                      i, j, k, apps, workers;
     ngx_atomic_uint_t               v;
+    uint16_t                        app_index[NGX_HTTP_PUSHER_ZONE_APPS];
+    uint16_t                        worker_index[NGX_MAX_PROCESSES];
+    uint32_t                        worker_pid[NGX_MAX_PROCESSES];
     ngx_http_pusher_zone_t         *zone;
     ngx_http_pusher_metric_t       *m;
     ngx_http_pusher_zone_app_t     *za;
@@ -499,19 +502,28 @@ ngx_http_pusher_metrics_render(ngx_http_request_t *r, ngx_str_t *out)
         return NGX_OK;
     }
 
+    /*
+     * The entries in use, taken once: the master may add an app (a reload)
+     * and workers come and go while the page is written, and the buffer is
+     * sized for these.
+     */
+
     apps = 0;
 
     for (i = 0; i < NGX_HTTP_PUSHER_ZONE_APPS; i++) {
         if (zone->apps[i].generation) {
-            apps++;
+            app_index[apps++] = (uint16_t) i;
         }
     }
 
     workers = 0;
 
     for (i = 0; i < NGX_MAX_PROCESSES; i++) {
-        if (zone->workers[i].pid) {
-            workers++;
+        v = zone->workers[i].pid;
+
+        if (v) {
+            worker_pid[workers] = (uint32_t) v;
+            worker_index[workers++] = (uint16_t) i;
         }
     }
 
@@ -548,12 +560,8 @@ ngx_http_pusher_metrics_render(ngx_http_request_t *r, ngx_str_t *out)
         p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s %s\n",
                         m->name, m->help, m->name, m->type);
 
-        for (i = 0; i < NGX_HTTP_PUSHER_ZONE_APPS; i++) {
-            za = &zone->apps[i];
-
-            if (za->generation == 0) {
-                continue;
-            }
+        for (j = 0; j < apps; j++) {
+            za = &zone->apps[app_index[j]];
 
             v = *(ngx_atomic_t *) ((u_char *) za + m->offset);
 
@@ -575,12 +583,8 @@ ngx_http_pusher_metrics_render(ngx_http_request_t *r, ngx_str_t *out)
                        "closed without a close frame)\n"
                        "# TYPE pusher_close_codes_total counter\n");
 
-    for (i = 0; i < NGX_HTTP_PUSHER_ZONE_APPS; i++) {
-        za = &zone->apps[i];
-
-        if (za->generation == 0) {
-            continue;
-        }
+    for (j = 0; j < apps; j++) {
+        za = &zone->apps[app_index[j]];
 
         for (k = 0; k <= NGX_HTTP_PUSHER_CLOSE_CODES; k++) {
             p = ngx_cpymem(p, "pusher_close_codes_total{app_id=\"",
@@ -608,16 +612,13 @@ ngx_http_pusher_metrics_render(ngx_http_request_t *r, ngx_str_t *out)
         p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s %s\n",
                         m->name, m->help, m->name, m->type);
 
-        for (i = 0; i < NGX_MAX_PROCESSES; i++) {
-            zw = &zone->workers[i];
-
-            if (zw->pid == 0) {
-                continue;
-            }
+        for (j = 0; j < workers; j++) {
+            zw = &zone->workers[worker_index[j]];
 
             v = *(ngx_atomic_t *) ((u_char *) zw + m->offset);
 
-            p = ngx_sprintf(p, "%s{pid=\"%uA\"} %uA\n", m->name, zw->pid, v);
+            p = ngx_sprintf(p, "%s{pid=\"%uD\"} %uA\n", m->name, worker_pid[j],
+                            v);
         }
     }
 

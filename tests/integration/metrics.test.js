@@ -221,6 +221,34 @@ test('the allow list: another address gets 403', async () => {
     assert.equal(r, 403);
 });
 
+test('a SIGKILLed worker: the respawned one takes its sockets and subscriptions out of the gauges, its pid leaves the page', async () => {
+    const socks = await connectRawAcrossWorkers(srv, 4);
+    for (const ws of socks) {
+        await subscribeRaw(ws, 'crash-ch');
+    }
+    const victim = socks[0].worker;
+    const survivors = socks.filter((ws) => ws.worker !== victim);
+    const m0 = samples(await scrape());
+    assert.equal(value(m0, A('pusher_connected')), socks.length);
+    assert.equal(value(m0, A('pusher_subscriptions')), socks.length);
+
+    const pids = await srv.killWorker(victim);
+    const fresh = pids.find((p) => p !== survivors[0].worker);
+    let m1;
+    await waitUntil(async () => {
+        m1 = samples(await scrape());
+        return m1.get(A('pusher_connected')) === survivors.length
+            && m1.get(`pusher_worker_broker_attached{pid="${fresh}"}`) === 1;
+    }, 5000, () => JSON.stringify(changes(m0, m1)));
+    assert.equal(value(m1, A('pusher_subscriptions')), survivors.length);
+    assert.equal(value(m1, A('pusher_channels')), 1);
+    assert.ok(![...m1.keys()].some((k) => k.includes(`pid="${victim}"`)), `pid ${victim} still on the page`);
+    assert.equal(value(m1, 'pusher_broker_workers_attached'), 2);
+    for (const ws of socks) {
+        ws.close();
+    }
+});
+
 test('a broker that does not answer within 1 s, then none: the workers\' part with pusher_broker_up 0; attached again after a restart', async () => {
     const pids = srv.workerPids();
     const m0 = samples(await scrape());
