@@ -18,7 +18,7 @@ const {
     startServer, test, waitUntil, socketWorker, freePort, httpRequest, TLS_CERT,
 } = require('./lib/harness');
 const {
-    connectRawAcrossWorkers, subscribeRaw, establishedFrame, succeededFrame, eventFrame, sdk, sdkTrigger, pusherJs,
+    connectRaw, connectRawAcrossWorkers, subscribeRaw, establishedFrame, succeededFrame, eventFrame, sdk, sdkTrigger, pusherJs,
     pjsSubscribe, signedRequest, channelAuth,
 } = require('./lib/clients');
 
@@ -28,8 +28,15 @@ const PROMTOOL = '/usr/bin/promtool';
 let srv;
 let api;
 
+/* an app whose webhook endpoint refuses connections; its URL has a token */
+const HOOK_APP = { id: '7001', key: 'hook-app-key', secret: 'hook-app-secret' };
+let hookUrl;
+
 before(async () => {
-    srv = await startServer();
+    hookUrl = `http://127.0.0.1:${await freePort()}/hook?token=hook-url-token`;
+    srv = await startServer({
+        extraApps: [{ ...HOOK_APP, app: { webhook: `${hookUrl} events=channel_occupied` } }],
+    });
     api = sdk(srv);
 });
 
@@ -221,6 +228,31 @@ test('the allow list: another address gets 403', async () => {
     assert.equal(r, 403);
 });
 
+test('webhooks are counted per app, never by URL: a refusing endpoint shows requests and retries', async () => {
+    const ws = await connectRaw(srv, { key: HOOK_APP.key });
+    await subscribeRaw(ws, 'hooked');
+    const H = (name, extra = '') => `${name}{app_id="${HOOK_APP.id}"${extra}}`;
+    let text;
+    let m;
+    await waitUntil(async () => {
+        text = await scrape();
+        m = samples(text);
+        return m.get(H('pusher_webhook_retries_total')) >= 1;
+    }, 5000, () => text);
+    const inFlight = value(m, H('pusher_webhook_requests_total')) - value(m, H('pusher_webhook_retries_total'));
+    assert.ok(inFlight === 0 || inFlight === 1, text);
+    assert.equal(value(m, H('pusher_webhook_events_sent_total')), 0);
+    assert.equal(value(m, H('pusher_webhook_events_dropped_total', ',reason="failed"')), 0);
+    assert.equal(value(m, H('pusher_connected')), 1);
+    assert.equal(value(m, H('pusher_channels')), 1);
+    for (const secret of [hookUrl, 'hook-url-token', HOOK_APP.key, HOOK_APP.secret]) {
+        assert.ok(!text.includes(secret), `${secret} is in the metrics`);
+    }
+    const r = promtool(text);
+    assert.equal(r.status, 0, `promtool check metrics: ${r.stdout}${r.stderr}\n${text}`);
+    ws.close();
+});
+
 test('a SIGKILLed worker: the respawned one takes its sockets and subscriptions out of the gauges, its pid leaves the page', async () => {
     const socks = await connectRawAcrossWorkers(srv, 4);
     for (const ws of socks) {
@@ -301,7 +333,8 @@ test('a real Prometheus scrapes /metrics and answers sum(pusher_connected) with 
     assert.ok(fs.existsSync(PROMETHEUS), `${PROMETHEUS} missing: apt-get install prometheus`);
     let left;
     await waitUntil(async () => {
-        left = samples(await scrape()).get(A('pusher_connected'));
+        left = [...samples(await scrape())].filter(([k]) => k.startsWith('pusher_connected{'))
+            .reduce((sum, [, v]) => sum + v, 0);
         return left === 0;
     }, 3000, () => `sockets of earlier tests still open: ${left}`);
     const clients = [];
