@@ -149,6 +149,13 @@ extern "C" {
 #define PUSHER_CTL_HELLO             1
 #define PUSHER_CTL_WELCOME           2
 #define PUSHER_CTL_DOORBELL          3
+/*
+ * pusher_metrics: a worker asks (fields: request id), the broker answers
+ * (fields: request id, its metrics in Prometheus' text format); neither
+ * waits for room in the ring
+ */
+#define PUSHER_CTL_METRICS           4
+#define PUSHER_CTL_METRICS_TEXT      5
 #define PUSHER_CTL_REFUSED           6
 #define PUSHER_CTL_CLIENT_EVENT      16
 #define PUSHER_CTL_PRESENCE_JOIN     17

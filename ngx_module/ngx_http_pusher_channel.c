@@ -312,6 +312,8 @@ ngx_http_pusher_sub_add(ngx_http_pusher_conn_t *pc, u_char *name, size_t len,
     ngx_queue_insert_tail(&pc->subs, &sub->in_conn);
     ch->count++;
 
+    ngx_http_pusher_zone_subscriptions(pc, 1);
+
     *rc = NGX_OK;
 
     return sub;
@@ -387,6 +389,8 @@ ngx_http_pusher_sub_remove(ngx_http_pusher_sub_t *sub)
 
     ngx_queue_remove(&sub->in_channel);
     ngx_queue_remove(&sub->in_conn);
+
+    ngx_http_pusher_zone_subscriptions(sub->conn, -1);
 
     if (sub->pending) {
         ngx_queue_remove(&sub->in_index);

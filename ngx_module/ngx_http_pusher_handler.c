@@ -42,6 +42,7 @@ ngx_http_pusher_handler(ngx_http_request_t *r)
     ngx_int_t                     rc;
     ngx_table_elt_t              *h, *version;
     ngx_connection_t             *c;
+    ngx_http_pusher_app_t        *app;
     ngx_http_pusher_msg_t        *msg;
     ngx_http_pusher_conn_t       *pc;
     ngx_http_core_loc_conf_t     *clcf;
@@ -122,10 +123,11 @@ ngx_http_pusher_handler(ngx_http_request_t *r)
 
     pc->connection = c;
     pc->request = r;
-    pc->app = ngx_http_pusher_app_by_key(pmcf, &key);
     pc->out_last = &pc->out;
 
-    if (pc->app && !ngx_http_pusher_origin_allowed(r, pc->app)) {
+    app = ngx_http_pusher_app_by_key(pmcf, &key);
+
+    if (app && !ngx_http_pusher_origin_allowed(r, app)) {
         /* answered after the upgrade: 4009 "Origin not allowed" */
         pc->origin_denied = 1;
     }
@@ -143,12 +145,15 @@ ngx_http_pusher_handler(ngx_http_request_t *r)
     *p++ = CR; *p++ = LF;
     *p++ = CR; *p++ = LF;
 
+    /* queued before the app is set: the 101 is not a WebSocket frame */
     rc = ngx_http_pusher_queue(pc, msg);
     ngx_http_pusher_msg_release(msg);
 
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    pc->app = app;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 

@@ -313,6 +313,8 @@ ngx_http_pusher_link_retry(ngx_http_pusher_link_t *b)
 static void
 ngx_http_pusher_link_close(ngx_http_pusher_link_t *b)
 {
+    ngx_http_pusher_zone_worker_t  *zw;
+
     if (b->conn) {
         ngx_close_connection(b->conn);
         b->conn = NULL;
@@ -323,6 +325,15 @@ ngx_http_pusher_link_close(ngx_http_pusher_link_t *b)
     b->out_max = 0;
     b->welcomed = 0;
     b->announce.phase = NGX_HTTP_PUSHER_ANNOUNCE_DONE;
+
+    zw = ngx_http_pusher_zone_worker();
+
+    if (zw) {
+        zw->attached = 0;
+    }
+
+    /* pusher_metrics requests waiting for this broker's answer */
+    ngx_http_pusher_metrics_link_down();
 
     /* the broker hands our wake slot to the next worker */
     ngx_http_pusher_ring_detach();
@@ -563,6 +574,37 @@ ngx_http_pusher_uplink_flush(void)
         c->error = 1;
         ngx_post_event(c->write, &ngx_posted_events);
     }
+}
+
+
+/*
+ * pusher_metrics asks the broker for its metrics; NGX_DECLINED without a
+ * broker.  Like any uplink message, but never deferred.
+ */
+
+ngx_int_t
+ngx_http_pusher_link_request_metrics(uint32_t id)
+{
+    u_char                   buf[NGX_INT32_LEN];
+    ngx_str_t                f;
+    ngx_http_pusher_link_t  *b;
+
+    b = &ngx_http_pusher_link;
+
+    if (b->conn == NULL || !b->welcomed || b->conn->error) {
+        return NGX_DECLINED;
+    }
+
+    f.data = buf;
+    f.len = ngx_sprintf(buf, "%uD", id) - buf;
+
+    if (ngx_http_pusher_link_append(b, PUSHER_CTL_METRICS, &f, 1) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_post_event(b->conn->write, &ngx_posted_events);
+
+    return NGX_OK;
 }
 
 
@@ -1020,6 +1062,10 @@ ngx_http_pusher_link_message(ngx_http_pusher_link_t *b, ngx_uint_t type,
 
         return NGX_OK;
 
+    case PUSHER_CTL_METRICS_TEXT:
+        ngx_http_pusher_metrics_broker(data, len);
+        return NGX_OK;
+
     default:
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, b->log, 0,
                        "pusher link: control message %ui ignored", type);
@@ -1038,9 +1084,10 @@ static ngx_int_t
 ngx_http_pusher_link_welcome(ngx_http_pusher_link_t *b, u_char *data,
     size_t len)
 {
-    uint64_t              generation;
-    ngx_int_t             rc;
-    pusher_ctl_welcome_t  w;
+    uint64_t                        generation;
+    ngx_int_t                       rc;
+    pusher_ctl_welcome_t            w;
+    ngx_http_pusher_zone_worker_t  *zw;
 
     if (pusher_ctl_welcome_decode(&w, (char *) data, len) != 0) {
         ngx_log_error(NGX_LOG_ERR, b->log, 0,
@@ -1064,6 +1111,13 @@ ngx_http_pusher_link_welcome(ngx_http_pusher_link_t *b, u_char *data,
     b->reported = 0;
     b->welcomed = 1;
     b->refused = 0;
+
+    zw = ngx_http_pusher_zone_worker();
+
+    if (zw) {
+        zw->attached = 1;
+        (void) ngx_atomic_fetch_add(&zw->attaches, 1);
+    }
 
     ngx_log_error(NGX_LOG_INFO, b->log, 0,
                   "pusher: attached to broker generation %uL", generation);

@@ -66,6 +66,13 @@ static ngx_command_t  ngx_http_pusher_commands[] = {
       0,
       NULL },
 
+    { ngx_string("pusher_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pusher_metrics,
+      0,
+      0,
+      NULL },
+
     { ngx_string("pusher_broker"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -1114,4 +1121,6 @@ ngx_http_pusher_exit_process(ngx_cycle_t *cycle)
     ngx_http_pusher_link_exit_worker();
     ngx_http_pusher_ring_exit_worker();
     ngx_http_pusher_ws_exit_worker();
+    ngx_http_pusher_zone_exit_worker(
+        ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pusher_module));
 }

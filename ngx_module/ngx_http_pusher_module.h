@@ -93,10 +93,53 @@ typedef struct ngx_http_pusher_channel_s  ngx_http_pusher_channel_t;
 
 
 /*
+ * The close codes pusher_metrics counts apart (ngx_http_pusher_metrics.c);
+ * one more counter takes every other code.
+ */
+#define NGX_HTTP_PUSHER_CLOSE_CODES        16
+
+
+/*
+ * An app's counters for pusher_metrics, over all workers (atomic adds).
+ * Per-frame counts are added up in the worker first
+ * (ngx_http_pusher_local_metrics_t) and added here once per batch.
+ */
+typedef struct {
+    ngx_atomic_t               opened;             /* sockets counted */
+    ngx_atomic_t               closed;
+    ngx_atomic_t               closes[NGX_HTTP_PUSHER_CLOSE_CODES + 1];
+    ngx_atomic_t               subscriptions;      /* gauge */
+    ngx_atomic_t               messages_in;        /* WebSocket messages */
+    ngx_atomic_t               messages_out;       /* frames queued */
+    ngx_atomic_t               bytes_in;           /* read from sockets */
+    ngx_atomic_t               bytes_out;          /* frames queued */
+    ngx_atomic_t               client_events;      /* relayed */
+    ngx_atomic_t               client_event_limited;   /* client_event_rate */
+    ngx_atomic_t               rate_limited;       /* rate_limit */
+    /*
+     * events coalesced away: nothing adds to it yet.  Coalescing in the
+     * worker calls ngx_http_pusher_count(app, coalesced) per event it
+     * drops; coalescing in the broker would count in broker_metrics and
+     * render there instead (then drop this family here).
+     */
+    ngx_atomic_t               coalesced;
+} ngx_http_pusher_zone_metrics_t;
+
+
+/* a worker's per-frame counts of an app, not yet in the zone */
+typedef struct {
+    ngx_uint_t                 messages_in;
+    ngx_uint_t                 messages_out;
+    ngx_uint_t                 bytes_in;
+    ngx_uint_t                 bytes_out;
+} ngx_http_pusher_local_metrics_t;
+
+
+/*
  * One app in the shared zone "ngx_http_pusher": its open sockets over all
  * workers, also those of old workers still serving after a reload.  The
  * count per worker slot lets a worker started into the slot of a crashed
- * one take the dead worker's sockets out of the total.
+ * one take the dead worker's sockets (and subscriptions) out of the total.
  */
 typedef struct {
     ngx_atomic_t               connections;
@@ -105,13 +148,25 @@ typedef struct {
     uint32_t                   id_len;
     u_char                     id[PUSHER_APP_ID_MAX];
     uint32_t                   per_slot[NGX_MAX_PROCESSES];
+    uint32_t                   subs_per_slot[NGX_MAX_PROCESSES];
+    ngx_http_pusher_zone_metrics_t  metrics;
 } ngx_http_pusher_zone_app_t;
+
+
+/* a worker process slot, for pusher_metrics; pid 0: none */
+typedef struct {
+    ngx_atomic_t               pid;
+    ngx_atomic_t               attached;           /* to a broker */
+    ngx_atomic_t               laps;               /* ring overtook it */
+    ngx_atomic_t               attaches;           /* WELCOMEs */
+} ngx_http_pusher_zone_worker_t;
 
 
 typedef struct {
     ngx_atomic_t               generation;         /* of the newest conf */
     ngx_atomic_t               stopping;           /* generation stopping */
     ngx_http_pusher_zone_app_t apps[NGX_HTTP_PUSHER_ZONE_APPS];
+    ngx_http_pusher_zone_worker_t  workers[NGX_MAX_PROCESSES];
 } ngx_http_pusher_zone_t;
 
 
@@ -163,6 +218,7 @@ typedef struct {
     /* what an open socket depends on: a reload keeps it if unchanged */
     uint32_t                   digest;
     ngx_http_pusher_zone_app_t *zone;             /* NULL: zone full */
+    ngx_http_pusher_local_metrics_t  metrics;     /* worker, not yet added */
 
     /* worker runtime: this app's channels, by name */
     ngx_rbtree_t               channels;
@@ -308,7 +364,35 @@ ngx_int_t ngx_http_pusher_zone_add(ngx_conf_t *cf,
 ngx_int_t ngx_http_pusher_zone_init_module(ngx_cycle_t *cycle);
 void ngx_http_pusher_zone_init_worker(ngx_http_pusher_main_conf_t *pmcf);
 ngx_int_t ngx_http_pusher_zone_connect(ngx_http_pusher_conn_t *pc);
-void ngx_http_pusher_zone_disconnect(ngx_http_pusher_conn_t *pc);
+void ngx_http_pusher_zone_disconnect(ngx_http_pusher_conn_t *pc,
+    ngx_uint_t code);
+void ngx_http_pusher_zone_exit_worker(ngx_http_pusher_main_conf_t *pmcf);
+void ngx_http_pusher_zone_subscriptions(ngx_http_pusher_conn_t *pc,
+    ngx_int_t delta);
+ngx_http_pusher_zone_worker_t *ngx_http_pusher_zone_worker(void);
+
+/* ngx_http_pusher_metrics.c */
+char *ngx_http_pusher_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_pusher_metrics_flush(void);
+void ngx_http_pusher_metrics_broker(u_char *data, size_t len);
+void ngx_http_pusher_metrics_link_down(void);
+ngx_uint_t ngx_http_pusher_close_code_index(ngx_uint_t code);
+
+#define ngx_http_pusher_count_local(app, field, n)                            \
+    do {                                                                      \
+        (app)->metrics.field += (n);                                          \
+        ngx_http_pusher_metrics_pending = 1;                                  \
+    } while (0)
+
+#define ngx_http_pusher_count(app, field)                                     \
+    do {                                                                      \
+        if ((app)->zone) {                                                    \
+            (void) ngx_atomic_fetch_add(&(app)->zone->metrics.field, 1);      \
+        }                                                                     \
+    } while (0)
+
+extern ngx_uint_t  ngx_http_pusher_metrics_pending;
 ngx_uint_t ngx_http_pusher_draining(void);
 ngx_uint_t ngx_http_pusher_keep_on_reload(ngx_http_pusher_conn_t *pc);
 
@@ -395,6 +479,7 @@ char *ngx_http_pusher_hello_encode(ngx_http_pusher_main_conf_t *pmcf,
     ngx_log_t *log, size_t *len);
 ngx_uint_t ngx_http_pusher_link_knows(ngx_http_pusher_app_t *app,
     u_char *name, size_t len);
+ngx_int_t ngx_http_pusher_link_request_metrics(uint32_t id);
 
 /* ngx_http_pusher_ring.c */
 ngx_int_t ngx_http_pusher_ring_init_worker(ngx_cycle_t *cycle,

@@ -357,6 +357,10 @@ ngx_http_pusher_ring_poll(ngx_event_t *ev)
 
     ngx_http_pusher_ring_drain(&r->drain);
 
+    if (ngx_http_pusher_metrics_pending) {
+        ngx_http_pusher_metrics_flush();
+    }
+
     ngx_add_timer(ev, NGX_HTTP_PUSHER_SAFETY_POLL);
 }
 
@@ -419,10 +423,11 @@ ngx_http_pusher_ring_drain_all(ngx_http_pusher_reader_t *r)
 static ngx_int_t
 ngx_http_pusher_ring_next(ngx_http_pusher_reader_t *r)
 {
-    int                       rc;
-    int32_t                   type;
-    uint32_t                  len;
-    pusher_ring_event_view_t  view;
+    int                             rc;
+    int32_t                         type;
+    uint32_t                        len;
+    pusher_ring_event_view_t        view;
+    ngx_http_pusher_zone_worker_t  *zw;
 
     rc = pusher_ring_read(&r->reader, &r->ring, r->scratch, &type, &len);
 
@@ -436,6 +441,12 @@ ngx_http_pusher_ring_next(ngx_http_pusher_reader_t *r)
     }
 
     if (rc == PUSHER_RING_LAPPED) {
+        zw = ngx_http_pusher_zone_worker();
+
+        if (zw) {
+            (void) ngx_atomic_fetch_add(&zw->laps, 1);
+        }
+
         /*
          * The broker waits for a worker that keeps up; this one had
          * stopped (SIGSTOP, swapped out) and was overtaken.  Events are

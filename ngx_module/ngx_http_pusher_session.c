@@ -124,6 +124,8 @@ ngx_http_pusher_session_rate(ngx_http_pusher_conn_t *pc)
         return 1;
     }
 
+    ngx_http_pusher_count(app, rate_limited);
+
     ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
                   "pusher: client is over rate_limit %ui per %M ms",
                   app->rate_limit, app->rate_limit_decay);
@@ -143,6 +145,8 @@ ngx_http_pusher_session_message(ngx_http_pusher_conn_t *pc,
     ngx_int_t     rc;
     pusher_msg_t  m;
     u_char        buf[NGX_HTTP_PUSHER_FRAME_MAX];
+
+    ngx_http_pusher_count_local(pc->app, messages_in, 1);
 
     if (pc->app->rate_limit && !ngx_http_pusher_session_rate(pc)) {
         return;
@@ -535,6 +539,7 @@ ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     }
 
     if (++pc->rate_count > app->client_event_rate) {
+        ngx_http_pusher_count(app, client_event_limited);
         ngx_http_pusher_session_error(pc, PUSHER_ERR_CLIENT_EVENT,
                                       "Client event rejected due to rate "
                                       "limit", 0);
@@ -606,6 +611,8 @@ ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     f[3].len = p - json;
 
     (void) ngx_http_pusher_uplink(PUSHER_CTL_CLIENT_EVENT, f, 4);
+
+    ngx_http_pusher_count(app, client_events);
 
     ngx_free(json);
 }

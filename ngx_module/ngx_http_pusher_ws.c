@@ -138,6 +138,10 @@ ngx_http_pusher_ws_start(ngx_http_pusher_conn_t *pc, u_char *pipelined,
                                    "Internal error");
     }
 
+    if (pipelined && pc->app) {
+        ngx_http_pusher_count_local(pc->app, bytes_in, len);
+    }
+
     if (pipelined
         && !pc->closing
         && ngx_http_pusher_process(pc, pipelined, pipelined + len) != NGX_OK)
@@ -246,6 +250,10 @@ ngx_http_pusher_read_handler(ngx_event_t *rev)
         }
 
         budget -= n;
+
+        if (pc->app) {
+            ngx_http_pusher_count_local(pc->app, bytes_in, (ngx_uint_t) n);
+        }
 
         pc->last_activity = ngx_current_msec;
         pc->pinged = 0;
@@ -559,6 +567,11 @@ ngx_http_pusher_queue(ngx_http_pusher_conn_t *pc, ngx_http_pusher_msg_t *msg)
     pc->out_last = &out->next;
     pc->out_bytes += cost;
 
+    if (pc->app) {
+        ngx_http_pusher_count_local(pc->app, messages_out, 1);
+        ngx_http_pusher_count_local(pc->app, bytes_out, msg->len);
+    }
+
     if (!pc->in_dirty) {
         ngx_queue_insert_tail(&ngx_http_pusher_dirty, &pc->dirty);
         pc->in_dirty = 1;
@@ -722,7 +735,7 @@ ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
 
     ngx_http_pusher_unsubscribe_all(pc);
     ngx_http_pusher_user_offline(pc);
-    ngx_http_pusher_zone_disconnect(pc);
+    ngx_http_pusher_zone_disconnect(pc, code);
 
     msg = ngx_http_pusher_msg_alloc(2 + PUSHER_WS_CONTROL_MAX);
 
@@ -802,6 +815,10 @@ ngx_http_pusher_flush_dirty(void)
 {
     ngx_queue_t             *q;
     ngx_http_pusher_conn_t  *pc;
+
+    if (ngx_http_pusher_metrics_pending) {
+        ngx_http_pusher_metrics_flush();
+    }
 
     if (ngx_queue_empty(&ngx_http_pusher_dirty)) {
         return;
@@ -1115,7 +1132,7 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
 
     ngx_http_pusher_unsubscribe_all(pc);
     ngx_http_pusher_user_offline(pc);
-    ngx_http_pusher_zone_disconnect(pc);
+    ngx_http_pusher_zone_disconnect(pc, PUSHER_WS_CLOSE_ABNORMAL);
 
     while (pc->out) {
         out = pc->out;

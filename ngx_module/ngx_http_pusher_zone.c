@@ -185,8 +185,9 @@ void
 ngx_http_pusher_zone_init_worker(ngx_http_pusher_main_conf_t *pmcf)
 {
     ngx_uint_t                   i;
-    uint32_t                     left;
-    ngx_http_pusher_zone_app_t  *za;
+    uint32_t                        left;
+    ngx_http_pusher_zone_app_t     *za;
+    ngx_http_pusher_zone_worker_t  *w;
 
     if (pmcf->zone == NULL
         || ngx_process_slot < 0 || ngx_process_slot >= NGX_MAX_PROCESSES)
@@ -203,7 +204,85 @@ ngx_http_pusher_zone_init_worker(ngx_http_pusher_main_conf_t *pmcf)
             (void) ngx_atomic_fetch_add(&za->connections,
                                         - (ngx_atomic_int_t) left);
         }
+
+        left = za->subs_per_slot[ngx_process_slot];
+
+        if (left) {
+            za->subs_per_slot[ngx_process_slot] = 0;
+            (void) ngx_atomic_fetch_add(&za->metrics.subscriptions,
+                                        - (ngx_atomic_int_t) left);
+        }
     }
+
+    w = &pmcf->zone->workers[ngx_process_slot];
+    w->attached = 0;
+    w->laps = 0;
+    w->attaches = 0;
+    ngx_memory_barrier();
+    w->pid = (ngx_atomic_uint_t) ngx_pid;
+}
+
+
+void
+ngx_http_pusher_zone_exit_worker(ngx_http_pusher_main_conf_t *pmcf)
+{
+    ngx_http_pusher_zone_worker_t  *w;
+
+    if (pmcf == NULL || pmcf->zone == NULL
+        || ngx_process_slot < 0 || ngx_process_slot >= NGX_MAX_PROCESSES)
+    {
+        return;
+    }
+
+    w = &pmcf->zone->workers[ngx_process_slot];
+
+    if (w->pid == (ngx_atomic_uint_t) ngx_pid) {
+        w->pid = 0;
+        w->attached = 0;
+    }
+}
+
+
+/* this worker's entry for pusher_metrics, or NULL */
+
+ngx_http_pusher_zone_worker_t *
+ngx_http_pusher_zone_worker(void)
+{
+    ngx_http_pusher_main_conf_t  *pmcf;
+
+    if (ngx_process_slot < 0 || ngx_process_slot >= NGX_MAX_PROCESSES) {
+        return NULL;
+    }
+
+    pmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_pusher_module);
+
+    if (pmcf == NULL || pmcf->zone == NULL) {
+        return NULL;
+    }
+
+    return &pmcf->zone->workers[ngx_process_slot];
+}
+
+
+/* a socket's subscriptions over all workers, for pusher_metrics */
+
+void
+ngx_http_pusher_zone_subscriptions(ngx_http_pusher_conn_t *pc,
+    ngx_int_t delta)
+{
+    ngx_http_pusher_zone_app_t  *za;
+
+    za = pc->app->zone;
+
+    if (za == NULL
+        || ngx_process_slot < 0 || ngx_process_slot >= NGX_MAX_PROCESSES)
+    {
+        return;
+    }
+
+    za->subs_per_slot[ngx_process_slot] += (uint32_t) delta;
+    (void) ngx_atomic_fetch_add(&za->metrics.subscriptions, delta);
 }
 
 
@@ -233,13 +312,18 @@ ngx_http_pusher_zone_connect(ngx_http_pusher_conn_t *pc)
     za->per_slot[ngx_process_slot]++;
     pc->counted = 1;
 
+    (void) ngx_atomic_fetch_add(&za->metrics.opened, 1);
+
     return NGX_OK;
 }
 
 
+/* code: the close code the socket ends with, 1006 if none was sent */
+
 void
-ngx_http_pusher_zone_disconnect(ngx_http_pusher_conn_t *pc)
+ngx_http_pusher_zone_disconnect(ngx_http_pusher_conn_t *pc, ngx_uint_t code)
 {
+    ngx_uint_t                   i;
     ngx_http_pusher_zone_app_t  *za;
 
     if (!pc->counted) {
@@ -251,6 +335,10 @@ ngx_http_pusher_zone_disconnect(ngx_http_pusher_conn_t *pc)
 
     za->per_slot[ngx_process_slot]--;
     (void) ngx_atomic_fetch_add(&za->connections, -1);
+
+    i = ngx_http_pusher_close_code_index(code);
+    (void) ngx_atomic_fetch_add(&za->metrics.closes[i], 1);
+    (void) ngx_atomic_fetch_add(&za->metrics.closed, 1);
 }
 
 

@@ -22,9 +22,10 @@ PUSHER_BUILD_PACKAGES=(
 # What scripts/test needs beyond the build: clang and its libFuzzer runtime
 # for the fuzz target (bookworm's clang is clang-14, whose runtime is not
 # pulled in without recommends), openssl for the tests' certificates,
-# debootstrap for the fresh Debian 12 root of tests/fresh/run.
+# debootstrap for the fresh Debian 12 root of tests/fresh/run, prometheus
+# (and its promtool) for the metrics test.
 # shellcheck disable=SC2034
-PUSHER_TEST_PACKAGES=(clang libclang-rt-14-dev openssl debootstrap)
+PUSHER_TEST_PACKAGES=(clang libclang-rt-14-dev openssl debootstrap prometheus)
 
 # What scripts/package needs beyond the build: debhelper with nginx-dev's
 # dh-sequence-nginx (the module bound to the nginx ABI it is built

@@ -1,4 +1,5 @@
 #include "control_server.hpp"
+#include "metrics.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -331,6 +332,9 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
         case PUSHER_CTL_ANNOUNCED:
             on_announced(w);
             break;
+        case PUSHER_CTL_METRICS:
+            on_metrics(w, payload);
+            break;
         default:
             // other types are for later protocol versions: ignored
             break;
@@ -455,6 +459,87 @@ bool control_server::assign_slot(const worker_ptr &w)
         return true;
     }
     return false;
+}
+
+// PUSHER_CTL_METRICS: request id; answered with the id and the text
+void control_server::on_metrics(const worker_ptr &w, std::string_view payload)
+{
+    std::array<std::string_view, 1> f;
+    if (!uplink_fields(*w, "METRICS", payload, f)) {
+        return;
+    }
+    std::string text = render_metrics();
+    std::string body;
+    body.reserve(2 * sizeof(std::uint32_t) + f[0].size() + text.size());
+    for (std::string_view field : {f[0], std::string_view(text)}) {
+        auto n = static_cast<std::uint32_t>(field.size());
+        body.append(reinterpret_cast<const char *>(&n), sizeof(n));
+        body.append(field);
+    }
+    if (body.size() > PUSHER_CTL_MAX_PAYLOAD) {
+        log_line("metrics larger than a control message: not sent");
+        return;
+    }
+    send(w, frame(PUSHER_CTL_METRICS_TEXT, body));
+}
+
+std::string control_server::render_metrics() const
+{
+    std::string out;
+
+    prom::family(out, "pusher_broker_workers_attached", "gauge",
+                 "nginx workers attached to pusher-broker (old workers "
+                 "still serving after a reload included)");
+    out += "pusher_broker_workers_attached " + std::to_string(attached_)
+           + '\n';
+
+    const pusher_ring_t &ring = seg_.ring();
+    std::uint64_t tail = pusher_load_acquire_u64(&ring.desc->tail);
+
+    prom::family(out, "pusher_ring_written_bytes_total", "counter",
+                 "Bytes pusher-broker wrote into the ring (padding "
+                 "included) since it started");
+    out += "pusher_ring_written_bytes_total " + std::to_string(tail) + '\n';
+    prom::family(out, "pusher_ring_records_total", "counter",
+                 "Records pusher-broker wrote into the ring since it "
+                 "started");
+    out += "pusher_ring_records_total "
+           + std::to_string(pusher_load_acquire_u64(&ring.desc->records))
+           + '\n';
+    prom::family(out, "pusher_ring_capacity_bytes", "gauge",
+                 "Size of the ring");
+    out += "pusher_ring_capacity_bytes " + std::to_string(ring.capacity)
+           + '\n';
+
+    prom::family(out, "pusher_ring_lag_bytes", "gauge",
+                 "Bytes of the ring an attached nginx worker has yet to "
+                 "read");
+    for (std::uint32_t k = 0; k < PUSHER_SHM_WAKE_SLOTS; k++) {
+        if (!slots_[k]) {
+            continue;
+        }
+        const pusher_shm_wake_t *wake = seg_.wake(k);
+        std::uint64_t cursor = pusher_load_acquire_u64(&wake->cursor);
+        out += "pusher_ring_lag_bytes{pid=\"" + std::to_string(slots_[k]->pid)
+               + "\"} " + std::to_string(tail > cursor ? tail - cursor : 0)
+               + '\n';
+    }
+
+    prom::family(out, "pusher_channels", "gauge",
+                 "Channels with at least one subscriber on any worker");
+    apps_.for_each([&](const app &a) {
+        std::uint64_t n = 0;
+        occupancy_.for_each_channel(a.id,
+            [&](std::string_view, std::uint64_t) { n++; });
+        out += "pusher_channels{app_id=\"";
+        prom::label(out, a.id);
+        out += "\"} " + std::to_string(n) + '\n';
+    });
+
+    if (metrics_) {
+        metrics_(out);
+    }
+    return out;
 }
 
 void control_server::release_slot(worker &w)

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -76,6 +77,14 @@ public:
     using uplink_mark = std::vector<uplink_position>;
     uplink_mark uplink_now() const;
     bool uplink_handled(const uplink_mark &mark) const;
+    // pusher_metrics (PUSHER_CTL_METRICS): what the broker appends to its
+    // own part (attached workers, ring lag per worker, channels per app)
+    void set_metrics(std::function<void(std::string &)> more)
+    {
+        metrics_ = std::move(more);
+    }
+    // the broker's whole part of pusher_metrics
+    std::string render_metrics() const;
 
     // the last event of each cache channel; trigger_api stores into it
     cache_store &cache() noexcept { return cache_; }
@@ -111,6 +120,7 @@ private:
     void on_user_offline(const worker_ptr &w, std::string_view payload);
     void on_gone(const worker_ptr &w, std::string_view payload);
     void on_announced(const worker_ptr &w);
+    void on_metrics(const worker_ptr &w, std::string_view payload);
     // restoring (pusher_ctl.h): ends once every attached worker announced
     // and PUSHER_CTL_RESTORE_MIN passed, or at PUSHER_CTL_RESTORE_MAX
     void arm_restore_timer(std::chrono::milliseconds after);
@@ -174,6 +184,7 @@ private:
         bool gone = false;          // a worker's GONE
     };
     ring_flow *flow_ = nullptr;
+    std::function<void(std::string &)> metrics_;
     net::steady_timer held_timer_;
     bool answering_held_ = false;
     bool restoring_ = true;

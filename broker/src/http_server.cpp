@@ -60,8 +60,10 @@ net::awaitable<void> reply_and_close(Stream &stream, unsigned status,
 
 http_server::http_server(net::io_context &ioc, const api_endpoint &ep,
                          mode_t mode, std::uint64_t max_body,
-                         const app_registry &apps, trigger_api &api)
-    : ioc_(ioc), max_body_(max_body), apps_(apps), api_(api)
+                         const app_registry &apps, trigger_api &api,
+                         broker_metrics &metrics)
+    : ioc_(ioc), max_body_(max_body), apps_(apps), api_(api),
+      metrics_(metrics)
 {
     if (ep.is_unix) {
         file_.emplace(ep.path);
@@ -129,6 +131,19 @@ http_server::accept_loop(typename Protocol::acceptor &acceptor)
     }
 }
 
+// one answered request for pusher_metrics; an app id nobody configured
+// is no label (any path could make one up)
+void http_server::count(std::string_view target, unsigned status,
+                        std::uint64_t received, std::uint64_t transmitted)
+{
+    std::string_view app_id;
+    std::string_view endpoint = broker_metrics::endpoint(target, app_id);
+    if (!app_id.empty() && apps_.find(app_id) == nullptr) {
+        app_id = {};
+    }
+    metrics_.count_request(app_id, endpoint, status, received, transmitted);
+}
+
 std::uint64_t http_server::body_limit(std::string_view target) const
 {
     constexpr std::string_view apps_prefix = "/apps/";
@@ -175,6 +190,7 @@ net::awaitable<void> http_server::session(typename Protocol::socket socket)
                 }
             }
             if (ec == http::error::body_limit) {
+                count(parser.get().target(), 413, 0, 0);
                 co_await reply_and_close(stream, 413,
                     "Request body is larger than "
                     + std::to_string(limit) + " bytes");
@@ -235,6 +251,8 @@ net::awaitable<void> http_server::session(typename Protocol::socket socket)
                 r = api_.handle(req.method_string(), req.target(), req.body(),
                                 waited);
             }
+
+            count(req.target(), r.status, req.body().size(), r.body.size());
 
             http::response<http::string_body> res{
                 static_cast<http::status>(r.status), req.version()};

@@ -8,6 +8,7 @@
 #include "app_registry.hpp"
 #include "asio.hpp"
 #include "config.hpp"
+#include "metrics.hpp"
 #include "trigger_api.hpp"
 #include "unix_socket_path.hpp"
 
@@ -24,7 +25,7 @@ public:
 
     http_server(net::io_context &ioc, const api_endpoint &ep, mode_t mode,
                 std::uint64_t max_body, const app_registry &apps,
-                trigger_api &api);
+                trigger_api &api, broker_metrics &metrics);
     ~http_server();
 
     http_server(const http_server &) = delete;
@@ -42,10 +43,13 @@ private:
     net::io_context &ioc_;
     // the body limit of a request to target
     std::uint64_t body_limit(std::string_view target) const;
+    void count(std::string_view target, unsigned status,
+               std::uint64_t received, std::uint64_t transmitted);
 
     std::uint64_t max_body_;
     const app_registry &apps_;
     trigger_api &api_;
+    broker_metrics &metrics_;
     std::optional<unix_socket_path> file_;
     std::optional<unix_stream::acceptor> unix_acceptor_;
     std::optional<tcp::acceptor> tcp_acceptor_;

@@ -12,6 +12,7 @@
 #include "control_server.hpp"
 #include "http_server.hpp"
 #include "log.hpp"
+#include "metrics.hpp"
 #include "segment.hpp"
 #include "ring_flow.hpp"
 #include "trigger_api.hpp"
@@ -41,8 +42,12 @@ int run(const options &opt)
     ring_flow flow(seg);
     control.set_flow(flow);
     trigger_api api(seg, apps, control, flow);
+    broker_metrics metrics;
+    control.set_metrics([&](std::string &out) {
+        metrics.render(out, apps, hooks);
+    });
     http_server server(ioc, opt.api, opt.socket_mode, opt.max_body, apps,
-                       api);
+                       api, metrics);
 
     net::signal_set signals(ioc, SIGINT, SIGTERM);
     signals.async_wait([&](boost::system::error_code ec, int signo) {

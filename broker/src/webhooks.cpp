@@ -801,6 +801,7 @@ net::awaitable<void> webhook_sender::run(endpoint_ptr ep)
             std::string body = webhook_body(now_ms(), batch, batch.size());
 
             for (int attempt = 1;; attempt++) {
+                ep->stats.requests++;
                 bool ok = co_await deliver(*ep, body, why);
                 if (ep->stopped) {
                     co_return;
@@ -829,6 +830,7 @@ net::awaitable<void> webhook_sender::run(endpoint_ptr ep)
                              + " attempts (last: " + why + ")");
                     break;
                 }
+                ep->stats.retries++;
                 boost::system::error_code ec;
                 ep->timer.expires_after(backoff(attempt));
                 co_await ep->timer.async_wait(

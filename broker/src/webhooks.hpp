@@ -20,7 +20,7 @@ class context;
 
 namespace pusher::broker {
 
-// What an endpoint's queue did, for logs and a future metrics endpoint.
+// What an endpoint's queue did, for logs and pusher_metrics (metrics.cpp).
 // Per-type arrays are indexed by the bit number n of the event's
 // PUSHER_WEBHOOK_* flag, named by pusher_webhook_event_name(n).
 struct webhook_stats {
@@ -31,6 +31,8 @@ struct webhook_stats {
     std::size_t queued = 0;             // events waiting, not in a request
     std::size_t queued_occupancy = 0;   // of which occupied/vacated
     std::uint64_t delivered = 0;        // events of 2xx-answered requests
+    std::uint64_t requests = 0;         // requests sent, retries included
+    std::uint64_t retries = 0;          // failed requests tried again
     // occupancy events never queued or taken back: undone by the
     // channel's next change before they were sent, or already announced
     std::uint64_t collapsed = 0;

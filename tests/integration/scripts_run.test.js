@@ -13,7 +13,8 @@
 //   - a layout line regexes misread: pusher_broker on the line of "http {",
 //     a one-line upstream, apps in included files;
 //   - the rendered default config (the Quick start) with the broker killed
-//     with SIGKILL: scripts/run restarts it, nginx keeps its WebSockets.
+//     with SIGKILL: scripts/run restarts it, nginx keeps its WebSockets;
+//     it serves pusher_metrics at /metrics.
 //
 // Each config is moved only where it cannot run here (ports, certificate,
 // pid, log and socket paths).  The plain tests speak plain http whatever
@@ -458,6 +459,12 @@ test('scripts/run with the rendered default config: a broker killed with SIGKILL
     /* and it still works: the same socket gets the next event at once */
     assert.equal((await trigger(port, APP, 'orders', 'placed', { n: 'last' })).status, 200);
     await ws.expectText(eventFrame('placed', 'orders', { n: 'last' }));
+
+    /* the rendered config serves pusher_metrics at /metrics to loopback */
+    const metrics = await httpRequest(port, 'GET', '/metrics', { tls: false });
+    assert.equal(metrics.status, 200, metrics.body);
+    assert.match(metrics.body, /^pusher_connected\{app_id="1001"\} 1$/m, metrics.body);
+    assert.match(metrics.body, /^pusher_broker_up 1$/m, metrics.body);
 
     await stopRun(r, [ws], [], API_DOWN_RE);
 });

@@ -232,6 +232,7 @@ ${extraApps}    upstream pusher_broker_api { server unix:${P}/api.sock; keepaliv
         location /app/ { ${directiveLines(s.appLocation).replace(/\n */g, ' ').trim()} pusher; }
         location /apps/ { proxy_pass http://pusher_broker_api; proxy_http_version 1.1; proxy_set_header Connection ""; }
         location = /up { proxy_pass http://pusher_broker_api; proxy_http_version 1.1; proxy_set_header Connection ""; }
+        location = /metrics { pusher_metrics; allow 127.0.0.1; deny all; }
     }
 }
 `;
