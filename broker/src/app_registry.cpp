@@ -102,7 +102,58 @@ webhook_config parse_webhook(const pusher_ctl_webhook_t &in)
     return w;
 }
 
+coalesce_rule parse_coalesce(const pusher_ctl_coalesce_t &in)
+{
+    coalesce_rule r;
+    if (!pusher_coalesce_pattern_valid(in.pattern.data, in.pattern.len)) {
+        bad("coalesce pattern");
+    }
+    if (in.window < PUSHER_COALESCE_WINDOW_MIN
+        || in.window > PUSHER_COALESCE_WINDOW_MAX)
+    {
+        bad("coalesce window");
+    }
+    if (in.nevents > PUSHER_COALESCE_EVENTS_MAX) {
+        bad("coalesce events");
+    }
+    r.pattern = text_of(in.pattern);
+    r.window = std::chrono::milliseconds(in.window);
+    for (std::size_t i = 0; i < in.nevents; i++) {
+        if (!pusher_coalesce_event_valid(in.events[i].data,
+                                         in.events[i].len))
+        {
+            bad("coalesce events");
+        }
+        r.events.push_back(text_of(in.events[i]));
+    }
+    return r;
+}
+
 } // namespace
+
+bool coalesce_rule::matches(std::string_view channel,
+                            std::string_view event) const
+{
+    if (!events.empty()
+        && std::find(events.begin(), events.end(), event) == events.end())
+    {
+        return false;
+    }
+    return pusher_glob_match(pattern.data(), pattern.size(), channel.data(),
+                             channel.size())
+           != 0;
+}
+
+const coalesce_rule *app::coalesce_rule_for(std::string_view channel,
+                                            std::string_view event) const
+{
+    for (const coalesce_rule &r : coalesce) {
+        if (r.matches(channel, event)) {
+            return &r;
+        }
+    }
+    return nullptr;
+}
 
 void parse_webhook_url(std::string_view url, webhook_config &out)
 {
@@ -245,6 +296,12 @@ bool app_registry::update(std::int64_t conf_time, const pusher_ctl_app_t *apps,
         for (std::size_t k = 0; k < in.nwebhooks; k++) {
             a.webhooks.push_back(parse_webhook(in.webhooks[k]));
             a.webhook_events |= a.webhooks.back().events;
+        }
+        if (in.ncoalesce > PUSHER_COALESCE_RULES_MAX) {
+            bad("coalesce");
+        }
+        for (std::size_t k = 0; k < in.ncoalesce; k++) {
+            a.coalesce.push_back(parse_coalesce(in.coalesce[k]));
         }
         if (a.id.size() > PUSHER_APP_ID_MAX) {
             throw std::invalid_argument("app id longer than 255 bytes");
