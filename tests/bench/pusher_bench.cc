@@ -647,7 +647,8 @@ sample_procs(const std::vector<pid_t> &pids)
 /* state shared by the threads                                          */
 
 struct Shared {
-    explicit Shared(const Options &opt) : o(opt) {}
+    explicit Shared(const Options &opt)
+        : o(opt), stamps(new std::atomic<int64_t>[size_t(std::max(opt.events, 1L))]{}) {}
 
     const Options &o;
     sockaddr_in dst{};              /* the subscribers' */
@@ -672,6 +673,9 @@ struct Shared {
     std::atomic<long> dropped{0};       /* lost after subscribing */
     std::atomic<long> received{0};      /* event frames, counted conns */
     std::atomic<long> got_last{0};      /* counted conns with the last event */
+    /* the publisher's timestamp of each event (0: not sent, or another
+       process publishes), for the staleness of what subscribers have */
+    std::unique_ptr<std::atomic<int64_t>[]> stamps;
 
     std::mutex err_mu;
     std::string first_error;            /* first failure, for the report */
@@ -884,6 +888,9 @@ public:
     Histogram hist;             /* trigger to kernel receive */
     Histogram hist_read;        /* trigger to this thread reading it */
     Histogram hist_last;        /* the last event: trigger to kernel receive */
+    Histogram hist_stale;       /* at each newer event received: how long
+                                   the oldest state not seen yet had been
+                                   triggered (its latency without gaps) */
     long events_rx = 0;
     long no_kernel_ts = 0;      /* reads without a receive timestamp */         /* event frames on counted conns */
     long dups = 0;
@@ -1591,6 +1598,13 @@ SubWorker::on_event(uint32_t i, const uint8_t *p, size_t len, const RxTime &now)
         unexpected++;
         return true;
     }
+    if (int64_t(n) > s.last_n) {
+        int64_t oldest = sh_.stamps[size_t(s.last_n + 1)].load(std::memory_order_relaxed);
+        if (oldest == 0 || oldest > int64_t(t)) {
+            oldest = int64_t(t);
+        }
+        hist_stale.add(now.kernel > oldest ? uint64_t(now.kernel - oldest) : 0);
+    }
     if (n == uint64_t(o_.events - 1) && !s.got_last) {
         /* the freshness of the last state: under coalescing, when the
            latest of the run arrived */
@@ -1850,6 +1864,7 @@ Publisher::send_event(PubConn &c, uint32_t idx, uint32_t n, int64_t now)
     if (sent_at_[n] == 0) {
         sent_at_[n] = now;
         stamp_[n] = wall_ns();
+        sh_.stamps[n].store(stamp_[n], std::memory_order_relaxed);
         sent++;
     }
     if (t_first == 0) {
@@ -2380,7 +2395,7 @@ main(int argc, char **argv)
     alarm(0);
 
     /* aggregate */
-    Histogram lat, lat_read, lat_last;
+    Histogram lat, lat_read, lat_last, lat_stale;
     long no_kernel_ts = 0;
     long rx = 0, dups = 0, reorders = 0, unexpected = 0, pings = 0, ws_pings = 0;
     long server_errors = 0, closes = 0, other = 0, uniq = 0, conns_lossy = 0;
@@ -2390,6 +2405,7 @@ main(int argc, char **argv)
         lat.merge(w->hist);
         lat_read.merge(w->hist_read);
         lat_last.merge(w->hist_last);
+        lat_stale.merge(w->hist_stale);
         no_kernel_ts += w->no_kernel_ts;
         rx += w->events_rx;
         dups += w->dups;
@@ -2486,14 +2502,18 @@ main(int argc, char **argv)
                      conns_lossy, dups, reorders,
                      drain_timed_out ? " (drain TIMED OUT)" : "");
         if (o.coalesced) {
-            std::fprintf(rep, "  coalesced     %ld of %ld coalesced away (%.1f%%); the last"
-                         " event reached %ld of %ld subscribers, latency p50 %.3f"
-                         " max %.3f ms (freshness of the last state)\n",
+            std::fprintf(rep, "  coalesced     %ld of %ld coalesced away (%.1f%%)\n",
                          coalesced_away, expected,
-                         expected ? 100.0 * double(coalesced_away) / double(expected) : 0.0,
-                         got_last, counted, ms(lat_last.percentile(0.5)),
-                         ms(lat_last.max()));
+                         expected ? 100.0 * double(coalesced_away) / double(expected) : 0.0);
         }
+        std::fprintf(rep, "  last state    the last event reached %ld of %ld subscribers,"
+                     " latency p50 %.3f max %.3f ms\n", got_last, counted,
+                     ms(lat_last.percentile(0.5)), ms(lat_last.max()));
+        std::fprintf(rep, "  staleness ms  p50 %.3f  p99 %.3f  max %.3f  (at each update a"
+                     " subscriber got: since the oldest state it had not seen"
+                     " was triggered)\n",
+                     ms(lat_stale.percentile(0.5)), ms(lat_stale.percentile(0.99)),
+                     ms(lat_stale.max()));
         std::fprintf(rep, "  throughput    %.0f deliveries/s over %.3f s\n",
                      deliveries_s, window);
         std::fprintf(rep, "  latency ms    p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f"
@@ -2548,7 +2568,8 @@ main(int argc, char **argv)
             "\"reads_without_kernel_ts\":%ld,"
             "\"pusher_pings\":%ld,\"pinged_conns\":%ld,\"ws_pings\":%ld,\"server_errors\":%ld,"
             "\"close_frames\":%ld,\"stale\":%ld,\"coalesced\":%s,\"coalesced_away\":%ld,"
-            "\"last_ok\":%ld,\"last_p50_ms\":%.3f,\"last_max_ms\":%.3f,",
+            "\"last_ok\":%ld,\"last_p50_ms\":%.3f,\"last_max_ms\":%.3f,"
+            "\"stale_p50_ms\":%.3f,\"stale_p99_ms\":%.3f,\"stale_max_ms\":%.3f,",
             json_escape(o.label).c_str(), tname, scheme, json_escape(tls_info).c_str(),
             o.subscribers, subscribed_setup,
             sh.failed.load(), sh.dropped.load(), still_subscribed, connect_s,
@@ -2563,7 +2584,8 @@ main(int argc, char **argv)
             ms(lat_read.percentile(0.5)), ms(lat_read.percentile(0.99)),
             ms(lat_read.percentile(0.999)), no_kernel_ts, pings, pinged_conns, ws_pings,
             server_errors, closes, stale, o.coalesced ? "true" : "false", coalesced_away,
-            got_last, ms(lat_last.percentile(0.5)), ms(lat_last.max()));
+            got_last, ms(lat_last.percentile(0.5)), ms(lat_last.max()),
+            ms(lat_stale.percentile(0.5)), ms(lat_stale.percentile(0.99)), ms(lat_stale.max()));
         if (have_server) {
             std::printf("\"server_cpu_s\":%.3f,\"cpu_us_per_delivery\":%.4f,"
                         "\"cpu_us_per_connect\":%.2f,\"server_rss_idle_kb\":%ld,"
