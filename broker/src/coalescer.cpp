@@ -1,5 +1,7 @@
 #include "coalescer.hpp"
 
+#include <utility>
+
 namespace pusher::broker {
 
 std::string coalescer::key_of(std::string_view app_id,

@@ -57,6 +57,7 @@ public:
         std::uint64_t coalesced = 0;  // held and replaced: never delivered
         std::uint64_t released = 0;   // held and delivered at a window's end
         std::uint64_t overflow = 0;   // delivered at once: app at max keys
+        std::uint64_t lost = 0;       // held when drain() could not publish
     };
 
     enum class verdict { deliver, hold };
@@ -88,7 +89,8 @@ public:
     std::size_t expire(time_point now, F &&publish);
 
     // Publishes every held event now, window or not (the broker stops);
-    // publish as for expire().  Forgets every key.
+    // publish as for expire(), an event it refuses is lost (counted).
+    // Forgets every key.
     template <typename F>
     std::size_t drain(F &&publish);
 
@@ -158,9 +160,14 @@ std::size_t coalescer::drain(F &&publish)
 {
     std::size_t published = 0;
     for (auto &[key, e] : entries_) {
-        if (e.held && publish(static_cast<const held_event &>(*e.held))) {
+        if (!e.held) {
+            continue;
+        }
+        if (publish(static_cast<const held_event &>(*e.held))) {
             published++;
             stats_.released++;
+        } else {
+            stats_.lost++;
         }
     }
     entries_.clear();

@@ -856,11 +856,16 @@ void trigger_api::drain_coalesced()
 {
     coalesce_timer_.cancel();
     timer_at_.reset();
+    std::uint64_t lost = coalescer_.stats().lost;
     std::size_t n = coalescer_.drain([this](const coalescer::held_event &h) {
         return release(h);
     });
     if (n > 0) {
         control_.notify_published();
+    }
+    if (coalescer_.stats().lost > lost) {
+        log_line("coalescing: " + std::to_string(coalescer_.stats().lost - lost)
+                 + " held events lost at the stop: no room in the ring");
     }
 }
 

@@ -298,6 +298,13 @@ void test_drain()
     CHECK_EQ(got[0], "a=2");
     CHECK_EQ(got[1], "b=2");
     CHECK(c.keys() == 0 && c.held_now() == 0 && !c.next_deadline());
+    CHECK(c.stats().lost == 0);
+
+    // what cannot be published at the stop is counted lost
+    offer(c, 0, "1", "a");
+    offer(c, 1, "2", "a");
+    CHECK(c.drain([](const coalescer::held_event &) { return false; }) == 0);
+    CHECK(c.stats().lost == 1 && c.keys() == 0 && c.held_now() == 0);
 }
 
 void test_glob()

@@ -16,7 +16,7 @@ const { before, after, describe } = require('node:test');
 const { startServer, test, sleep, waitUntil, socketWorker, SLOW, BUILD } = require('./lib/harness');
 const {
     connectRaw, connectRawAcrossWorkers, subscribeRaw, eventFrame, succeededFrame, sdk, sdkTrigger, pusherJs,
-    pjsSubscribe,
+    pjsSubscribe, channelAuth,
 } = require('./lib/clients');
 
 /* the slack of a timer and a delivery on a loaded machine */
@@ -216,7 +216,7 @@ describe('coalesce', () => {
     test('client events are never coalesced', async () => {
         const [a, b] = await connectRawAcrossWorkers(srv, 2);
         for (const ws of [a, b]) {
-            await subscribeRaw(ws, 'private-servers.c', require('./lib/clients').channelAuth(srv.key, srv.secret, ws.socketId, 'private-servers.c'));
+            await subscribeRaw(ws, 'private-servers.c', channelAuth(srv.key, srv.secret, ws.socketId, 'private-servers.c'));
         }
         for (let i = 1; i <= 5; i++) {
             a.sendJson({ event: 'client-move', channel: 'private-servers.c', data: { i } });
