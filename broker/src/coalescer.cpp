@@ -80,6 +80,21 @@ void coalescer::open(entry &e, const std::string &key, time_point now)
     deadlines_.emplace(e.end, e.seq, &key);
 }
 
+void coalescer::supersede(std::string_view app_id, std::string_view channel,
+                          std::string_view name)
+{
+    if (keys_of(app_id) == 0) {
+        return;
+    }
+    auto it = entries_.find(key_of(app_id, channel, name));
+    if (it == entries_.end() || !it->second.held) {
+        return;
+    }
+    it->second.held.reset();
+    held_now_--;
+    stats_.coalesced++;
+}
+
 std::optional<coalescer::time_point> coalescer::next_deadline() const
 {
     if (deadlines_.empty()) {

@@ -77,6 +77,13 @@ public:
                   std::string_view socket_id, duration window,
                   time_point now);
 
+    // An event of a key that no rule takes any more (a reload removed or
+    // changed its line) and that is delivered at once: an event still held
+    // for the key is older, and dropped (counted coalesced), so that it
+    // cannot follow the newer one.  The key's window runs on.
+    void supersede(std::string_view app_id, std::string_view channel,
+                   std::string_view name);
+
     // when expire() has something to do; nothing when no key is tracked
     std::optional<time_point> next_deadline() const;
 

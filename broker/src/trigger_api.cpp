@@ -781,9 +781,14 @@ void trigger_api::coalesce(const app &a, const event &ev,
     names_.clear();
     for_each_channel(ev.channels, ev.channel, [&](std::string_view channel) {
         const coalesce_rule *rule = a.coalesce_rule_for(channel, ev.name);
-        if (rule == nullptr
-            || coalescer_.offer(a.id, channel, ev.name, ev.data,
-                                ev.socket_id, rule->window, now)
+        if (rule == nullptr) {
+            if (coalescer_.keys() > 0) {
+                // a reload removed its line: nothing older may follow
+                coalescer_.supersede(a.id, channel, ev.name);
+            }
+            names_.push_back({channel.data(), channel.size()});
+        } else if (coalescer_.offer(a.id, channel, ev.name, ev.data,
+                                    ev.socket_id, rule->window, now)
                    == coalescer::verdict::deliver)
         {
             names_.push_back({channel.data(), channel.size()});

@@ -263,6 +263,30 @@ void test_late_timer()
     CHECK(deadline_ms(c) == 1850);
 }
 
+// a reload removed the rule: an event delivered at once drops the older
+// one still held, whose window runs on
+void test_supersede()
+{
+    coalescer c;
+    std::vector<published> out;
+    offer(c, 0, "1");
+    offer(c, 10, "2");
+    offer(c, 10, "x", "other");
+    offer(c, 20, "y", "other");
+    c.supersede("app", "ch", "e");
+    CHECK(c.held_now() == 1 && c.stats().coalesced == 1);
+    // nothing held for these: no change
+    c.supersede("app", "ch", "f");
+    c.supersede("app2", "ch", "e");
+    c.supersede("app", "nothing", "e");
+    CHECK(c.held_now() == 1 && c.stats().coalesced == 1);
+    CHECK(expire(c, 510, out) == 1);
+    CHECK_EQ(out[0].channel, "other");
+    CHECK_EQ(out[0].data, "y");
+    // ch/e ended quiet and is forgotten; other/e runs to 1010
+    CHECK(c.keys() == 1);
+}
+
 void test_overflow()
 {
     coalescer c(2);
@@ -499,6 +523,7 @@ int main()
     test_same_deadline();
     test_no_room();
     test_late_timer();
+    test_supersede();
     test_overflow();
     test_drain();
     test_glob();

@@ -27,14 +27,18 @@ const RULES = [
     'live.* 300ms',
     'cache-board* 300ms',
     'batch.* 300ms events=moved,resized',
+    'slow.* 3s',
 ];
+
+/* an app without coalesce lines */
+const OTHER = { id: '777', key: 'other-key', secret: 'other-secret' };
 
 describe('coalesce', () => {
     let srv;
     let api;
 
     before(async () => {
-        srv = await startServer({ app: { coalesce: RULES } });
+        srv = await startServer({ app: { coalesce: RULES }, extraApps: [OTHER] });
         api = sdk(srv);
     });
 
@@ -213,6 +217,20 @@ describe('coalesce', () => {
         ws.close();
     });
 
+    test('other apps are apart: the same channel in an app without the line is not coalesced', async () => {
+        const ws = await connectRaw(srv, { key: OTHER.key });
+        await subscribeRaw(ws, 'live.o');
+        const other = sdk(srv, { appId: OTHER.id, key: OTHER.key, secret: OTHER.secret });
+        for (let v = 1; v <= 3; v++) {
+            await sdkTrigger(other, 'live.o', 'e', { v });
+        }
+        for (let v = 1; v <= 3; v++) {
+            await ws.expectText(eventFrame('e', 'live.o', { v }));
+        }
+        await ws.expectNothing(400);
+        ws.close();
+    });
+
     test('client events are never coalesced', async () => {
         const [a, b] = await connectRawAcrossWorkers(srv, 2);
         for (const ws of [a, b]) {
@@ -226,6 +244,49 @@ describe('coalesce', () => {
         }
         a.close();
         b.close();
+    });
+});
+
+describe('coalesce and reloads', () => {
+    let srv;
+    let api;
+
+    before(async () => {
+        srv = await startServer({ app: { coalesce: RULES } });
+        api = sdk(srv);
+    });
+
+    after(async () => {
+        await srv.stop();
+    });
+
+    test('a reload that removes the line: new events go out at once and the older one held is dropped', async () => {
+        const ws = await connectRaw(srv);
+        await subscribeRaw(ws, 'slow.r');
+        await sdkTrigger(api, 'slow.r', 'e', { v: 1 });
+        await ws.expectText(eventFrame('e', 'slow.r', { v: 1 }));
+        const t2 = Date.now();
+        await sdkTrigger(api, 'slow.r', 'e', { v: 2 });      /* held for 3 s */
+
+        srv.rewriteConf({ app: { coalesce: RULES.filter((r) => !r.startsWith('slow.')) } });
+        await srv.reload();
+        /* the socket stays with its old worker, which reads the ring on */
+        await sdkTrigger(api, 'slow.r', 'e', { v: 3 });
+        /* 3 at once (the new table), or at the window's end if the new
+           workers' HELLO came later; 2 never, before or after it */
+        await ws.expectText(eventFrame('e', 'slow.r', { v: 3 }), { timeout: 3500 * SLOW });
+        const rest = 3000 + SLACK - (Date.now() - t2);
+        await ws.expectNothing(Math.max(rest, 300));
+
+        /* the line is gone: every event at once */
+        for (let v = 4; v <= 6; v++) {
+            await sdkTrigger(api, 'slow.r', 'e', { v });
+        }
+        for (let v = 4; v <= 6; v++) {
+            await ws.expectText(eventFrame('e', 'slow.r', { v }), { timeout: 1000 });
+        }
+        await ws.expectNothing(300);
+        ws.close();
     });
 });
 
