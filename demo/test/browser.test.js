@@ -227,7 +227,16 @@ test('Provision walks server 1 through its steps, in order, to ready', async () 
     await page.waitForSelector(`${card(1)}[data-status="provisioning"]`);
 
     /* the screenshot, mid-run: four steps done, the fifth running */
-    await page.waitForSelector(`${card(1)} li[data-step="Installing MySQL"][data-state="running"]`);
+    try {
+        await page.waitForSelector(`${card(1)} li[data-step="Installing MySQL"][data-state="running"]`,
+                                   { timeout: 10000 });
+    } catch (e) {
+        /* what the page saw instead, for the failure message */
+        const events = await page.$$eval(`${card(1)} [data-testid="event-log"] li`, (l) => l.map((x) => x.textContent));
+        const steps = await page.evaluate(() => window.__stepLog);
+        throw new Error(`${e.message}\nevents: ${JSON.stringify(events)}\nstep states: ${JSON.stringify(steps)}`
+                        + `\nrefetches: ${refetches}, after ${Date.now() - t0} ms`);
+    }
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, animations: 'disabled' });
     const png = fs.readFileSync(SCREENSHOT);
