@@ -298,10 +298,11 @@ pusher_app_fail(char *why, size_t size, const char *fmt, ...)
 int
 pusher_app_check(const pusher_ctl_app_t *app, char *why, size_t size)
 {
-    size_t                       k, h;
-    const char                  *reason;
-    pusher_url_t                 url;
-    const pusher_ctl_webhook_t  *wh;
+    size_t                        k, h;
+    const char                   *reason;
+    pusher_url_t                  url;
+    const pusher_ctl_webhook_t   *wh;
+    const pusher_ctl_coalesce_t  *co;
 
     if (app->id.len == 0 || app->id.len > PUSHER_APP_ID_MAX) {
         return pusher_app_fail(why, size, "an app id of 1 .. %d bytes expected",
@@ -330,6 +331,42 @@ pusher_app_check(const pusher_ctl_app_t *app, char *why, size_t size)
     {
         return pusher_app_fail(why, size, "\"webhook_vacated_delay\" over "
                                "%d ms (1h)", PUSHER_APP_VACATED_DELAY_MAX);
+    }
+
+    if (app->ncoalesce > PUSHER_COALESCE_RULES_MAX) {
+        return pusher_app_fail(why, size, "more than %d \"coalesce\" lines",
+                               PUSHER_COALESCE_RULES_MAX);
+    }
+
+    for (k = 0; k < app->ncoalesce; k++) {
+        co = &app->coalesce[k];
+
+        if (!pusher_coalesce_pattern_valid(co->pattern.data, co->pattern.len))
+        {
+            return pusher_app_fail(why, size, "a bad \"coalesce\" pattern");
+        }
+
+        if (co->window < PUSHER_COALESCE_WINDOW_MIN
+            || co->window > PUSHER_COALESCE_WINDOW_MAX)
+        {
+            return pusher_app_fail(why, size, "a \"coalesce\" window out of "
+                                   "%d .. %d ms", PUSHER_COALESCE_WINDOW_MIN,
+                                   PUSHER_COALESCE_WINDOW_MAX);
+        }
+
+        if (co->nevents > PUSHER_COALESCE_EVENTS_MAX) {
+            return pusher_app_fail(why, size, "more than %d \"coalesce\" "
+                                   "events", PUSHER_COALESCE_EVENTS_MAX);
+        }
+
+        for (h = 0; h < co->nevents; h++) {
+            if (!pusher_coalesce_event_valid(co->events[h].data,
+                                             co->events[h].len))
+            {
+                return pusher_app_fail(why, size, "a bad \"coalesce\" event "
+                                       "name");
+            }
+        }
     }
 
     if (app->nwebhooks > PUSHER_APP_WEBHOOKS_MAX) {

@@ -34,6 +34,10 @@ static int pusher_ctl_add_string(cJSON *obj, const char *name,
 static int pusher_ctl_add_pair(cJSON *obj, const pusher_str_t *name,
     const pusher_str_t *value);
 static int pusher_ctl_add_webhooks(cJSON *app, const pusher_ctl_app_t *a);
+static int pusher_ctl_add_coalesce(cJSON *app, const pusher_ctl_app_t *a);
+static cJSON *pusher_ctl_create_string(const pusher_str_t *s);
+static int pusher_ctl_decode_coalesce(pusher_ctl_hello_t *hello,
+    const cJSON *list, pusher_ctl_app_t *app);
 static int pusher_ctl_uint(const cJSON *item, double max, uint64_t *out);
 static int pusher_ctl_string(const cJSON *item, pusher_str_t *s);
 static int pusher_ctl_decode_app(pusher_ctl_hello_t *hello,
@@ -86,6 +90,10 @@ static const char  pusher_ctl_filter[] = "filter";
 static const char  pusher_ctl_prefix[] = "channel_name_starts_with";
 static const char  pusher_ctl_suffix[] = "channel_name_ends_with";
 static const char  pusher_ctl_headers[] = "headers";
+static const char  pusher_ctl_coalesce[] = "coalesce";
+static const char  pusher_ctl_pattern[] = "pattern";
+static const char  pusher_ctl_window[] = "window";
+static const char  pusher_ctl_events[] = "events";
 
 /* WELCOME */
 static const char  pusher_ctl_shm[] = "shm";
@@ -161,6 +169,10 @@ pusher_ctl_hello_encode(const pusher_ctl_hello_t *hello, size_t *len)
         }
 
         if (a->nwebhooks && pusher_ctl_add_webhooks(app, a) != 0) {
+            goto failed;
+        }
+
+        if (a->ncoalesce && pusher_ctl_add_coalesce(app, a) != 0) {
             goto failed;
         }
     }
@@ -250,6 +262,83 @@ pusher_ctl_add_webhooks(cJSON *app, const pusher_ctl_app_t *a)
     }
 
     return 0;
+}
+
+
+static int
+pusher_ctl_add_coalesce(cJSON *app, const pusher_ctl_app_t *a)
+{
+    cJSON                        *list, *item, *events, *name;
+    size_t                        i, k;
+    const pusher_ctl_coalesce_t  *c;
+
+    list = cJSON_AddArrayToObject(app, pusher_ctl_coalesce);
+    if (list == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < a->ncoalesce; i++) {
+        c = &a->coalesce[i];
+
+        item = cJSON_CreateObject();
+
+        if (item == NULL || !cJSON_AddItemToArray(list, item)) {
+            cJSON_Delete(item);
+            return -1;
+        }
+
+        if (pusher_ctl_add_string(item, pusher_ctl_pattern, &c->pattern) != 0
+            || pusher_ctl_add_uint(item, pusher_ctl_window, c->window) != 0)
+        {
+            return -1;
+        }
+
+        if (c->nevents == 0) {
+            continue;
+        }
+
+        events = cJSON_AddArrayToObject(item, pusher_ctl_events);
+        if (events == NULL) {
+            return -1;
+        }
+
+        for (k = 0; k < c->nevents; k++) {
+            name = pusher_ctl_create_string(&c->events[k]);
+
+            if (name == NULL || !cJSON_AddItemToArray(events, name)) {
+                cJSON_Delete(name);
+                return -1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/* a JSON string of s (which need not be NUL-terminated) */
+
+static cJSON *
+pusher_ctl_create_string(const pusher_str_t *s)
+{
+    char   *copy;
+    cJSON  *item;
+
+    copy = malloc(s->len + 1);
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    if (s->len) {
+        memcpy(copy, s->data, s->len);
+    }
+
+    copy[s->len] = '\0';
+
+    item = cJSON_CreateString(copy);
+    free(copy);
+
+    return item;
 }
 
 
@@ -459,6 +548,14 @@ pusher_ctl_decode_app(pusher_ctl_hello_t *hello, const cJSON *item,
         app->has |= mb->has;
     }
 
+    list = cJSON_GetObjectItemCaseSensitive(item, pusher_ctl_coalesce);
+
+    if (list != NULL && !cJSON_IsNull(list)
+        && pusher_ctl_decode_coalesce(hello, list, app) != 0)
+    {
+        return -1;
+    }
+
     list = cJSON_GetObjectItemCaseSensitive(item, pusher_ctl_webhooks);
 
     if (list == NULL || cJSON_IsNull(list)) {
@@ -601,6 +698,81 @@ pusher_ctl_decode_webhook(pusher_ctl_hello_t *hello, const cJSON *item,
 }
 
 
+static int
+pusher_ctl_decode_coalesce(pusher_ctl_hello_t *hello, const cJSON *list,
+    pusher_ctl_app_t *app)
+{
+    size_t                  n, m;
+    const cJSON            *item, *events, *e;
+    pusher_ctl_coalesce_t  *c;
+
+    if (!cJSON_IsArray(list)) {
+        return pusher_ctl_bad_app(hello, pusher_ctl_coalesce);
+    }
+
+    n = (size_t) cJSON_GetArraySize(list);
+
+    if (n == 0) {
+        return 0;
+    }
+
+    app->coalesce = calloc(n, sizeof(pusher_ctl_coalesce_t));
+    if (app->coalesce == NULL) {
+        snprintf(hello->error, sizeof(hello->error), "out of memory");
+        return -1;
+    }
+
+    app->ncoalesce = n;
+    c = app->coalesce;
+
+    cJSON_ArrayForEach(item, list) {
+        if (!cJSON_IsObject(item)
+            || pusher_ctl_string(cJSON_GetObjectItemCaseSensitive(
+                                     item, pusher_ctl_pattern),
+                                 &c->pattern)
+               != 0
+            || pusher_ctl_uint(cJSON_GetObjectItemCaseSensitive(
+                                   item, pusher_ctl_window),
+                               PUSHER_CTL_NUMBER_MAX, &c->window)
+               != 0)
+        {
+            return pusher_ctl_bad_app(hello, pusher_ctl_coalesce);
+        }
+
+        events = cJSON_GetObjectItemCaseSensitive(item, pusher_ctl_events);
+
+        if (events != NULL && !cJSON_IsNull(events)) {
+            if (!cJSON_IsArray(events)) {
+                return pusher_ctl_bad_app(hello, "coalesce events");
+            }
+
+            m = (size_t) cJSON_GetArraySize(events);
+
+            if (m) {
+                c->events = calloc(m, sizeof(pusher_str_t));
+                if (c->events == NULL) {
+                    snprintf(hello->error, sizeof(hello->error),
+                             "out of memory");
+                    return -1;
+                }
+            }
+
+            cJSON_ArrayForEach(e, events) {
+                if (pusher_ctl_string(e, &c->events[c->nevents]) != 0) {
+                    return pusher_ctl_bad_app(hello, "coalesce events");
+                }
+
+                c->nevents++;
+            }
+        }
+
+        c++;
+    }
+
+    return 0;
+}
+
+
 void
 pusher_ctl_hello_free(pusher_ctl_hello_t *hello)
 {
@@ -621,6 +793,12 @@ pusher_ctl_hello_free(pusher_ctl_hello_t *hello)
         }
 
         free(app->webhooks);
+
+        for (k = 0; k < app->ncoalesce; k++) {
+            free(app->coalesce[k].events);
+        }
+
+        free(app->coalesce);
     }
 
     free(hello->apps);

@@ -21,7 +21,10 @@
  *                                "event_types":["channel_occupied",..],
  *                                "filter":{"channel_name_starts_with":"",
  *                                          "channel_name_ends_with":""},
- *                                "headers":{"Name":"value"}}, ...]},
+ *                                "headers":{"Name":"value"}}, ...],
+ *                            "coalesce":[{"pattern":"private-servers.*",
+ *                                "window":500 (ms),
+ *                                "events":["name",..]}, ...]},
  *                           ...]}
  *             sent first on every (re)connect.  nginx.conf is the only
  *             place apps are written: the broker takes the app table of
@@ -303,6 +306,18 @@ typedef struct {
 } pusher_ctl_webhook_t;
 
 
+/*
+ * "coalesce":[{"pattern":P,"window":MS,"events":[...]},...] in the order
+ * of the lines; without "events" a line takes every event name
+ */
+typedef struct {
+    pusher_str_t            pattern;
+    uint64_t                window;            /* ms */
+    pusher_str_t           *events;
+    size_t                  nevents;
+} pusher_ctl_coalesce_t;
+
+
 typedef struct {
     pusher_str_t            id;
     pusher_str_t            key;
@@ -318,6 +333,8 @@ typedef struct {
     uint64_t                webhook_vacated_delay;  /* ms */
     pusher_ctl_webhook_t   *webhooks;          /* "webhooks" if nwebhooks */
     size_t                  nwebhooks;
+    pusher_ctl_coalesce_t  *coalesce;          /* "coalesce" if ncoalesce */
+    size_t                  ncoalesce;
 } pusher_ctl_app_t;
 
 

@@ -1154,6 +1154,93 @@ pusher_host_match(const char *pattern, size_t pattern_len, const char *host,
 }
 
 
+int
+pusher_coalesce_pattern_valid(const char *pattern, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > PUSHER_CHANNEL_MAX) {
+        return 0;
+    }
+
+    i = (pattern[0] == '#') ? 1 : 0;
+
+    if (i == len) {
+        return 0;
+    }
+
+    for ( /* void */ ; i < len; i++) {
+        if (pattern[i] != '*' && !pusher_channel_chars[(uint8_t) pattern[i]]) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* an event name of "events=": printable ASCII without ',' */
+
+int
+pusher_coalesce_event_valid(const char *name, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > PUSHER_EVENT_NAME_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) name[i] <= 0x20 || (unsigned char) name[i] >= 0x7f
+            || name[i] == ',')
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+pusher_glob_match(const char *pattern, size_t pattern_len, const char *s,
+    size_t len)
+{
+    size_t  p, i, star, mark;
+
+    /* as pusher_host_match(), but case-sensitive */
+
+    p = 0;
+    i = 0;
+    star = (size_t) -1;
+    mark = 0;
+
+    while (i < len) {
+        if (p < pattern_len && pattern[p] == '*') {
+            star = p++;
+            mark = i;
+
+        } else if (p < pattern_len && pattern[p] == s[i]) {
+            p++;
+            i++;
+
+        } else if (star != (size_t) -1) {
+            p = star + 1;
+            i = ++mark;
+
+        } else {
+            return 0;
+        }
+    }
+
+    while (p < pattern_len && pattern[p] == '*') {
+        p++;
+    }
+
+    return p == pattern_len;
+}
+
+
 static const char  *pusher_webhook_events[PUSHER_WEBHOOK_TYPES] = {
     "channel_occupied",
     "channel_vacated",

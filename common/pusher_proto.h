@@ -239,6 +239,25 @@ int pusher_host_match(const char *pattern, size_t pattern_len,
     const char *host, size_t host_len);
 
 
+/*
+ * Coalescing ("coalesce pattern window [events=name,...]" of a
+ * pusher_app; docs/protocol.md, "Coalescing").  The bounds are checked by
+ * nginx -t and again by the broker.  A pattern is a channel name in which
+ * '*' stands for any run of characters (case-sensitive);
+ * pusher_coalesce_pattern_valid() checks one, pusher_coalesce_event_valid()
+ * an event name of "events=", pusher_glob_match() matches a channel.
+ */
+#define PUSHER_COALESCE_RULES_MAX    32         /* lines per app */
+#define PUSHER_COALESCE_EVENTS_MAX   32         /* names per line */
+#define PUSHER_COALESCE_WINDOW_MIN   1          /* ms */
+#define PUSHER_COALESCE_WINDOW_MAX   60000      /* ms */
+
+int pusher_coalesce_pattern_valid(const char *pattern, size_t len);
+int pusher_coalesce_event_valid(const char *name, size_t len);
+int pusher_glob_match(const char *pattern, size_t pattern_len,
+    const char *s, size_t len);
+
+
 #ifdef __cplusplus
 }
 #endif

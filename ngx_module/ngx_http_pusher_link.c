@@ -78,6 +78,8 @@ typedef struct {
 static void ngx_http_pusher_link_connect(ngx_event_t *ev);
 static void ngx_http_pusher_link_retry(ngx_http_pusher_link_t *b);
 static void ngx_http_pusher_link_close(ngx_http_pusher_link_t *b);
+static pusher_ctl_coalesce_t *ngx_http_pusher_link_coalesce(ngx_pool_t *pool,
+    ngx_array_t *lines);
 static ngx_int_t ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b,
     ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_pusher_link_queue(ngx_http_pusher_link_t *b,
@@ -340,6 +342,51 @@ ngx_http_pusher_link_close(ngx_http_pusher_link_t *b)
 }
 
 
+/* the "coalesce" lines of an app for HELLO, allocated from pool */
+
+static pusher_ctl_coalesce_t *
+ngx_http_pusher_link_coalesce(ngx_pool_t *pool, ngx_array_t *lines)
+{
+    ngx_str_t                   *name;
+    ngx_uint_t                   k, e;
+    pusher_ctl_coalesce_t       *out;
+    ngx_http_pusher_coalesce_t  *c;
+
+    c = lines->elts;
+
+    out = ngx_pcalloc(pool, lines->nelts * sizeof(pusher_ctl_coalesce_t));
+    if (out == NULL) {
+        return NULL;
+    }
+
+    for (k = 0; k < lines->nelts; k++) {
+        out[k].pattern.data = (char *) c[k].pattern.data;
+        out[k].pattern.len = c[k].pattern.len;
+        out[k].window = c[k].window;
+
+        if (c[k].events == NULL) {
+            continue;
+        }
+
+        name = c[k].events->elts;
+        out[k].nevents = c[k].events->nelts;
+
+        out[k].events = ngx_pcalloc(pool,
+                                    out[k].nevents * sizeof(pusher_str_t));
+        if (out[k].events == NULL) {
+            return NULL;
+        }
+
+        for (e = 0; e < out[k].nevents; e++) {
+            out[k].events[e].data = (char *) name[e].data;
+            out[k].events[e].len = name[e].len;
+        }
+    }
+
+    return out;
+}
+
+
 /*
  * The HELLO of a configuration, as pusher_ctl_hello_encode() writes it
  * (release with pusher_ctl_text_free()), or NULL when out of memory.
@@ -359,6 +406,7 @@ ngx_http_pusher_hello_encode(ngx_http_pusher_main_conf_t *pmcf,
     pusher_ctl_app_t           *apps, *a;
     pusher_ctl_hello_t          hello;
     pusher_ctl_webhook_t       *webhooks;
+    pusher_ctl_coalesce_t      *coalesce;
     ngx_http_pusher_app_t      *app;
     ngx_http_pusher_webhook_t  *wh;
 
@@ -395,6 +443,16 @@ ngx_http_pusher_hello_encode(ngx_http_pusher_main_conf_t *pmcf,
         a->max_batch = app[i].max_batch_events;
         a->max_request_size = app[i].max_request_size;
         a->webhook_vacated_delay = app[i].webhook_vacated_delay;
+
+        if (app[i].coalesce != NULL) {
+            coalesce = ngx_http_pusher_link_coalesce(pool, app[i].coalesce);
+            if (coalesce == NULL) {
+                goto done;
+            }
+
+            a->coalesce = coalesce;
+            a->ncoalesce = app[i].coalesce->nelts;
+        }
 
         if (app[i].webhooks == NULL) {
             continue;

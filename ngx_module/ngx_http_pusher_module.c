@@ -28,6 +28,8 @@ static char *ngx_http_pusher_check_vacated_delay(ngx_conf_t *cf, void *post,
     void *data);
 static ngx_int_t ngx_http_pusher_check_apps(ngx_conf_t *cf,
     ngx_http_pusher_main_conf_t *pmcf);
+static char *ngx_http_pusher_coalesce(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static void ngx_http_pusher_app_digest(ngx_http_pusher_app_t *app);
 static ngx_int_t ngx_http_pusher_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_pusher_init_process(ngx_cycle_t *cycle);
@@ -266,6 +268,13 @@ static ngx_command_t  ngx_http_pusher_app_commands[] = {
       0,
       offsetof(ngx_http_pusher_app_t, webhook_vacated_delay),
       &ngx_http_pusher_vacated_delay_post },
+
+    { ngx_string("coalesce"),
+      NGX_CONF_TAKE23,
+      ngx_http_pusher_coalesce,
+      0,
+      0,
+      NULL },
 
       ngx_null_command
 };
@@ -996,6 +1005,129 @@ ngx_http_pusher_check_apps(ngx_conf_t *cf, ngx_http_pusher_main_conf_t *pmcf)
     pusher_ctl_text_free(text);
 
     return rc;
+}
+
+
+/*
+ * coalesce PATTERN WINDOW [events=a,b]: the broker delivers the first
+ * event of a channel and name at once and holds the ones that follow
+ * within WINDOW, delivering only the latest when it ends (docs/protocol.md,
+ * "Coalescing").  '*' in PATTERN stands for any run of characters.
+ */
+
+static char *
+ngx_http_pusher_coalesce(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pusher_app_t *app = conf;
+
+    u_char                      *p, *last, *comma;
+    ngx_str_t                   *value, *name;
+    ngx_msec_t                   window;
+    ngx_http_pusher_coalesce_t  *c;
+
+    if (app->coalesce == NULL) {
+        app->coalesce = ngx_array_create(cf->pool, 2,
+                                         sizeof(ngx_http_pusher_coalesce_t));
+        if (app->coalesce == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (app->coalesce->nelts >= PUSHER_COALESCE_RULES_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "more than %d \"coalesce\" lines in pusher app "
+                           "\"%V\"", PUSHER_COALESCE_RULES_MAX, &app->id);
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    if (!pusher_coalesce_pattern_valid((char *) value[1].data, value[1].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid coalesce pattern \"%V\": channel name "
+                           "characters and \"*\", at most %d bytes",
+                           &value[1], PUSHER_CHANNEL_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    window = ngx_parse_time(&value[2], 0);
+
+    if (window == (ngx_msec_t) NGX_ERROR
+        || window < PUSHER_COALESCE_WINDOW_MIN
+        || window > PUSHER_COALESCE_WINDOW_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid coalesce window \"%V\": a time from "
+                           "1ms to 60s, such as \"500ms\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    c = ngx_array_push(app->coalesce);
+    if (c == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(c, sizeof(ngx_http_pusher_coalesce_t));
+
+    c->pattern = value[1];
+    c->window = window;
+
+    if (cf->args->nelts == 3) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value[3].data, "events=", 7) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid coalesce parameter \"%V\": "
+                           "\"events=name,...\" expected", &value[3]);
+        return NGX_CONF_ERROR;
+    }
+
+    c->events = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+    if (c->events == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = value[3].data + 7;
+    last = value[3].data + value[3].len;
+
+    for ( ;; ) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        if (!pusher_coalesce_event_valid((char *) p, comma - p)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid event name in \"%V\": printable "
+                               "characters, at most %d bytes",
+                               &value[3], PUSHER_EVENT_NAME_MAX);
+            return NGX_CONF_ERROR;
+        }
+
+        if (c->events->nelts >= PUSHER_COALESCE_EVENTS_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "more than %d event names in \"%V\"",
+                               PUSHER_COALESCE_EVENTS_MAX, &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        name = ngx_array_push(c->events);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        name->data = p;
+        name->len = comma - p;
+
+        if (comma == last) {
+            break;
+        }
+
+        p = comma + 1;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

@@ -180,6 +180,14 @@ typedef struct {
 } ngx_http_pusher_webhook_t;
 
 
+/* "coalesce pattern window [events=name,...]" */
+typedef struct {
+    ngx_str_t                  pattern;
+    ngx_msec_t                 window;
+    ngx_array_t               *events;      /* ngx_str_t; NULL: every name */
+} ngx_http_pusher_coalesce_t;
+
+
 /* one pusher_app block */
 typedef struct {
     ngx_str_t                  id;
@@ -214,6 +222,9 @@ typedef struct {
     /* webhooks, sent by the broker */
     ngx_array_t               *webhooks;  /* ngx_http_pusher_webhook_t */
     ngx_msec_t                 webhook_vacated_delay;
+
+    /* coalescing of HTTP API events, done by the broker */
+    ngx_array_t               *coalesce;  /* ngx_http_pusher_coalesce_t */
 
     /* what an open socket depends on: a reload keeps it if unchanged */
     uint32_t                   digest;

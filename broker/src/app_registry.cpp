@@ -44,7 +44,43 @@ webhook_config parse_webhook(const pusher_ctl_webhook_t &in)
     return w;
 }
 
+// a line pusher_app_check() accepted
+coalesce_rule parse_coalesce(const pusher_ctl_coalesce_t &in)
+{
+    coalesce_rule r;
+    r.pattern = text_of(in.pattern);
+    r.window = std::chrono::milliseconds(in.window);
+    for (std::size_t i = 0; i < in.nevents; i++) {
+        r.events.push_back(text_of(in.events[i]));
+    }
+    return r;
+}
+
 } // namespace
+
+bool coalesce_rule::matches(std::string_view channel,
+                            std::string_view event) const
+{
+    if (!events.empty()
+        && std::find(events.begin(), events.end(), event) == events.end())
+    {
+        return false;
+    }
+    return pusher_glob_match(pattern.data(), pattern.size(), channel.data(),
+                             channel.size())
+           != 0;
+}
+
+const coalesce_rule *app::coalesce_rule_for(std::string_view channel,
+                                            std::string_view event) const
+{
+    for (const coalesce_rule &r : coalesce) {
+        if (r.matches(channel, event)) {
+            return &r;
+        }
+    }
+    return nullptr;
+}
 
 // the URL parser of nginx -t (pusher_app.h), and what a request needs
 void parse_webhook_url(std::string_view url, webhook_config &out)
@@ -119,6 +155,9 @@ bool app_registry::update(std::int64_t conf_time, const pusher_ctl_app_t *apps,
         for (std::size_t k = 0; k < in.nwebhooks; k++) {
             a.webhooks.push_back(parse_webhook(in.webhooks[k]));
             a.webhook_events |= a.webhooks.back().events;
+        }
+        for (std::size_t k = 0; k < in.ncoalesce; k++) {
+            a.coalesce.push_back(parse_coalesce(in.coalesce[k]));
         }
         std::string id = a.id;
         table.insert_or_assign(std::move(id), std::move(a));

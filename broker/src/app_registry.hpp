@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -64,6 +65,19 @@ struct webhook_config {
 // throws std::invalid_argument.
 void parse_webhook_url(std::string_view url, webhook_config &out);
 
+// One "coalesce" line of an app (docs/protocol.md, "Coalescing"): the
+// events of the channels matching pattern ('*': any run of characters),
+// with one of the names in events (empty: any name), are coalesced over
+// window.
+struct coalesce_rule {
+    std::string pattern;
+    std::chrono::milliseconds window{0};
+    std::vector<std::string> events;
+
+    bool matches(std::string_view channel, std::string_view event) const;
+    bool operator==(const coalesce_rule &) const = default;
+};
+
 struct app {
     std::string id;
     std::string key;
@@ -83,6 +97,12 @@ struct app {
     std::uint32_t webhook_vacated_delay = 0;
     // the union of the events of its webhooks
     unsigned webhook_events = 0;
+    // the "coalesce" lines, in order: the first that matches applies
+    std::vector<coalesce_rule> coalesce;
+
+    // the coalescing rule of an event on channel; nullptr: none
+    const coalesce_rule *coalesce_rule_for(std::string_view channel,
+                                           std::string_view event) const;
 };
 
 // The app table of the newest nginx configuration: the apps of the HELLO

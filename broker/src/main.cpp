@@ -41,7 +41,7 @@ int run(const options &opt)
                            hooks);
     ring_flow flow(seg);
     control.set_flow(flow);
-    trigger_api api(seg, apps, control, flow);
+    trigger_api api(ioc, seg, apps, control, flow);
     broker_metrics metrics;
     control.set_metrics([&](std::string &out) {
         metrics.render(out, apps, hooks);
@@ -57,6 +57,8 @@ int run(const options &opt)
         log_line(std::string("signal ") + (signo == SIGINT ? "INT" : "TERM")
                  + ": stopping");
         server.stop();
+        // what coalescing holds was answered 200: out before the end
+        api.drain_coalesced();
         control.stop();
         hooks.stop();
         ioc.stop();

@@ -12,6 +12,7 @@
 #include "pusher_ws.h"
 #include "pusher_shm.h"
 
+#include "log.hpp"
 #include "presence.hpp"
 
 namespace pusher::broker {
@@ -190,9 +191,11 @@ std::string path_channel(std::string_view segment)
 
 } // namespace
 
-trigger_api::trigger_api(segment &seg, app_registry &apps,
-                         control_server &control, ring_flow &flow)
-    : seg_(seg), apps_(apps), control_(control), flow_(flow)
+trigger_api::trigger_api(net::io_context &ioc, segment &seg,
+                         app_registry &apps, control_server &control,
+                         ring_flow &flow)
+    : seg_(seg), apps_(apps), control_(control), flow_(flow),
+      coalesce_timer_(ioc)
 {
 }
 
@@ -428,10 +431,31 @@ api_response trigger_api::trigger(std::string_view method,
                           "reading earlier events; nothing was published");
     }
 
+    // room was checked for every channel: holding some needs less
+    auto now = coalescer::clock::now();
+    bool published = false;
     for (const event &ev : events_) {
-        publish(*a, ev);
+        coalesce(*a, ev, now);
+        if (names_.empty()) {
+            continue;
+        }
+        std::uint32_t record = ev.record;
+        if (names_.size() != (ev.channels != nullptr
+                                  ? static_cast<std::size_t>(
+                                      cJSON_GetArraySize(ev.channels))
+                                  : 1))
+        {
+            record = record_size(*a, ev.name, ev.data, ev.socket_id);
+        }
+        publish(*a, ev.name, ev.data, ev.socket_id, record);
+        published = true;
     }
-    control_.notify_published();
+    if (published) {
+        control_.notify_published();
+    }
+    if (auto next = coalescer_.next_deadline()) {
+        arm_coalesce_timer(*next);
+    }
 
     bool info = false;
     for (const event &ev : events_) {
@@ -735,25 +759,137 @@ void trigger_api::parse_event(const app &a, const cJSON *obj, event &ev)
     ev.record = static_cast<std::uint32_t>(size);
 }
 
-void trigger_api::publish(const app &a, const event &ev)
+std::uint32_t trigger_api::record_size(const app &a, std::string_view name,
+                                       std::string_view data,
+                                       std::string_view socket_id) const
 {
-    const auto *name = reinterpret_cast<const std::uint8_t *>(ev.name.data());
-    const auto *data = reinterpret_cast<const std::uint8_t *>(ev.data.data());
-    pusher_str_t app_id{a.id.data(), a.id.size()};
-    pusher_str_t socket_id{ev.socket_id.data(), ev.socket_id.size()};
-    pusher_ring_t &ring = seg_.ring();
+    std::size_t names = 0;
+    for (const pusher_str_t &ch : names_) {
+        names += ch.len;
+    }
+    std::size_t json = pusher_event_json_size(
+        reinterpret_cast<const std::uint8_t *>(name.data()), name.size(),
+        nullptr, 0, reinterpret_cast<const std::uint8_t *>(data.data()),
+        data.size());
+    return static_cast<std::uint32_t>(pusher_ring_event_size(
+        a.id.size(), socket_id.size(), names_.size(), names, json));
+}
 
+void trigger_api::coalesce(const app &a, const event &ev,
+                           coalescer::time_point now)
+{
     names_.clear();
     for_each_channel(ev.channels, ev.channel, [&](std::string_view channel) {
-        names_.push_back({channel.data(), channel.size()});
+        const coalesce_rule *rule = a.coalesce_rule_for(channel, ev.name);
+        if (rule == nullptr) {
+            if (coalescer_.keys() > 0) {
+                // a reload removed its line: nothing older may follow
+                coalescer_.supersede(a.id, channel, ev.name);
+            }
+            names_.push_back({channel.data(), channel.size()});
+        } else if (coalescer_.offer(a.id, channel, ev.name, ev.data,
+                                    ev.socket_id, rule->window, now)
+                   == coalescer::verdict::deliver)
+        {
+            names_.push_back({channel.data(), channel.size()});
+        }
     });
+}
 
-    std::uint8_t *p = pusher_ring_claim(&ring, PUSHER_RING_EVENT, ev.record);
+bool trigger_api::release(const coalescer::held_event &held)
+{
+    const app *a = apps_.find(held.app_id);
+    if (a == nullptr) {
+        // a reload removed the app: nobody can be subscribed to it
+        return true;
+    }
+    names_.clear();
+    names_.push_back({held.channel.data(), held.channel.size()});
+    std::uint32_t record = record_size(*a, held.name, held.data,
+                                       held.socket_id);
+    if (record == 0
+        || record > seg_.ring().max_record - PUSHER_RING_RECORD_HEADER)
+    {
+        // it fitted with all its channels when it was triggered
+        return true;
+    }
+    if (!flow_.room(flow_.end_after(flow_.tail(), record))) {
+        return false;
+    }
+    publish(*a, held.name, held.data, held.socket_id, record);
+    return true;
+}
+
+void trigger_api::arm_coalesce_timer(coalescer::time_point at)
+{
+    if (timer_at_ && *timer_at_ <= at) {
+        return;
+    }
+    timer_at_ = at;
+    coalesce_timer_.expires_at(at);
+    coalesce_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec == net::error::operation_aborted) {
+            return;
+        }
+        on_coalesce_timer();
+    });
+}
+
+void trigger_api::on_coalesce_timer()
+{
+    timer_at_.reset();
+    auto now = coalescer::clock::now();
+    std::size_t n = 0;
+    try {
+        n = coalescer_.expire(now, [this](const coalescer::held_event &h) {
+            return release(h);
+        });
+    } catch (...) {
+        // publish() cannot fail for a checked size; keep the timer alive
+        log_line("coalescing: a held event could not be published");
+    }
+    if (n > 0) {
+        control_.notify_published();
+    }
+    if (auto next = coalescer_.next_deadline()) {
+        // a due one left: the ring had no room for it
+        arm_coalesce_timer(*next <= now ? now + coalesce_retry : *next);
+    }
+}
+
+void trigger_api::drain_coalesced()
+{
+    coalesce_timer_.cancel();
+    timer_at_.reset();
+    std::uint64_t lost = coalescer_.stats().lost;
+    std::size_t n = coalescer_.drain([this](const coalescer::held_event &h) {
+        return release(h);
+    });
+    if (n > 0) {
+        control_.notify_published();
+    }
+    if (coalescer_.stats().lost > lost) {
+        log_line("coalescing: " + std::to_string(coalescer_.stats().lost - lost)
+                 + " held events lost at the stop: no room in the ring");
+    }
+}
+
+void trigger_api::publish(const app &a, std::string_view ev_name,
+                          std::string_view ev_data,
+                          std::string_view ev_socket_id, std::uint32_t record)
+{
+    const auto *name = reinterpret_cast<const std::uint8_t *>(ev_name.data());
+    const auto *data = reinterpret_cast<const std::uint8_t *>(ev_data.data());
+    pusher_str_t app_id{a.id.data(), a.id.size()};
+    pusher_str_t socket_id{ev_socket_id.data(), ev_socket_id.size()};
+    pusher_ring_t &ring = seg_.ring();
+
+    std::uint8_t *p = pusher_ring_claim(&ring, PUSHER_RING_EVENT, record);
     if (p == nullptr
         || pusher_ring_event_encode(p, &app_id, &socket_id, names_.data(),
-                                    names_.size(), name, ev.name.size(),
-                                    data, ev.data.size())
-           != ev.record)
+                                    names_.size(), name, ev_name.size(),
+                                    data, ev_data.size())
+           != record)
     {
         // parse_event() checked the size: cannot happen
         throw api_error{413, "Event too large"};
@@ -768,15 +904,15 @@ void trigger_api::publish(const app &a, const event &ev)
         case PUSHER_CHANNEL_PRIVATE_CACHE:
         case PUSHER_CHANNEL_PRESENCE_CACHE: {
             std::string json(pusher_event_json_size(
-                                 name, ev.name.size(),
+                                 name, ev_name.size(),
                                  reinterpret_cast<const std::uint8_t *>(
                                      ch.data),
-                                 ch.len, data, ev.data.size()),
+                                 ch.len, data, ev_data.size()),
                              '\0');
             pusher_event_json(reinterpret_cast<std::uint8_t *>(json.data()),
-                              name, ev.name.size(),
+                              name, ev_name.size(),
                               reinterpret_cast<const std::uint8_t *>(ch.data),
-                              ch.len, data, ev.data.size());
+                              ch.len, data, ev_data.size());
             control_.cache().put(a.id, channel, json, a.cache_ttl);
             break;
         }

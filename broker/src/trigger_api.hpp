@@ -1,10 +1,13 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "app_registry.hpp"
+#include "asio.hpp"
+#include "coalescer.hpp"
 #include "control_server.hpp"
 #include "json.hpp"
 #include "ring_flow.hpp"
@@ -24,11 +27,13 @@ struct api_response {
 // The HTTP API without the transport: routing, signature check,
 // validation, and the ring writes of POST /apps/{id}/events and
 // /batch_events.  A request is validated whole before anything is
-// published (all or nothing).
+// published (all or nothing).  The events of channels with a "coalesce"
+// rule go through the coalescer first: a held event is answered 200 like
+// the others and published by a timer when its window ends.
 class trigger_api {
 public:
-    trigger_api(segment &seg, app_registry &apps, control_server &control,
-                ring_flow &flow);
+    trigger_api(net::io_context &ioc, segment &seg, app_registry &apps,
+                control_server &control, ring_flow &flow);
 
     // target is the raw request target ("/apps/1/events?auth_key=..");
     // waited: how long the caller has retried this request (retry answers)
@@ -60,6 +65,20 @@ public:
     // whether need bytes written now would leave every live worker's
     // unread records intact (a wrap's padding may ask for more)
     bool room_for(std::uint64_t need) { return flow_.room(flow_.tail() + need); }
+
+    // events coalesced away and the others the coalescer saw
+    const coalescer::counters &coalesce_stats() const noexcept
+    {
+        return coalescer_.stats();
+    }
+    std::size_t coalesce_held() const noexcept { return coalescer_.held_now(); }
+
+    // publishes the held events at once (the broker stops)
+    void drain_coalesced();
+
+    // a held event that finds no room in the ring is tried again this
+    // much later
+    static constexpr auto coalesce_retry = std::chrono::milliseconds(10);
 
 private:
     // one event ready to publish: every field validated
@@ -93,7 +112,22 @@ private:
     void append_counts(std::string &out, const app &a, const event &ev,
                        std::string_view channel) const;
     void parse_event(const app &a, const cJSON *obj, event &ev);
-    void publish(const app &a, const event &ev);
+    // the ring record payload of an event for names_
+    std::uint32_t record_size(const app &a, std::string_view name,
+                              std::string_view data,
+                              std::string_view socket_id) const;
+    // writes the event for the channels in names_ (and the cache of cache
+    // channels among them); record is record_size()
+    void publish(const app &a, std::string_view name, std::string_view data,
+                 std::string_view socket_id, std::uint32_t record);
+    // the channels of ev that are delivered now, into names_; the others
+    // are held by the coalescer
+    void coalesce(const app &a, const event &ev,
+                  coalescer::time_point now);
+    // a held event whose window ended: false if the ring has no room yet
+    bool release(const coalescer::held_event &held);
+    void on_coalesce_timer();
+    void arm_coalesce_timer(coalescer::time_point at);
 
     segment &seg_;
     app_registry &apps_;
@@ -103,6 +137,10 @@ private:
     std::vector<event> events_;
     std::vector<json::text> printed_;
     std::vector<pusher_str_t> names_;
+    coalescer coalescer_;
+    net::steady_timer coalesce_timer_;
+    // when the timer is set to fire; nothing when it is idle
+    std::optional<coalescer::time_point> timer_at_;
 };
 
 } // namespace pusher::broker

@@ -321,6 +321,8 @@ struct Options {
 
     bool json = false;
     bool external = false;          /* another process publishes --events */
+    bool coalesced = false;         /* the server coalesces: wait for the
+                                       last event, not for every one */
     std::string ready_file;         /* created once subscribed (and idle) */
     std::vector<pid_t> server_pids;
 };
@@ -361,6 +363,10 @@ usage()
 "                              up to --pub-timeout + --drain-timeout\n"
 "  --ready-file F              create F once subscribed and idle (for scripts\n"
 "                              that start that publisher)\n"
+"  --coalesced                 the server coalesces the channel: events may be\n"
+"                              dropped; wait until every subscriber has the\n"
+"                              last one, report how many were coalesced away\n"
+"                              and the latency of the last (its freshness)\n"
 "  --server-pids P,P,..        sample their CPU and memory from /proc\n"
 "  --label L                   scenario name for the report\n"
 "  --json                      one JSON line on stdout, report on stderr\n"
@@ -394,7 +400,7 @@ parse_options(int argc, char **argv)
         O_CONC, O_CTIMEOUT, O_IDLE, O_BURST, O_RATE, O_DURATION, O_EVENTS,
         O_PUBCONNS, O_PIPELINE, O_SIZE, O_PTIMEOUT, O_DTIMEOUT, O_JSON,
         O_PIDS, O_QUIET, O_HELP, O_SRC_BASE, O_EXTERNAL, O_READY, O_TLS,
-        O_PUB_PORT
+        O_PUB_PORT, O_COALESCED
     };
     static const option longopts[] = {
         {"host", required_argument, nullptr, O_HOST},
@@ -431,6 +437,7 @@ parse_options(int argc, char **argv)
         {"json", no_argument, nullptr, O_JSON},
         {"server-pids", required_argument, nullptr, O_PIDS},
         {"quiet", no_argument, nullptr, O_QUIET},
+        {"coalesced", no_argument, nullptr, O_COALESCED},
         {"help", no_argument, nullptr, O_HELP},
         {nullptr, 0, nullptr, 0}};
 
@@ -508,6 +515,7 @@ parse_options(int argc, char **argv)
             break;
         }
         case O_QUIET: g_quiet = true; break;
+        case O_COALESCED: o.coalesced = true; break;
         case O_HELP:
         case 'h':
             usage();
@@ -639,7 +647,8 @@ sample_procs(const std::vector<pid_t> &pids)
 /* state shared by the threads                                          */
 
 struct Shared {
-    explicit Shared(const Options &opt) : o(opt) {}
+    explicit Shared(const Options &opt)
+        : o(opt), stamps(new std::atomic<int64_t>[size_t(std::max(opt.events, 1L))]{}) {}
 
     const Options &o;
     sockaddr_in dst{};              /* the subscribers' */
@@ -663,6 +672,10 @@ struct Shared {
     std::atomic<long> failed{0};
     std::atomic<long> dropped{0};       /* lost after subscribing */
     std::atomic<long> received{0};      /* event frames, counted conns */
+    std::atomic<long> got_last{0};      /* counted conns with the last event */
+    /* the publisher's timestamp of each event (0: not sent, or another
+       process publishes), for the staleness of what subscribers have */
+    std::unique_ptr<std::atomic<int64_t>[]> stamps;
 
     std::mutex err_mu;
     std::string first_error;            /* first failure, for the report */
@@ -709,6 +722,7 @@ struct Sub {
                                        the socket is writable */
     uint8_t frag_op = 0;
     uint32_t uniq = 0;          /* distinct events received */
+    bool got_last = false;      /* the last event published arrived */
     int64_t last_n = -1;
     SSL *ssl = nullptr;         /* --tls */
     int64_t rx_kernel = 0;      /* receive timestamp of the last TLS read */
@@ -873,6 +887,10 @@ public:
     /* results, read after join */
     Histogram hist;             /* trigger to kernel receive */
     Histogram hist_read;        /* trigger to this thread reading it */
+    Histogram hist_last;        /* the last event: trigger to kernel receive */
+    Histogram hist_stale;       /* at each newer event received: how long
+                                   the oldest state not seen yet had been
+                                   triggered (its latency without gaps) */
     long events_rx = 0;
     long no_kernel_ts = 0;      /* reads without a receive timestamp */         /* event frames on counted conns */
     long dups = 0;
@@ -1580,6 +1598,20 @@ SubWorker::on_event(uint32_t i, const uint8_t *p, size_t len, const RxTime &now)
         unexpected++;
         return true;
     }
+    if (int64_t(n) > s.last_n) {
+        int64_t oldest = sh_.stamps[size_t(s.last_n + 1)].load(std::memory_order_relaxed);
+        if (oldest == 0 || oldest > int64_t(t)) {
+            oldest = int64_t(t);
+        }
+        hist_stale.add(now.kernel > oldest ? uint64_t(now.kernel - oldest) : 0);
+    }
+    if (n == uint64_t(o_.events - 1) && !s.got_last) {
+        /* the freshness of the last state: under coalescing, when the
+           latest of the run arrived */
+        s.got_last = true;
+        hist_last.add(now.kernel > int64_t(t) ? uint64_t(now.kernel - int64_t(t)) : 0);
+        sh_.got_last.fetch_add(1, std::memory_order_relaxed);
+    }
     if (int64_t(n) < s.last_n) {
         reorders++;
     } else {
@@ -1832,6 +1864,7 @@ Publisher::send_event(PubConn &c, uint32_t idx, uint32_t n, int64_t now)
     if (sent_at_[n] == 0) {
         sent_at_[n] = now;
         stamp_[n] = wall_ns();
+        sh_.stamps[n].store(stamp_[n], std::memory_order_relaxed);
         sent++;
     }
     if (t_first == 0) {
@@ -2335,7 +2368,17 @@ main(int argc, char **argv)
     long expected = counted * pub.ok;
     int64_t drain_deadline = now_ns() + int64_t(o.drain_timeout * 1e9);
     bool drain_timed_out = false;
-    if (expected > 0) {
+    if (expected > 0 && o.coalesced) {
+        /* what arrives is up to the server: every subscriber has the
+           last event, and a little longer for anything still held */
+        while (sh.got_last.load() < counted) {
+            if (now_ns() > drain_deadline) {
+                drain_timed_out = true;
+                break;
+            }
+            usleep(1000);
+        }
+    } else if (expected > 0) {
         while (sh.received.load() < expected) {
             if (now_ns() > drain_deadline) {
                 drain_timed_out = true;
@@ -2352,7 +2395,7 @@ main(int argc, char **argv)
     alarm(0);
 
     /* aggregate */
-    Histogram lat, lat_read;
+    Histogram lat, lat_read, lat_last, lat_stale;
     long no_kernel_ts = 0;
     long rx = 0, dups = 0, reorders = 0, unexpected = 0, pings = 0, ws_pings = 0;
     long server_errors = 0, closes = 0, other = 0, uniq = 0, conns_lossy = 0;
@@ -2361,6 +2404,8 @@ main(int argc, char **argv)
     for (auto &w : workers) {
         lat.merge(w->hist);
         lat_read.merge(w->hist_read);
+        lat_last.merge(w->hist_last);
+        lat_stale.merge(w->hist_stale);
         no_kernel_ts += w->no_kernel_ts;
         rx += w->events_rx;
         dups += w->dups;
@@ -2389,7 +2434,12 @@ main(int argc, char **argv)
             }
         }
     }
-    long loss = std::max(0L, expected - uniq);
+    /* coalesced: what never arrived was dropped by design; a loss is a
+       subscriber without the last state */
+    long coalesced_away = o.coalesced ? std::max(0L, expected - uniq) : 0;
+    long got_last = sh.got_last.load();
+    long loss = o.coalesced ? (pub.ok > 0 && pub.ok == o.events ? counted - got_last : 0)
+                            : std::max(0L, expected - uniq);
     int64_t t_origin = o.external ? first_rx : pub.t_first;
     double window = first_rx && last_rx > t_origin ? secs(last_rx - t_origin) : 0;
     double deliveries_s = window > 0 ? double(rx) / window : 0;
@@ -2451,6 +2501,19 @@ main(int argc, char **argv)
                      expected ? 100.0 * double(loss) / double(expected) : 0.0,
                      conns_lossy, dups, reorders,
                      drain_timed_out ? " (drain TIMED OUT)" : "");
+        if (o.coalesced) {
+            std::fprintf(rep, "  coalesced     %ld of %ld coalesced away (%.1f%%)\n",
+                         coalesced_away, expected,
+                         expected ? 100.0 * double(coalesced_away) / double(expected) : 0.0);
+        }
+        std::fprintf(rep, "  last state    the last event reached %ld of %ld subscribers,"
+                     " latency p50 %.3f max %.3f ms\n", got_last, counted,
+                     ms(lat_last.percentile(0.5)), ms(lat_last.max()));
+        std::fprintf(rep, "  staleness ms  p50 %.3f  p99 %.3f  max %.3f  (at each update a"
+                     " subscriber got: since the oldest state it had not seen"
+                     " was triggered)\n",
+                     ms(lat_stale.percentile(0.5)), ms(lat_stale.percentile(0.99)),
+                     ms(lat_stale.max()));
         std::fprintf(rep, "  throughput    %.0f deliveries/s over %.3f s\n",
                      deliveries_s, window);
         std::fprintf(rep, "  latency ms    p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f"
@@ -2504,7 +2567,9 @@ main(int argc, char **argv)
             "\"read_p50_ms\":%.3f,\"read_p99_ms\":%.3f,\"read_p999_ms\":%.3f,"
             "\"reads_without_kernel_ts\":%ld,"
             "\"pusher_pings\":%ld,\"pinged_conns\":%ld,\"ws_pings\":%ld,\"server_errors\":%ld,"
-            "\"close_frames\":%ld,\"stale\":%ld,",
+            "\"close_frames\":%ld,\"stale\":%ld,\"coalesced\":%s,\"coalesced_away\":%ld,"
+            "\"last_ok\":%ld,\"last_p50_ms\":%.3f,\"last_max_ms\":%.3f,"
+            "\"stale_p50_ms\":%.3f,\"stale_p99_ms\":%.3f,\"stale_max_ms\":%.3f,",
             json_escape(o.label).c_str(), tname, scheme, json_escape(tls_info).c_str(),
             o.subscribers, subscribed_setup,
             sh.failed.load(), sh.dropped.load(), still_subscribed, connect_s,
@@ -2518,7 +2583,9 @@ main(int argc, char **argv)
             ms(lat.percentile(0.999)), ms(lat.max()), ms(lat.mean()),
             ms(lat_read.percentile(0.5)), ms(lat_read.percentile(0.99)),
             ms(lat_read.percentile(0.999)), no_kernel_ts, pings, pinged_conns, ws_pings,
-            server_errors, closes, stale);
+            server_errors, closes, stale, o.coalesced ? "true" : "false", coalesced_away,
+            got_last, ms(lat_last.percentile(0.5)), ms(lat_last.max()),
+            ms(lat_stale.percentile(0.5)), ms(lat_stale.percentile(0.99)), ms(lat_stale.max()));
         if (have_server) {
             std::printf("\"server_cpu_s\":%.3f,\"cpu_us_per_delivery\":%.4f,"
                         "\"cpu_us_per_connect\":%.2f,\"server_rss_idle_kb\":%ld,"

@@ -4,10 +4,12 @@
 // control socket (HELLO, OCCUPANCY, PRESENCE_JOIN) and sends signed
 // HTTP/1.1 requests over the API's unix socket, signed both the way the
 // Node SDK does (raw query values) and the PHP SDK does (%-encoded
-// values).  It checks exact statuses and JSON bodies, and the TERMINATE
-// ring record.
+// values).  It checks exact statuses and JSON bodies, the TERMINATE ring
+// record, and the ring records of coalesced channels (held events write
+// nothing until their window ends).
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <map>
 
@@ -23,8 +25,9 @@ void hello(worker &w, int pid)
 {
     ::hello(w, pid,
             "[{\"id\":\"app1\",\"key\":\"key1\",\"secret\":\"secret1\","
-            "\"subscription_count\":true,\"cache_ttl\":60},{\"id\":\"app2\","
-            "\"key\":\"key2\",\"secret\":\"secret2\"}]");
+            "\"subscription_count\":true,\"cache_ttl\":60,"
+            "\"coalesce\":[{\"pattern\":\"coal-*\",\"window\":600}]},"
+            "{\"id\":\"app2\",\"key\":\"key2\",\"secret\":\"secret2\"}]");
 }
 
 // ---- the ring -----------------------------------------------------------
@@ -496,6 +499,76 @@ void routing()
     CHECK(http("GET", "/apps/app1/channels").status == 401);
 }
 
+// coalescing happens before the ring: a held event writes nothing; the
+// latest is written when the window ends, with its own socket_id, for its
+// channel alone; the other channels of a trigger go at once
+void coalescing()
+{
+    using clock = std::chrono::steady_clock;
+    drain();
+    auto ms_since = [](clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   clock::now() - t).count();
+    };
+
+    clock::time_point t0 = clock::now();
+    EXPECT_HTTP(post("/events", R"({"name":"e","channel":"coal-a","data":"1"})"),
+                200, "{}");
+    record r = next_event();
+    CHECK_EQ(r.channel, "coal-a");
+    CHECK_EQ(r.socket_id, "");
+    CHECK_EQ(r.json, R"({"event":"e","channel":"coal-a","data":"1"})");
+
+    EXPECT_HTTP(post("/events", R"({"name":"e","channel":"coal-a","data":"2",)"
+                                R"("socket_id":"1.1"})"),
+                200, "{}");
+    EXPECT_HTTP(post("/events", R"({"name":"e","channels":["coal-a","plain-c"],)"
+                                R"("data":"3","socket_id":"2.2"})"),
+                200, "{}");
+    // plain-c at once, alone in its record
+    r = next_event();
+    CHECK_EQ(r.channel, "plain-c");
+    CHECK_EQ(r.socket_id, "2.2");
+    CHECK_EQ(r.json, R"({"event":"e","channel":"plain-c","data":"3"})");
+    CHECK(g_records.empty());
+    // nothing else while the window lasts
+    CHECK(ms_since(t0) < 450);
+    usleep(100000);
+    no_event();
+
+    // its end: the latest, with the latest socket_id; "2" never
+    r = next_event();
+    CHECK(ms_since(t0) >= 590);
+    CHECK_EQ(r.channel, "coal-a");
+    CHECK_EQ(r.socket_id, "2.2");
+    CHECK_EQ(r.json, R"({"event":"e","channel":"coal-a","data":"3"})");
+    CHECK(g_records.empty());
+
+    // that opened a window to which nothing came: then at once again
+    usleep(700000);
+    no_event();
+    EXPECT_HTTP(post("/events", R"({"name":"e","channel":"coal-a","data":"4"})"),
+                200, "{}");
+    r = next_event();
+    CHECK_EQ(r.json, R"({"event":"e","channel":"coal-a","data":"4"})");
+
+    // a batch: each item on its own, by channel and name
+    EXPECT_HTTP(post("/batch_events",
+                     R"({"batch":[{"name":"e","channel":"coal-b","data":"1"},)"
+                     R"({"name":"e","channel":"coal-b","data":"2"},)"
+                     R"({"name":"e","channel":"coal-c","data":"1"},)"
+                     R"({"name":"e","channel":"coal-b","data":"3"}]})"),
+                200, "{}");
+    r = next_event();
+    CHECK_EQ(r.json, R"({"event":"e","channel":"coal-b","data":"1"})");
+    r = next_event();
+    CHECK_EQ(r.json, R"({"event":"e","channel":"coal-c","data":"1"})");
+    r = next_event();
+    CHECK_EQ(r.json, R"({"event":"e","channel":"coal-b","data":"3"})");
+    usleep(700000);
+    no_event();
+}
+
 void run()
 {
     worker a, b;
@@ -510,6 +583,7 @@ void run()
     events_info();
     terminate();
     routing();
+    coalescing();
 
     // the broker is still alive and well
     CHECK(waitpid(g_broker, nullptr, WNOHANG) == 0);

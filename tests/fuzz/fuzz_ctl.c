@@ -61,6 +61,8 @@
 #define FUZZ_APPS_MAX       4
 #define FUZZ_WEBHOOKS_MAX   3
 #define FUZZ_HEADERS_MAX    3
+#define FUZZ_COALESCE_MAX   2
+#define FUZZ_COALESCE_NAMES 2
 #define FUZZ_CHUNK_MAX      4096
 #define FUZZ_FIELDS_MAX     64
 
@@ -99,6 +101,9 @@ typedef struct {
     pusher_ctl_webhook_t   webhooks[FUZZ_APPS_MAX][FUZZ_WEBHOOKS_MAX];
     pusher_ctl_kv_t        headers[FUZZ_APPS_MAX][FUZZ_WEBHOOKS_MAX]
                                   [FUZZ_HEADERS_MAX];
+    pusher_ctl_coalesce_t  coalesce[FUZZ_APPS_MAX][FUZZ_COALESCE_MAX];
+    pusher_str_t           names[FUZZ_APPS_MAX][FUZZ_COALESCE_MAX]
+                                [FUZZ_COALESCE_NAMES];
 } fuzz_hello_t;
 
 
@@ -298,6 +303,7 @@ fuzz_hello_eq(const pusher_ctl_hello_t *a, const pusher_ctl_hello_t *b)
     const uint64_t              *x, *y;
     const pusher_ctl_app_t      *p, *q;
     const pusher_ctl_webhook_t  *v, *u;
+    const pusher_ctl_coalesce_t *c, *d;
 
     static const size_t  numbers[] = {
         offsetof(pusher_ctl_app_t, cache_ttl),
@@ -329,9 +335,27 @@ fuzz_hello_eq(const pusher_ctl_hello_t *a, const pusher_ctl_hello_t *b)
         if (!fuzz_str_eq(&p->id, &q->id) || !fuzz_str_eq(&p->key, &q->key)
             || !fuzz_str_eq(&p->secret, &q->secret)
             || (p->has & PUSHER_CTL_APP_ALL) != (q->has & PUSHER_CTL_APP_ALL)
-            || p->nwebhooks != q->nwebhooks)
+            || p->nwebhooks != q->nwebhooks
+            || p->ncoalesce != q->ncoalesce)
         {
             return 0;
+        }
+
+        for (w = 0; w < p->ncoalesce; w++) {
+            c = &p->coalesce[w];
+            d = &q->coalesce[w];
+
+            if (!fuzz_str_eq(&c->pattern, &d->pattern)
+                || c->window != d->window || c->nevents != d->nevents)
+            {
+                return 0;
+            }
+
+            for (k = 0; k < c->nevents; k++) {
+                if (!fuzz_str_eq(&c->events[k], &d->events[k])) {
+                    return 0;
+                }
+            }
         }
 
         if ((p->has & PUSHER_CTL_APP_SUBSCRIPTION_COUNT)
@@ -613,6 +637,7 @@ fuzz_make_hello(fuzz_in_t *in, fuzz_hello_t *f)
     uint64_t              *number;
     pusher_ctl_app_t      *a;
     pusher_ctl_webhook_t  *wh;
+    pusher_ctl_coalesce_t *co;
 
     static const size_t  numbers[] = {
         offsetof(pusher_ctl_app_t, cache_ttl),
@@ -668,6 +693,23 @@ fuzz_make_hello(fuzz_in_t *in, fuzz_hello_t *f)
                 fuzz_string(in, &wh->headers[k].value, 0);
             }
         }
+
+        /* the codec carries any values: the bounds are the broker's */
+        a->ncoalesce = fuzz_byte(in) % (FUZZ_COALESCE_MAX + 1);
+        a->coalesce = f->coalesce[i];
+
+        for (w = 0; w < a->ncoalesce; w++) {
+            co = &a->coalesce[w];
+
+            fuzz_string(in, &co->pattern, 0);
+            co->window = fuzz_uint(in, 1ULL << 53);
+            co->nevents = fuzz_byte(in) % (FUZZ_COALESCE_NAMES + 1);
+            co->events = f->names[i][w];
+
+            for (k = 0; k < co->nevents; k++) {
+                fuzz_string(in, &co->events[k], 0);
+            }
+        }
     }
 }
 
@@ -683,7 +725,9 @@ fuzz_codec_made(const uint8_t *payload, size_t len)
 
     /* every string takes at most 25 bytes */
     arena = malloc(25 * (3 + FUZZ_APPS_MAX * (3 + FUZZ_WEBHOOKS_MAX
-                                              * (3 + 2 * FUZZ_HEADERS_MAX))));
+                                              * (3 + 2 * FUZZ_HEADERS_MAX)
+                                              + FUZZ_COALESCE_MAX
+                                                * (1 + FUZZ_COALESCE_NAMES))));
     f = malloc(sizeof(fuzz_hello_t));
     FUZZ_CHECK(arena != NULL && f != NULL);
 

@@ -102,11 +102,20 @@ static pusher_ctl_webhook_t  webhooks[] = {
       { NULL, 0 }, CUT("-x"), NULL, 0 }
 };
 
+static pusher_str_t  coalesce_events[] = {
+    CUT("moved"), CUT("App\\Events\\Resized")
+};
+
+static pusher_ctl_coalesce_t  coalesce[] = {
+    { CUT("private-servers.*"), 500, NULL, 0 },
+    { CUT("game-*"), 60000, coalesce_events, 2 }
+};
+
 static pusher_ctl_app_t  apps[] = {
     { CUT("app1"), CUT("key1"), CUT("secret1"), PUSHER_CTL_APP_ALL, 1,
-      1800, 10240, 100, 200, 10, 1048576, 3000, webhooks, 2 },
+      1800, 10240, 100, 200, 10, 1048576, 3000, webhooks, 2, coalesce, 2 },
     { CUT("2"), CUT("k"), CUT("s"), PUSHER_CTL_APP_ALL, 0,
-      60, 1, 1, 1, 1, 1, 0, NULL, 0 }
+      60, 1, 1, 1, 1, 1, 0, NULL, 0, NULL, 0 }
 };
 
 static const char  hello_text[] =
@@ -123,7 +132,10 @@ static const char  hello_text[] =
     "{\"url\":\"http://127.0.0.1:9000/\","
     "\"event_types\":[\"channel_occupied\",\"channel_vacated\","
     "\"member_added\",\"member_removed\",\"client_event\",\"cache_miss\"],"
-    "\"filter\":{\"channel_name_ends_with\":\"-x\"},\"headers\":{}}]},"
+    "\"filter\":{\"channel_name_ends_with\":\"-x\"},\"headers\":{}}],"
+    "\"coalesce\":[{\"pattern\":\"private-servers.*\",\"window\":500},"
+    "{\"pattern\":\"game-*\",\"window\":60000,"
+    "\"events\":[\"moved\",\"App\\\\Events\\\\Resized\"]}]},"
     "{\"id\":\"2\",\"key\":\"k\",\"secret\":\"s\",\"cache_ttl\":60,"
     "\"subscription_count\":false,\"max_event_data\":1,\"max_channels\":1,"
     "\"max_event_name\":1,\"max_batch\":1,\"max_request_size\":1,"
@@ -164,6 +176,7 @@ test_hello_round_trip(void **state)
     pusher_ctl_hello_t     h, d;
     pusher_ctl_app_t      *a, *b;
     pusher_ctl_webhook_t  *wa, *wb;
+    pusher_ctl_coalesce_t *ca, *cb;
 
     memset(&h, 0, sizeof(h));
     h.pid = 4194304;
@@ -199,6 +212,20 @@ test_hello_round_trip(void **state)
         assert_int_equal(a->max_request_size, b->max_request_size);
         assert_int_equal(a->webhook_vacated_delay, b->webhook_vacated_delay);
         assert_int_equal(a->nwebhooks, b->nwebhooks);
+        assert_int_equal(a->ncoalesce, b->ncoalesce);
+
+        for (k = 0; k < a->ncoalesce; k++) {
+            ca = &a->coalesce[k];
+            cb = &b->coalesce[k];
+
+            assert_same_str(ca->pattern, cb->pattern);
+            assert_int_equal(ca->window, cb->window);
+            assert_int_equal(ca->nevents, cb->nevents);
+
+            for (n = 0; n < ca->nevents; n++) {
+                assert_same_str(ca->events[n], cb->events[n]);
+            }
+        }
 
         for (k = 0; k < a->nwebhooks; k++) {
             wa = &a->webhooks[k];
@@ -312,6 +339,20 @@ static const reject_t  hello_rejects[] = {
     { "{\"pid\":1,\"conf_time\":2,\"apps\":[{\"id\":\"a\",\"key\":\"k\","
       "\"secret\":\"s\",\"cache_ttl\":\"1800\"}]}",
       "app with a bad \"cache_ttl\"" },
+    { "{\"pid\":1,\"conf_time\":2,\"apps\":[{\"id\":\"a\",\"key\":\"k\","
+      "\"secret\":\"s\",\"coalesce\":{}}]}", "app with a bad \"coalesce\"" },
+    { "{\"pid\":1,\"conf_time\":2,\"apps\":[{\"id\":\"a\",\"key\":\"k\","
+      "\"secret\":\"s\",\"coalesce\":[{\"pattern\":\"p\"}]}]}",
+      "app with a bad \"coalesce\"" },
+    { "{\"pid\":1,\"conf_time\":2,\"apps\":[{\"id\":\"a\",\"key\":\"k\","
+      "\"secret\":\"s\",\"coalesce\":[{\"pattern\":1,\"window\":1}]}]}",
+      "app with a bad \"coalesce\"" },
+    { "{\"pid\":1,\"conf_time\":2,\"apps\":[{\"id\":\"a\",\"key\":\"k\","
+      "\"secret\":\"s\",\"coalesce\":[{\"pattern\":\"p\",\"window\":1,"
+      "\"events\":[\"a\",2]}]}]}", "app with a bad \"coalesce events\"" },
+    { "{\"pid\":1,\"conf_time\":2,\"apps\":[{\"id\":\"a\",\"key\":\"k\","
+      "\"secret\":\"s\",\"coalesce\":[{\"pattern\":\"p\",\"window\":1,"
+      "\"events\":\"a\"}]}]}", "app with a bad \"coalesce events\"" },
     { "{\"pid\":1,\"conf_time\":2,\"apps\":[{\"id\":\"a\",\"key\":\"k\","
       "\"secret\":\"s\",\"webhooks\":{}}]}", "app with a bad \"webhooks\"" },
     { "{\"pid\":1,\"conf_time\":2,\"apps\":[{\"id\":\"a\",\"key\":\"k\","
