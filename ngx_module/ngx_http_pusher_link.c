@@ -429,6 +429,7 @@ ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b, ngx_cycle_t *cycle)
 
     hello.pid = ngx_pid;
     hello.conf_time = (int64_t) b->pmcf->conf_time;
+    hello.debug = b->pmcf->debug ? 1 : 0;
     hello.apps = apps;
     hello.napps = b->pmcf->apps.nelts;
 

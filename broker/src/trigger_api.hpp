@@ -77,6 +77,8 @@ private:
                        std::string_view channel) const;
     void parse_event(const app &a, const cJSON *obj, event &ev);
     void publish(const app &a, const event &ev);
+    // pusher_debug: the events of the request (no data, no signature)
+    void describe(std::string_view app_id);
 
     segment &seg_;
     app_registry &apps_;
@@ -86,6 +88,8 @@ private:
     std::vector<event> events_;
     std::vector<json::text> printed_;
     std::vector<pusher_str_t> names_;
+    // pusher_debug: what the request asked for, for its debug line
+    std::string debug_;
 };
 
 } // namespace pusher::broker
