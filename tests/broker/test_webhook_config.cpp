@@ -44,7 +44,8 @@ const char *bad_urls[] = {
     "http://h\x01/", "HTTP://h/", "http://h_o%st/",
 };
 
-void test_urls()
+TEST_CASE("webhook config: URLs parse into scheme, host, port, Host header "
+          "and target; bad ones are refused")
 {
     for (const url_case &c : good_urls) {
         webhook_config w;
@@ -90,7 +91,8 @@ bool update(app_registry &r, std::int64_t conf_time, const char *apps)
     return ok;
 }
 
-void test_registry()
+TEST_CASE("webhook config: a HELLO's webhooks, limits and rejects in the "
+          "app registry")
 {
     app_registry r;
     CHECK(update(r, 1,
@@ -181,7 +183,7 @@ void test_registry()
     CHECK(r.find("a")->webhooks.size() == 2);
 }
 
-void test_sender_parts()
+TEST_CASE("webhook config: the retry backoff and the request body")
 {
     const int expected[] = {1, 2, 4, 8, 16, 32, 60, 60};
     for (int n = 1; n <= 8; n++) {
@@ -196,11 +198,7 @@ void test_sender_parts()
 
 } // namespace
 
-int main()
+int main(int argc, char **argv)
 {
-    test_urls();
-    test_registry();
-    test_sender_parts();
-    std::printf("test_webhook_config: all checks passed\n");
-    return 0;
+    return test_main(argc, argv, "test_webhook_config", false);
 }
