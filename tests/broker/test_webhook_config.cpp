@@ -91,10 +91,9 @@ bool update(app_registry &r, std::int64_t conf_time, const char *apps)
     return ok;
 }
 
-TEST_CASE("webhook config: a HELLO's webhooks, limits and rejects in the "
-          "app registry")
+// the table of conf_time 1: app "a" with two webhooks, "b" with none
+void good_table(app_registry &r)
 {
-    app_registry r;
     CHECK(update(r, 1,
         "[{\"id\":\"a\",\"key\":\"k\",\"secret\":\"s\","
         "\"max_request_size\":65536,\"webhook_vacated_delay\":3000,"
@@ -108,6 +107,13 @@ TEST_CASE("webhook config: a HELLO's webhooks, limits and rejects in the "
         "\"content-length\":\"9\","
         "\"User-Agent\":\"no\",\"X-B\":\"two words\"}}]},"
         "{\"id\":\"b\",\"key\":\"k\",\"secret\":\"s\"}]"));
+}
+
+TEST_CASE("webhook config: event_types, filters, headers (reserved names "
+          "dropped), max_request_size and webhook_vacated_delay of an app")
+{
+    app_registry r;
+    good_table(r);
     const app *a = r.find("a");
     CHECK(a != nullptr);
     CHECK(a->max_request_size == 65536);
@@ -129,18 +135,34 @@ TEST_CASE("webhook config: a HELLO's webhooks, limits and rejects in the "
     CHECK(w1.wants(webhook_member_added, "presence-x"));
     CHECK(!w1.wants(webhook_member_added, "private-x"));
     CHECK(!w1.wants(webhook_member_removed, "presence-x"));
+}
 
+TEST_CASE("webhook config: an app without webhooks or limits has the "
+          "defaults")
+{
+    app_registry r;
+    good_table(r);
     const app *b = r.find("b");
     CHECK(b != nullptr && b->webhooks.empty() && b->webhook_events == 0);
     CHECK(b->max_request_size == 0 && b->webhook_vacated_delay == 0);
+}
 
+TEST_CASE("webhook config: a suffix filter takes the channels ending in it, "
+          "for its event types only")
+{
     webhook_config sfx;
     sfx.suffix = "-x";
     sfx.events = webhook_channel_occupied;
     CHECK(sfx.wants(webhook_channel_occupied, "a-x"));
     CHECK(!sfx.wants(webhook_channel_occupied, "a-y"));
     CHECK(!sfx.wants(webhook_channel_vacated, "a-x"));
+}
 
+TEST_CASE("webhook config: bad webhooks and limits are refused and the "
+          "table stays")
+{
+    app_registry r;
+    good_table(r);
     const char *bad[] = {
         "[{\"id\":\"a\",\"key\":\"k\",\"secret\":\"s\",\"webhooks\":{}}]",
         "[{\"id\":\"a\",\"key\":\"k\",\"secret\":\"s\",\"webhooks\":[1]}]",
