@@ -79,6 +79,7 @@ static const pusher_ctl_member_t  pusher_ctl_app_members[] = {
 /* HELLO */
 static const char  pusher_ctl_pid[] = "pid";
 static const char  pusher_ctl_conf_time[] = "conf_time";
+static const char  pusher_ctl_debug[] = "debug";
 static const char  pusher_ctl_apps[] = "apps";
 static const char  pusher_ctl_id[] = "id";
 static const char  pusher_ctl_key[] = "key";
@@ -124,6 +125,8 @@ pusher_ctl_hello_encode(const pusher_ctl_hello_t *hello, size_t *len)
         || pusher_ctl_add_uint(root, pusher_ctl_conf_time,
                                (uint64_t) hello->conf_time)
            != 0
+        || (hello->debug
+            && cJSON_AddTrueToObject(root, pusher_ctl_debug) == NULL)
         || (apps = cJSON_AddArrayToObject(root, pusher_ctl_apps)) == NULL)
     {
         goto failed;
@@ -460,6 +463,18 @@ pusher_ctl_hello_decode(pusher_ctl_hello_t *hello, const char *json,
     }
 
     hello->conf_time = (int64_t) v;
+
+    /* "debug": absent or a boolean */
+
+    item = cJSON_GetObjectItemCaseSensitive(root, pusher_ctl_debug);
+
+    if (item != NULL && !cJSON_IsBool(item)) {
+        snprintf(hello->error, sizeof(hello->error),
+                 "\"%s\" is not a boolean", pusher_ctl_debug);
+        return -1;
+    }
+
+    hello->debug = cJSON_IsTrue(item) ? 1 : 0;
 
     /* no "apps": a configuration without apps */
 

@@ -9,7 +9,7 @@
  *   uint16_t  reserved    0
  *
  * worker -> broker
- *   HELLO     JSON {"pid":123,"conf_time":1732630000123,
+ *   HELLO     JSON {"pid":123,"conf_time":1732630000123,["debug":true,]
  *                   "apps":[{"id":"..","key":"..","secret":"..",
  *                            "cache_ttl":1800,
  *                            "subscription_count":false,
@@ -30,6 +30,8 @@
  *             place apps are written: the broker takes the app table of
  *             the HELLO with the highest conf_time (the newest nginx
  *             configuration; all workers of one cycle send the same).
+ *             "debug" (pusher_debug on, written only when on) has the
+ *             broker log each trigger and webhook request too.
  *
  * broker -> worker
  *   WELCOME   JSON {"shm":"/ngx-pusher","generation":"N","slot":K,
@@ -341,6 +343,7 @@ typedef struct {
 typedef struct {
     int64_t                 pid;
     int64_t                 conf_time;         /* unix ms */
+    int                     debug;             /* "debug":true: pusher_debug */
     pusher_ctl_app_t       *apps;
     size_t                  napps;
     void                   *json;              /* decoded: cJSON, owned */

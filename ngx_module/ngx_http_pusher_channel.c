@@ -554,6 +554,11 @@ ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
 
         (void) ngx_http_pusher_send_text(pc, json->data, json->len);
 
+        if (ngx_http_pusher_debug_on) {
+            ngx_http_pusher_debug_subscribed(pc, channel, channel_len,
+                                             " (presence member)");
+        }
+
         if (pusher_channel_type((char *) channel, channel_len)
             == PUSHER_CHANNEL_PRESENCE_CACHE)
         {
@@ -571,7 +576,8 @@ ngx_http_pusher_presence_joined(u_char *socket_id, size_t socket_id_len,
 
     ngx_http_pusher_session_subscription_error(pc, &name, "LimitReached",
                      "The maximum members per presence channel limit "
-                     "was reached", PUSHER_ERR_OVER_CAPACITY);
+                     "was reached", PUSHER_ERR_OVER_CAPACITY,
+                     "a new user over presence_max_members");
 
     ngx_http_pusher_sub_remove(sub);
 }
@@ -648,6 +654,12 @@ ngx_http_pusher_cache_answer(u_char *socket_id, size_t socket_id_len,
     len = pusher_build_subscription_succeeded(buf, sizeof(buf),
                                               (char *) channel, channel_len);
     (void) ngx_http_pusher_send_text(pc, buf, len);
+
+    if (ngx_http_pusher_debug_on) {
+        ngx_http_pusher_debug_subscribed(pc, channel, channel_len,
+                                         json->len ? " (cached event sent)"
+                                                   : " (cache miss)");
+    }
 
     ngx_http_pusher_cache_send(pc, channel, channel_len, json);
 }
@@ -1189,6 +1201,53 @@ ngx_http_pusher_terminate(ngx_http_pusher_main_conf_t *pmcf, u_char *app_id,
  * ngx_http_pusher_flush_dirty() after the whole batch.
  */
 
+/*
+ * debug: one ring event on one channel in this worker.  The event name is
+ * read from the JSON the broker encoded ({"event":"NAME",...}, already
+ * escaped), the data only counted.
+ */
+
+static void
+ngx_http_pusher_debug_delivery(ngx_http_pusher_app_t *app,
+    pusher_ring_event_view_t *ev, pusher_str_t *channel, ngx_uint_t sent,
+    ngx_uint_t skipped)
+{
+    size_t     i, n, json;
+    ngx_str_t  event;
+
+    n = sizeof("{\"event\":\"") - 1;
+    ngx_str_set(&event, "?");
+
+    if (ev->prefix_len > n
+        && ngx_strncmp(ev->prefix, "{\"event\":\"", n) == 0)
+    {
+        for (i = n; i < ev->prefix_len; i++) {
+            if (ev->prefix[i] == '\\') {
+                i++;
+                continue;
+            }
+
+            if (ev->prefix[i] == '"') {
+                event.data = (u_char *) ev->prefix + n;
+                event.len = ngx_min(i - n, 200);
+                break;
+            }
+        }
+    }
+
+    json = ev->whole ? ev->prefix_len
+                     : ev->prefix_len + channel->len + ev->suffix_len;
+
+    ngx_http_pusher_debug("deliver event \"%V\" app %V channel \"%*s\" "
+                          "(%uz bytes): %ui local socket%s%s%*s",
+                          &event, &app->id, channel->len, channel->data,
+                          json, sent, sent == 1 ? "" : "s",
+                          skipped ? ", excluded socket " : "",
+                          skipped ? ev->socket_id.len : 0,
+                          skipped ? ev->socket_id.data : "");
+}
+
+
 void
 ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
     pusher_ring_event_view_t *ev)
@@ -1203,6 +1262,7 @@ ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
     ngx_http_pusher_msg_t      *msg;
     ngx_http_pusher_sub_t      *sub;
     ngx_http_pusher_channel_t  *ch;
+    ngx_uint_t                  sent, skipped;
 
     app = ngx_http_pusher_app_by_id(pmcf, (u_char *) ev->app_id.data,
                                     ev->app_id.len);
@@ -1243,6 +1303,10 @@ ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
                                                             name.data,
                                                             name.len));
         if (ch == NULL || ngx_queue_empty(&ch->subscribers)) {
+            if (ngx_http_pusher_debug_on) {
+                ngx_http_pusher_debug_delivery(app, ev, &name, 0, 0);
+            }
+
             continue;
         }
 
@@ -1260,6 +1324,9 @@ ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
         name.data = (const char *) ch->name;
         (void) pusher_ring_event_frame(msg->data, ev, &name);
 
+        sent = 0;
+        skipped = 0;
+
         for (q = ngx_queue_head(&ch->subscribers);
              q != ngx_queue_sentinel(&ch->subscribers);
              q = ngx_queue_next(q))
@@ -1267,13 +1334,20 @@ ngx_http_pusher_publish(ngx_http_pusher_main_conf_t *pmcf,
             sub = ngx_queue_data(q, ngx_http_pusher_sub_t, in_channel);
 
             if (sub->conn->id == exclude) {
+                skipped = 1;
                 continue;
             }
 
-            (void) ngx_http_pusher_queue(sub->conn, msg);
+            if (ngx_http_pusher_queue(sub->conn, msg) == NGX_OK) {
+                sent++;
+            }
         }
 
         ngx_http_pusher_msg_release(msg);
+
+        if (ngx_http_pusher_debug_on) {
+            ngx_http_pusher_debug_delivery(app, ev, &name, sent, skipped);
+        }
     }
 }
 

@@ -223,6 +223,11 @@ ngx_http_pusher_handoff(ngx_event_t *wev)
         }
     }
 
+    if (ngx_http_pusher_debug_on) {
+        /* for the connect line of ngx_http_pusher_session_open() */
+        ngx_http_pusher_debug_keep_origin(pc);
+    }
+
     pc->request = NULL;
     c->data = pc;
 

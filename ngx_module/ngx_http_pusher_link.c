@@ -506,6 +506,7 @@ ngx_http_pusher_hello_encode(ngx_http_pusher_main_conf_t *pmcf,
 
     hello.pid = ngx_pid;
     hello.conf_time = (int64_t) pmcf->conf_time;
+    hello.debug = pmcf->debug ? 1 : 0;
     hello.apps = apps;
     hello.napps = pmcf->apps.nelts;
 

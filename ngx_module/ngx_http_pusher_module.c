@@ -36,6 +36,9 @@ static ngx_int_t ngx_http_pusher_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pusher_exit_process(ngx_cycle_t *cycle);
 
 
+ngx_uint_t  ngx_http_pusher_debug_on;
+
+
 /* the bounds of pusher_app.h, which the broker applies as well */
 
 static ngx_conf_post_t  ngx_http_pusher_limit_post = {
@@ -80,6 +83,13 @@ static ngx_command_t  ngx_http_pusher_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pusher_main_conf_t, broker),
+      NULL },
+
+    { ngx_string("pusher_debug"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pusher_main_conf_t, debug),
       NULL },
 
     { ngx_string("pusher_app"),
@@ -347,6 +357,8 @@ ngx_http_pusher_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    pmcf->debug = NGX_CONF_UNSET;
+
     /* the broker keeps the apps of the newest configuration */
     tp = ngx_timeofday();
     pmcf->conf_time = (uint64_t) tp->sec * 1000 + tp->msec;
@@ -366,6 +378,8 @@ ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf)
     if (pmcf->broker.data == NULL) {
         ngx_str_set(&pmcf->broker, NGX_HTTP_PUSHER_DEFAULT_BROKER);
     }
+
+    ngx_conf_init_value(pmcf->debug, 0);
 
     if (pmcf->broker.len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -1232,6 +1246,8 @@ ngx_http_pusher_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_pusher_debug_on = pmcf->debug ? 1 : 0;
+
     if (ngx_http_pusher_ws_init_worker(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -1255,4 +1271,30 @@ ngx_http_pusher_exit_process(ngx_cycle_t *cycle)
     ngx_http_pusher_ws_exit_worker();
     ngx_http_pusher_zone_exit_worker(
         ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pusher_module));
+}
+
+
+ngx_str_t
+ngx_http_pusher_debug_text(u_char *buf, size_t size, const u_char *data,
+    size_t len)
+{
+    size_t     n, cut;
+    ngx_str_t  s;
+
+    /* at most 200 bytes of input, each at most 6 escaped, and "..." */
+
+    cut = pusher_utf8_prefix(data, len, ngx_min(200, (size - 3) / 6));
+
+    n = pusher_json_escape(buf, data, cut);
+
+    if (cut < len) {
+        buf[n++] = '.';
+        buf[n++] = '.';
+        buf[n++] = '.';
+    }
+
+    s.data = buf;
+    s.len = n;
+
+    return s;
 }

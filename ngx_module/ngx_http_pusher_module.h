@@ -241,6 +241,7 @@ typedef struct {
     ngx_array_t                apps;               /* ngx_http_pusher_app_t */
     ngx_str_t                  broker;             /* control socket path */
     uint64_t                   conf_time;          /* unix ms of this conf */
+    ngx_flag_t                 debug;              /* pusher_debug */
     ngx_shm_zone_t            *shm_zone;
     ngx_http_pusher_zone_t    *zone;
     ngx_atomic_uint_t          generation;         /* zone gen. of this conf */
@@ -333,6 +334,7 @@ struct ngx_http_pusher_conn_s {
     unsigned                   online:1;           /* USER_ONLINE sent */
     unsigned                   counted:1;          /* in the zone's count */
     unsigned                   origin_denied:1;
+    unsigned                   peer_closed:1;      /* its close frame came */
 
     pusher_ws_parser_t         parser;
 };
@@ -363,6 +365,27 @@ typedef struct {
 
 /* ngx_http_pusher_module.c */
 extern ngx_module_t  ngx_http_pusher_module;
+
+/*
+ * pusher_debug on: one "[notice] ... pusher debug: ..." line in the
+ * error_log per connection, subscription, client event, delivery and
+ * close; never a secret, a signature or event data (sizes only)
+ */
+extern ngx_uint_t    ngx_http_pusher_debug_on;
+
+#define ngx_http_pusher_debug(fmt, ...)                                      \
+    do {                                                                     \
+        if (ngx_http_pusher_debug_on) {                                      \
+            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,                 \
+                          "pusher debug: " fmt, __VA_ARGS__);                \
+        }                                                                    \
+    } while (0)
+
+/* text of a client for a debug line: JSON-escaped, cut to fit buf */
+ngx_str_t ngx_http_pusher_debug_text(u_char *buf, size_t size,
+    const u_char *data, size_t len);
+/* a text of at most 200 bytes, each escaped to at most 6, and "..." */
+#define NGX_HTTP_PUSHER_DEBUG_TEXT  (6 * 200 + 3)
 
 ngx_http_pusher_app_t *ngx_http_pusher_app_by_key(
     ngx_http_pusher_main_conf_t *pmcf, ngx_str_t *key);
@@ -445,7 +468,12 @@ void ngx_http_pusher_user_online(ngx_http_pusher_conn_t *pc);
 void ngx_http_pusher_user_offline(ngx_http_pusher_conn_t *pc);
 void ngx_http_pusher_session_subscription_error(ngx_http_pusher_conn_t *pc,
     pusher_str_t *channel, const char *type, const char *error,
-    ngx_uint_t status);
+    ngx_uint_t status, const char *why);
+const char *ngx_http_pusher_session_socket(ngx_http_pusher_conn_t *pc,
+    u_char *buf);
+void ngx_http_pusher_debug_keep_origin(ngx_http_pusher_conn_t *pc);
+void ngx_http_pusher_debug_subscribed(ngx_http_pusher_conn_t *pc,
+    u_char *channel, size_t len, const char *how);
 
 /* ngx_http_pusher_channel.c */
 void ngx_http_pusher_channel_init_worker(ngx_http_pusher_main_conf_t *pmcf);

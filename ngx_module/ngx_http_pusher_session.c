@@ -37,12 +37,107 @@ ngx_http_pusher_socket_id(ngx_http_pusher_conn_t *pc, u_char *buf)
 }
 
 
+/* "pid.n" NUL-terminated for debug lines; "-" before connection_established */
+
+const char *
+ngx_http_pusher_session_socket(ngx_http_pusher_conn_t *pc, u_char *buf)
+{
+    if (pc->id == 0) {
+        return "-";
+    }
+
+    *ngx_sprintf(buf, "%P.%ui", ngx_pid, pc->id) = '\0';
+
+    return (const char *) buf;
+}
+
+
+/*
+ * The Origin header of the upgrade for the connect line, "-" if none: kept
+ * by ngx_http_pusher_debug_keep_origin() while the request is there, used
+ * by ngx_http_pusher_session_open() right after, in the same event.
+ */
+
+static u_char     ngx_http_pusher_debug_origin_buf[NGX_HTTP_PUSHER_DEBUG_TEXT];
+static ngx_str_t  ngx_http_pusher_debug_origin_text = ngx_string("-");
+
+
+static ngx_str_t
+ngx_http_pusher_debug_origin(ngx_http_pusher_conn_t *pc, u_char *buf)
+{
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+    ngx_uint_t        i;
+    ngx_str_t         none = ngx_string("-");
+
+    if (pc->request == NULL) {
+        return none;
+    }
+
+    part = &pc->request->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Origin") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
+                               sizeof("Origin") - 1) == 0)
+        {
+            return ngx_http_pusher_debug_text(buf, NGX_HTTP_PUSHER_DEBUG_TEXT,
+                                              h[i].value.data,
+                                              h[i].value.len);
+        }
+    }
+
+    return none;
+}
+
+
+void
+ngx_http_pusher_debug_keep_origin(ngx_http_pusher_conn_t *pc)
+{
+    ngx_http_pusher_debug_origin_text =
+        ngx_http_pusher_debug_origin(pc, ngx_http_pusher_debug_origin_buf);
+}
+
+
 void
 ngx_http_pusher_session_open(ngx_http_pusher_conn_t *pc)
 {
-    size_t   len, n;
-    u_char   id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
-    u_char   buf[NGX_HTTP_PUSHER_FRAME_MAX];
+    size_t     len, n;
+    ngx_str_t  origin;
+    u_char     id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
+    u_char     buf[NGX_HTTP_PUSHER_FRAME_MAX];
+
+    origin = ngx_http_pusher_debug_origin_text;
+    ngx_str_set(&ngx_http_pusher_debug_origin_text, "-");
+
+    if (ngx_http_pusher_debug_on) {
+
+        if (pc->app == NULL) {
+            ngx_http_pusher_debug("connect app (unknown key) origin \"%V\" "
+                                  "worker %P: refused 4001", &origin,
+                                  ngx_pid);
+
+        } else if (!pc->app->enabled || pc->origin_denied) {
+            ngx_http_pusher_debug("connect app %V origin \"%V\" worker %P: "
+                                  "refused %s", &pc->app->id, &origin,
+                                  ngx_pid,
+                                  pc->origin_denied
+                                  ? "4009 (origin not in allowed_origins)"
+                                  : "4003 (app not enabled)");
+        }
+    }
 
     if (pc->app == NULL) {
         ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
@@ -78,6 +173,9 @@ ngx_http_pusher_session_open(ngx_http_pusher_conn_t *pc)
     }
 
     if (ngx_http_pusher_zone_connect(pc) != NGX_OK) {
+        ngx_http_pusher_debug("connect app %V worker %P: refused 4004 "
+                              "(max_connections %ui)", &pc->app->id, ngx_pid,
+                              pc->app->max_connections);
         ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
                       "pusher: app \"%V\" is at max_connections %ui",
                       &pc->app->id, pc->app->max_connections);
@@ -96,6 +194,13 @@ ngx_http_pusher_session_open(ngx_http_pusher_conn_t *pc)
                                               pc->app->activity_timeout);
 
     (void) ngx_http_pusher_send_text(pc, buf, len);
+
+    if (ngx_http_pusher_debug_on) {
+        id[n] = '\0';
+        ngx_http_pusher_debug("connect socket %s app %V origin \"%V\" "
+                              "worker %P", id, &pc->app->id, &origin,
+                              ngx_pid);
+    }
 }
 
 
@@ -134,6 +239,87 @@ ngx_http_pusher_session_rate(ngx_http_pusher_conn_t *pc)
                                   "Rate limit exceeded",
                                   app->rate_limit_terminate);
     return 0;
+}
+
+
+static void
+ngx_http_pusher_debug_unsubscribe(ngx_http_pusher_conn_t *pc,
+    pusher_str_t *channel)
+{
+    ngx_str_t  name;
+    u_char     id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
+    u_char     text[NGX_HTTP_PUSHER_DEBUG_TEXT];
+
+    name = ngx_http_pusher_debug_text(text, sizeof(text),
+                                      (const u_char *) channel->data,
+                                      channel->len);
+
+    ngx_http_pusher_debug("unsubscribe socket %s channel \"%V\"%s",
+                          ngx_http_pusher_session_socket(pc, id), &name,
+                          ngx_http_pusher_find_sub(pc, (u_char *) channel->data,
+                                                   channel->len)
+                          ? "" : ": was not subscribed");
+}
+
+
+/* debug: the subscription is confirmed (subscription_succeeded sent) */
+
+void
+ngx_http_pusher_debug_subscribed(ngx_http_pusher_conn_t *pc, u_char *channel,
+    size_t len, const char *how)
+{
+    ngx_str_t  name;
+    u_char     id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
+    u_char     text[NGX_HTTP_PUSHER_DEBUG_TEXT];
+
+    name = ngx_http_pusher_debug_text(text, sizeof(text), channel, len);
+
+    ngx_http_pusher_debug("subscribe socket %s channel \"%V\": ok%s",
+                          ngx_http_pusher_session_socket(pc, id), &name, how);
+}
+
+
+/*
+ * debug: why an auth string does not authorize the subscription; never
+ * the signature itself
+ */
+
+static const char *
+ngx_http_pusher_auth_why(ngx_http_pusher_app_t *app, pusher_str_t *auth,
+    const char *signed_over)
+{
+    size_t       i, k;
+    const char  *p;
+
+    if (auth->len == 0) {
+        return "no auth in the subscribe (the client got no signature "
+               "from the app's auth endpoint)";
+    }
+
+    p = (const char *) ngx_strlchr((u_char *) auth->data,
+                                   (u_char *) auth->data + auth->len, ':');
+    k = p ? (size_t) (p - auth->data) : auth->len;
+
+    if (p == NULL || k != app->key.len
+        || ngx_strncmp(auth->data, app->key.data, k) != 0)
+    {
+        return "the auth is not \"key:signature\" with this app's key "
+               "(signed for another app?)";
+    }
+
+    if (auth->len - k - 1 != 64) {
+        return "the signature is not 64 hex digits";
+    }
+
+    for (i = k + 1; i < auth->len; i++) {
+        if (!((auth->data[i] >= '0' && auth->data[i] <= '9')
+              || (auth->data[i] >= 'a' && auth->data[i] <= 'f')))
+        {
+            return "the signature is not 64 lowercase hex digits";
+        }
+    }
+
+    return signed_over;
 }
 
 
@@ -178,6 +364,10 @@ ngx_http_pusher_session_message(ngx_http_pusher_conn_t *pc,
         break;
 
     case PUSHER_MSG_UNSUBSCRIBE:
+        if (ngx_http_pusher_debug_on) {
+            ngx_http_pusher_debug_unsubscribe(pc, &m.channel);
+        }
+
         ngx_http_pusher_unsubscribe(pc, (u_char *) m.channel.data,
                                     m.channel.len);
         break;
@@ -219,7 +409,10 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
     if (!pusher_channel_name_valid(ch->data, ch->len)) {
         ngx_http_pusher_session_subscription_error(pc, ch, "InvalidChannel",
                                            "Invalid channel name",
-                                           PUSHER_ERR_UNAUTHORIZED);
+                                           PUSHER_ERR_UNAUTHORIZED,
+                                           "the name is not "
+                                           "[-a-zA-Z0-9_=@,.;]+ of at most "
+                                           "200 bytes");
         return;
     }
 
@@ -243,7 +436,12 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
         {
             ngx_http_pusher_session_subscription_error(pc, ch, "AuthError",
                                             "Not signed in as this user",
-                                            401);
+                                            401,
+                                            pc->user_id.len
+                                            ? "the socket signed in as "
+                                              "another user"
+                                            : "the socket has not signed in "
+                                              "(pusher:signin)");
             return;
         }
 
@@ -267,7 +465,13 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
                           "pusher: invalid auth for channel \"%*s\"",
                           ch->len, ch->data);
             ngx_http_pusher_session_subscription_error(pc, ch, "AuthError",
-                                               "Invalid signature", 401);
+                                               "Invalid signature", 401,
+                ngx_http_pusher_debug_on
+                ? ngx_http_pusher_auth_why(app, &m->auth,
+                      "the signature is not that of socket_id:channel with "
+                      "this app's secret (signed for another socket_id or "
+                      "channel, or with another secret)")
+                : NULL);
             return;
         }
     }
@@ -299,14 +503,16 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
 
     if (rc == NGX_ERROR) {
         ngx_http_pusher_session_subscription_error(pc, ch, "ServerError",
-                                           "Server error", 500);
+                                           "Server error", 500,
+                                           "out of memory");
         return;
     }
 
     if (rc == NGX_BUSY) {
         ngx_http_pusher_session_subscription_error(pc, ch, "LimitReached",
                                            "Too many subscriptions",
-                                           PUSHER_ERR_OVER_CAPACITY);
+                                           PUSHER_ERR_OVER_CAPACITY,
+                                           "the socket holds 1000 channels");
         return;
     }
 
@@ -320,6 +526,14 @@ ngx_http_pusher_subscribe_message(ngx_http_pusher_conn_t *pc,
                                               ch->len);
 
     (void) ngx_http_pusher_send_text(pc, buf, len);
+
+    if (ngx_http_pusher_debug_on) {
+        ngx_http_pusher_debug_subscribed(pc, (u_char *) ch->data, ch->len,
+                                         rc == NGX_DECLINED
+                                         ? " (again)"
+                                         : pusher_channel_needs_auth(type)
+                                           ? " (signature valid)" : "");
+    }
 }
 
 
@@ -335,7 +549,7 @@ ngx_http_pusher_subscribe_presence_message(ngx_http_pusher_conn_t *pc,
     ngx_str_t               user_id, user_info;
     pusher_str_t           *ch;
     ngx_http_pusher_app_t  *app;
-    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
+    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
 
     app = pc->app;
     ch = &m->channel;
@@ -353,7 +567,23 @@ ngx_http_pusher_subscribe_presence_message(ngx_http_pusher_conn_t *pc,
                       "pusher: invalid auth for channel \"%*s\"",
                       ch->len, ch->data);
         ngx_http_pusher_session_subscription_error(pc, ch, "AuthError",
-                                                   "Invalid signature", 401);
+                                                   "Invalid signature", 401,
+            !ngx_http_pusher_debug_on
+            ? NULL
+            : (m->channel_data.len == 0 && pc->user_id.len == 0)
+              ? (m->auth.len == 0
+                 ? "no auth in the subscribe (the client got no signature "
+                   "from the app's auth endpoint)"
+                 : "no channel_data and the socket has not signed in")
+              : ngx_http_pusher_auth_why(app, &m->auth,
+                    m->channel_data.len
+                    ? "the signature is not that of "
+                      "socket_id:channel:channel_data with this app's "
+                      "secret (signed for another socket_id, channel or "
+                      "channel_data, or with another secret)"
+                    : "the signature is not that of socket_id:channel with "
+                      "this app's secret (signed for another socket_id or "
+                      "channel, or with another secret)"));
         return;
     }
 
@@ -397,7 +627,11 @@ ngx_http_pusher_subscribe_presence_message(ngx_http_pusher_conn_t *pc,
         cJSON_Delete(data);
         ngx_http_pusher_session_subscription_error(pc, ch, "AuthError",
                                                    "Invalid channel_data",
-                                                   401);
+                                                   401,
+                                                   "channel_data is not a JSON "
+                                                   "object with a user_id "
+                                                   "that is a number or a "
+                                                   "non-empty string");
         return;
     }
 
@@ -423,7 +657,9 @@ ngx_http_pusher_subscribe_presence_message(ngx_http_pusher_conn_t *pc,
         cJSON_free(info_json);
         ngx_http_pusher_session_subscription_error(pc, ch, "LimitReached",
                                      "The maximum size of user info was "
-                                     "exceeded", PUSHER_ERR_CLIENT_EVENT);
+                                     "exceeded", PUSHER_ERR_CLIENT_EVENT,
+                                     "user_info is over "
+                                     "presence_max_user_info");
         return;
     }
 
@@ -442,11 +678,21 @@ done:
     if (rc == NGX_BUSY) {
         ngx_http_pusher_session_subscription_error(pc, ch, "LimitReached",
                                                    "Too many subscriptions",
-                                                   PUSHER_ERR_OVER_CAPACITY);
+                                                   PUSHER_ERR_OVER_CAPACITY,
+                                                   "the socket holds 1000 "
+                                                   "channels");
 
     } else if (rc == NGX_ERROR) {
         ngx_http_pusher_session_subscription_error(pc, ch, "ServerError",
-                                                   "Server error", 500);
+                                                   "Server error", 500,
+                                                   "out of memory");
+
+    } else if (rc == NGX_OK) {
+        ngx_http_pusher_debug("subscribe socket %s channel \"%*s\": "
+                              "signature valid, waiting for the broker's "
+                              "member list",
+                              ngx_http_pusher_session_socket(pc, id),
+                              ch->len, ch->data);
     }
 }
 
@@ -468,9 +714,12 @@ ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     pusher_str_t           *ch;
     ngx_msec_t              now;
     ngx_http_pusher_app_t  *app;
+    ngx_int_t               rc;
+    ngx_str_t               name;
     ngx_http_pusher_sub_t  *sub;
     pusher_channel_type_e   type;
-    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
+    u_char                  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
+    u_char                  text[NGX_HTTP_PUSHER_DEBUG_TEXT];
 
     app = pc->app;
     ch = &m->channel;
@@ -610,7 +859,19 @@ ngx_http_pusher_client_event(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     f[3].data = json;
     f[3].len = p - json;
 
-    (void) ngx_http_pusher_uplink(PUSHER_CTL_CLIENT_EVENT, f, 4);
+    rc = ngx_http_pusher_uplink(PUSHER_CTL_CLIENT_EVENT, f, 4);
+
+    if (ngx_http_pusher_debug_on) {
+        id[n] = '\0';
+        name = ngx_http_pusher_debug_text(text, sizeof(text),
+                                          (const u_char *) m->event.data,
+                                          m->event.len);
+        ngx_http_pusher_debug("client event \"%V\" socket %s channel "
+                              "\"%*s\" data %uz bytes: %s", &name, id,
+                              ch->len, ch->data, len,
+                              rc == NGX_OK ? "relayed to the broker"
+                                           : "dropped (no broker link)");
+    }
 
     ngx_http_pusher_count(app, client_events);
 
@@ -632,7 +893,7 @@ ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     size_t                  n, len, wl_len, ui_len;
     cJSON                  *data, *id, *obj, *watch, *info;
     ngx_http_pusher_app_t  *app;
-    u_char                  sid[NGX_HTTP_PUSHER_SOCKET_ID_LEN];
+    u_char                  sid[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
     u_char                  channel[PUSHER_CHANNEL_MAX];
 
     app = pc->app;
@@ -646,6 +907,11 @@ ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     {
         ngx_log_error(NGX_LOG_INFO, pc->connection->log, 0,
                       "pusher: invalid pusher:signin auth");
+        ngx_http_pusher_debug("signin socket %s: refused: %s",
+            ngx_http_pusher_session_socket(pc, sid),
+            ngx_http_pusher_auth_why(app, &m->auth,
+                "the signature is not that of socket_id::user::user_data "
+                "with this app's secret"));
         ngx_http_pusher_session_error(pc, PUSHER_ERR_UNAUTHORIZED,
                                       "Connection not authorized", 1);
         return;
@@ -724,6 +990,10 @@ ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc, pusher_msg_t *m)
     pc->user_info.data = p + len + wl_len;
     pc->user_info.len = ui_len;
     pc->authorized = 1;
+
+    ngx_http_pusher_debug("signin socket %s: ok, user \"%V\"",
+                          ngx_http_pusher_session_socket(pc, sid),
+                          &pc->user_id);
 
     /*
      * the socket joins #server-to-user-{id} now, before signin_success:
@@ -838,10 +1108,24 @@ ngx_http_pusher_user_offline(ngx_http_pusher_conn_t *pc)
 void
 ngx_http_pusher_session_subscription_error(ngx_http_pusher_conn_t *pc,
     pusher_str_t *channel, const char *type, const char *error,
-    ngx_uint_t status)
+    ngx_uint_t status, const char *why)
 {
-    u_char  *p, *last;
-    u_char   buf[NGX_HTTP_PUSHER_FRAME_MAX];
+    u_char     *p, *last;
+    ngx_str_t   name;
+    u_char      buf[NGX_HTTP_PUSHER_FRAME_MAX];
+    u_char      id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
+
+    if (ngx_http_pusher_debug_on) {
+        /* buf is free until the frame is built */
+        name = ngx_http_pusher_debug_text(buf, sizeof(buf),
+                                          (const u_char *) channel->data,
+                                          channel->len);
+        ngx_http_pusher_debug("subscribe socket %s channel \"%V\": "
+                              "refused %s %ui \"%s\"%s%s",
+                              ngx_http_pusher_session_socket(pc, id), &name,
+                              type, status, error, why ? ": " : "",
+                              why ? why : "");
+    }
 
     /*
      * the channel was a JSON string: at most 6 bytes out per byte in, and
@@ -894,6 +1178,11 @@ ngx_http_pusher_session_error(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
 {
     size_t  n;
     u_char  buf[NGX_HTTP_PUSHER_FRAME_MAX];
+    u_char  id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
+
+    ngx_http_pusher_debug("error socket %s: %ui \"%s\"%s",
+                          ngx_http_pusher_session_socket(pc, id), code,
+                          message, close ? ", closing" : "");
 
     n = pusher_build_error(buf, sizeof(buf), (int) code, message);
 

@@ -21,6 +21,9 @@ static ngx_int_t ngx_http_pusher_flush(ngx_http_pusher_conn_t *pc);
 static ngx_int_t ngx_http_pusher_flush_now(ngx_http_pusher_conn_t *pc);
 static void ngx_http_pusher_flush_expired(ngx_event_t *ev);
 static void ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc);
+static void ngx_http_pusher_debug_close(ngx_http_pusher_conn_t *pc,
+    ngx_uint_t code, const char *reason);
+static void ngx_http_pusher_debug_close_lost(ngx_http_pusher_conn_t *pc);
 static void ngx_http_pusher_out_release(ngx_http_pusher_conn_t *pc,
     ngx_http_pusher_out_t *out);
 static void *ngx_http_pusher_parser_alloc(size_t size, void *ctx);
@@ -349,6 +352,7 @@ ngx_http_pusher_process(ngx_http_pusher_conn_t *pc, u_char *pos, u_char *end)
                 code = PUSHER_WS_CLOSE_NORMAL;
             }
 
+            pc->peer_closed = 1;
             ngx_http_pusher_send_close(pc, code, "");
             return NGX_DONE;
 
@@ -713,6 +717,36 @@ ngx_http_pusher_send_control(ngx_http_pusher_conn_t *pc, ngx_uint_t opcode,
 }
 
 
+/* debug: a socket closes: who began, the code and the reason */
+
+static void
+ngx_http_pusher_debug_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
+    const char *reason)
+{
+    ngx_uint_t  n;
+    ngx_queue_t *q;
+    u_char      id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
+
+    n = 0;
+
+    for (q = ngx_queue_head(&pc->subs);
+         q != ngx_queue_sentinel(&pc->subs);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
+
+    ngx_http_pusher_debug("close socket %s: code %ui%s%s%s by the %s after "
+                          "%M ms, leaving %ui channel%s",
+                          ngx_http_pusher_session_socket(pc, id), code,
+                          reason[0] ? " \"" : "", reason,
+                          reason[0] ? "\"" : "",
+                          pc->peer_closed ? "client" : "server",
+                          ngx_current_msec - pc->opened, n,
+                          n == 1 ? "" : "s");
+}
+
+
 /*
  * Queues a close frame; nothing is queued after it.  The socket leaves its
  * channels at once; it is closed when the peer answers, after the frame is
@@ -731,6 +765,10 @@ ngx_http_pusher_send_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
 
     if (pc->closing) {
         return;
+    }
+
+    if (ngx_http_pusher_debug_on) {
+        ngx_http_pusher_debug_close(pc, code, reason);
     }
 
     ngx_http_pusher_unsubscribe_all(pc);
@@ -1116,6 +1154,30 @@ ngx_http_pusher_ws_reconnect_subscribed(void)
 
 
 static void
+ngx_http_pusher_debug_close_lost(ngx_http_pusher_conn_t *pc)
+{
+    ngx_uint_t   n;
+    ngx_queue_t *q;
+    u_char       id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
+
+    n = 0;
+
+    for (q = ngx_queue_head(&pc->subs);
+         q != ngx_queue_sentinel(&pc->subs);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
+
+    ngx_http_pusher_debug("close socket %s: connection lost without a close "
+                          "frame after %M ms, leaving %ui channel%s",
+                          ngx_http_pusher_session_socket(pc, id),
+                          ngx_current_msec - pc->opened, n,
+                          n == 1 ? "" : "s");
+}
+
+
+static void
 ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
 {
     ngx_connection_t       *c;
@@ -1124,6 +1186,11 @@ ngx_http_pusher_finalize(ngx_http_pusher_conn_t *pc)
     c = pc->connection;
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "pusher ws close");
+
+    if (ngx_http_pusher_debug_on && !pc->closing) {
+        /* no close handshake: FIN, RST, an error, or nginx stopping */
+        ngx_http_pusher_debug_close_lost(pc);
+    }
 
     if (pc->in_dirty) {
         ngx_queue_remove(&pc->dirty);

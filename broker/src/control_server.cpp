@@ -402,12 +402,15 @@ bool control_server::on_hello(const worker_ptr &w, std::string_view payload,
         if (apps_.update(hello.conf_time, hello.apps, hello.napps)) {
             // endpoints that did not change keep their queues
             hooks_.configure();
-            if (hello.conf_time != before) {
+            bool debug = hello.debug != 0;
+            if (hello.conf_time != before || debug != debug_enabled) {
+                debug_enabled = debug;
                 log_line("app table from nginx worker pid "
                          + std::to_string(w->pid) + ": "
                          + std::to_string(apps_.size())
                          + " app(s), conf_time "
-                         + std::to_string(hello.conf_time));
+                         + std::to_string(hello.conf_time)
+                         + (debug ? ", pusher_debug on" : ""));
             }
         }
     } catch (const std::invalid_argument &e) {

@@ -17,4 +17,16 @@ void log_line(std::string_view message)
     std::fflush(stderr);
 }
 
+void debug_line(std::string_view message)
+{
+    if (!debug_enabled) {
+        return;
+    }
+    std::string line;
+    line.reserve(message.size() + 16);
+    line.append("pusher debug: ");
+    line.append(message);
+    log_line(line);
+}
+
 } // namespace pusher::broker

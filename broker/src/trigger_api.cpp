@@ -277,9 +277,26 @@ api_response trigger_api::handle(std::string_view method,
     try {
         switch (r) {
         case route::events:
-        case route::batch:
-            return trigger(method, path, query, app_id, r == route::batch,
-                           body, waited);
+        case route::batch: {
+            debug_.clear();
+            api_response res;
+            try {
+                res = trigger(method, path, query, app_id, r == route::batch,
+                              body, waited);
+            } catch (const api_error &e) {
+                res = error(e.status, e.message);
+            }
+            if (debug_enabled && !res.retry) {
+                if (debug_.empty()) {
+                    debug_ = "trigger app ";
+                    append_json_escaped(debug_, app_id.substr(0, 64));
+                }
+                debug_line(debug_ + ": " + std::to_string(res.status) + " "
+                           + (res.status == 200 ? std::string("published")
+                                                : res.body));
+            }
+            return res;
+        }
         case route::channels:
             return channels(query,
                             authenticate(method, path, query, app_id, body));
@@ -411,6 +428,10 @@ api_response trigger_api::trigger(std::string_view method,
             events_.emplace_back();
             parse_event(*a, item, events_.back());
         }
+    }
+
+    if (debug_enabled) {
+        describe(a->id);
     }
 
     // All or nothing, and nothing over what a worker that keeps up has yet
@@ -757,6 +778,39 @@ void trigger_api::parse_event(const app &a, const cJSON *obj, event &ev)
         throw api_error{413, "Event too large"};
     }
     ev.record = static_cast<std::uint32_t>(size);
+}
+
+// "trigger app A event "E" channels "a","b" data N bytes except socket S",
+// one "; event ..." more per batch item
+void trigger_api::describe(std::string_view app_id)
+{
+    debug_ = "trigger app ";
+    append_json_escaped(debug_, app_id);
+    if (events_.size() > 1) {
+        debug_ += " batch of " + std::to_string(events_.size());
+    }
+    bool first = true;
+    for (const event &ev : events_) {
+        debug_ += first ? " event \"" : "; event \"";
+        first = false;
+        append_json_escaped(debug_, ev.name);
+        debug_ += "\" channel";
+        std::size_t n = 0;
+        std::string names;
+        for_each_channel(ev.channels, ev.channel,
+                         [&](std::string_view channel) {
+            names += n++ ? ",\"" : "\"";
+            append_json_escaped(names, channel);
+            names += '"';
+        });
+        debug_ += n == 1 ? " " : "s ";
+        debug_ += names;
+        debug_ += " data " + std::to_string(ev.data.size()) + " bytes";
+        if (!ev.socket_id.empty()) {
+            debug_ += " except socket ";
+            debug_ += ev.socket_id;
+        }
+    }
 }
 
 std::uint32_t trigger_api::record_size(const app &a, std::string_view name,

@@ -128,6 +128,8 @@ private:
     bool release(const coalescer::held_event &held);
     void on_coalesce_timer();
     void arm_coalesce_timer(coalescer::time_point at);
+    // pusher_debug: the events of the request (no data, no signature)
+    void describe(std::string_view app_id);
 
     segment &seg_;
     app_registry &apps_;
@@ -141,6 +143,8 @@ private:
     net::steady_timer coalesce_timer_;
     // when the timer is set to fire; nothing when it is idle
     std::optional<coalescer::time_point> timer_at_;
+    // pusher_debug: what the request asked for, for its debug line
+    std::string debug_;
 };
 
 } // namespace pusher::broker

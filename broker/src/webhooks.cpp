@@ -806,6 +806,13 @@ net::awaitable<void> webhook_sender::run(endpoint_ptr ep)
                 if (ep->stopped) {
                     co_return;
                 }
+                if (debug_enabled) {
+                    debug_line(ep->who() + ":" + counts_text(types)
+                               + " in " + std::to_string(body.size())
+                               + " bytes, attempt " + std::to_string(attempt)
+                               + ": " + (ok ? "delivered" : "failed (" + why
+                                                                + ")"));
+                }
                 if (ok) {
                     ep->stats.delivered += batch.size();
                     if (ep->failing) {

@@ -1,11 +1,29 @@
-// The harness the broker tests share (test_presence, test_users, test_api):
-// each starts pusher-broker itself (argv[1]) with temporary sockets and a
-// unique shm name, plays nginx workers on the control socket and reads the
-// ring records the broker writes.
+// The harness the broker tests share (test_presence, test_users, test_api,
+// test_webhooks; test_tables and test_webhook_config without a broker).
 //
-// Whatever happens, the broker is stopped and its sockets, directory and
-// shm object removed (a failed check or the alarm ends the test through
-// fail(), which cleans up).
+// A test is a list of named cases:
+//
+//     TEST_CASE("presence: a second tab of a user adds no member")
+//     {
+//         ...
+//         CHECK_EQ(got, expected);
+//     }
+//
+// run by test_main() in the order of the file, each in a process of its
+// own (fork), so that a failed case reports its name and the others still
+// run.  A broker test's case gets a broker of its own: pusher-broker
+// (argv[1]) with temporary sockets and a unique shm name, on which it plays
+// nginx workers on the control socket and reads the ring records the
+// broker writes.  Whatever happens, the broker is stopped and its sockets,
+// directory and shm object removed (a failed check or the alarm ends the
+// case through fail(), which cleans up).
+//
+//     test_presence PUSHER-BROKER [--list] [FILTER...]
+//     test_tables [--list] [FILTER...]
+//
+// runs the cases whose names contain one of the FILTERs (all without),
+// printing "ok: NAME" or "FAIL: NAME" for each and a count at the end; a
+// FILTER that matches no case fails.  --list prints the names.
 
 #pragma once
 
@@ -17,6 +35,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -46,6 +65,38 @@ inline std::string g_control, g_api, g_log, g_shm;
 inline pid_t g_broker = -1;
 inline void *g_base = nullptr;
 inline std::size_t g_size = 0;
+
+// ---- named cases ----------------------------------------------------------
+
+struct test_case {
+    std::string name;
+    void (*fn)();
+};
+
+inline std::vector<test_case> &test_cases()
+{
+    static std::vector<test_case> cases;
+    return cases;
+}
+
+// the case running in this process, for fail()
+inline const char *g_case = nullptr;
+
+struct test_case_registrar {
+    test_case_registrar(const char *name, void (*fn)())
+    {
+        test_cases().push_back(test_case{name, fn});
+    }
+};
+
+#define PUSHER_TEST_CAT2(a, b) a##b
+#define PUSHER_TEST_CAT(a, b) PUSHER_TEST_CAT2(a, b)
+#define TEST_CASE(name)                                                      \
+    static void PUSHER_TEST_CAT(test_case_fn_, __LINE__)();                  \
+    static const test_case_registrar PUSHER_TEST_CAT(test_case_reg_,         \
+                                                     __LINE__){              \
+        name, PUSHER_TEST_CAT(test_case_fn_, __LINE__)};                     \
+    static void PUSHER_TEST_CAT(test_case_fn_, __LINE__)()
 
 inline void cleanup()
 {
@@ -101,7 +152,11 @@ inline void dump_log()
 {
     va_list ap;
     va_start(ap, fmt);
-    std::fprintf(stderr, "FAIL: ");
+    if (g_case != nullptr) {
+        std::fprintf(stderr, "FAIL: %s: ", g_case);
+    } else {
+        std::fprintf(stderr, "FAIL: ");
+    }
     std::vfprintf(stderr, fmt, ap);
     std::fprintf(stderr, "\n");
     va_end(ap);
@@ -540,25 +595,12 @@ inline void start_broker(const char *binary, const char *dir_template,
     fail("the broker did not listen");
 }
 
-// main() of a broker test: starts the broker, runs the cases and checks a
-// clean stop; prints "<name>: all checks passed"
-inline int test_main(int argc, char **argv, const char *name,
-                     const char *dir_template, const char *shm_prefix,
-                     void (*run)())
+// a broker case ends with a clean stop: exit status 0 (under ASan, also no
+// leak report)
+inline void stop_broker_cleanly()
 {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: %s PUSHER-BROKER\n", argv[0]);
-        return 2;
-    }
-    std::signal(SIGPIPE, SIG_IGN);
-    std::signal(SIGALRM, on_alarm);
-    // a hang guard: the churn cases of broker_webhooks take ~10 s under ASan
-    alarm(60);
-
-    start_broker(argv[1], dir_template, shm_prefix);
-    run();
-
-    // a clean stop: exit status 0 (under ASan, also no leak report)
+    // the broker is still alive and well
+    CHECK(waitpid(g_broker, nullptr, WNOHANG) == 0);
     kill(g_broker, SIGTERM);
     int status = 0;
     CHECK(waitpid(g_broker, &status, 0) == g_broker);
@@ -569,7 +611,113 @@ inline int test_main(int argc, char **argv, const char *name,
     if (std::getenv("PUSHER_TEST_VERBOSE") != nullptr) {
         dump_log();
     }
-    cleanup();
-    std::printf("%s: all checks passed\n", name);
-    return 0;
+}
+
+// main() of a test: runs the cases (see the top of this file).  broker:
+// each case gets a pusher-broker (argv[1]) of its own, in a directory made
+// from dir_template and with the shm name shm_prefix and the case's pid.
+inline int test_main(int argc, char **argv, const char *name, bool broker,
+                     const char *dir_template = nullptr,
+                     const char *shm_prefix = nullptr)
+{
+    int first = broker ? 2 : 1;
+    if (argc < first) {
+        std::fprintf(stderr, "usage: %s%s [--list] [FILTER...]\n", argv[0],
+                     broker ? " PUSHER-BROKER" : "");
+        return 2;
+    }
+    std::vector<test_case> &cases = test_cases();
+    std::vector<std::string> filters;
+    bool list = false;
+    for (int i = first; i < argc; i++) {
+        if (std::string_view(argv[i]) == "--list") {
+            list = true;
+        } else {
+            filters.emplace_back(argv[i]);
+        }
+    }
+    for (std::size_t i = 0; i < cases.size(); i++) {
+        for (std::size_t j = 0; j < i; j++) {
+            if (cases[i].name == cases[j].name) {
+                std::fprintf(stderr, "%s: two cases named \"%s\"\n", name,
+                             cases[i].name.c_str());
+                return 2;
+            }
+        }
+    }
+    std::vector<bool> matched(filters.size(), false);
+    std::vector<const test_case *> selected;
+    for (const test_case &c : cases) {
+        bool take = filters.empty();
+        for (std::size_t f = 0; f < filters.size(); f++) {
+            if (c.name.find(filters[f]) != std::string::npos) {
+                matched[f] = true;
+                take = true;
+            }
+        }
+        if (take) {
+            selected.push_back(&c);
+        }
+    }
+    for (std::size_t f = 0; f < filters.size(); f++) {
+        if (!matched[f]) {
+            std::fprintf(stderr, "%s: no case matches \"%s\"\n", name,
+                         filters[f].c_str());
+            return 1;
+        }
+    }
+    if (list) {
+        for (const test_case *c : selected) {
+            std::printf("%s\n", c->name.c_str());
+        }
+        return 0;
+    }
+    if (selected.empty()) {
+        std::fprintf(stderr, "%s: no cases\n", name);
+        return 1;
+    }
+
+    std::signal(SIGPIPE, SIG_IGN);
+    std::size_t failed = 0;
+    for (const test_case *c : selected) {
+        std::fflush(stdout);
+        std::fflush(stderr);
+        pid_t pid = fork();
+        if (pid < 0) {
+            std::perror("fork");
+            return 2;
+        }
+        if (pid == 0) {
+            g_case = c->name.c_str();
+            std::signal(SIGALRM, on_alarm);
+            // a hang guard: the churn cases of broker_webhooks take ~10 s
+            // under ASan
+            alarm(60);
+            if (broker) {
+                start_broker(argv[1], dir_template, shm_prefix);
+            }
+            c->fn();
+            if (broker) {
+                stop_broker_cleanly();
+            }
+            cleanup();
+            std::fflush(stdout);
+            std::exit(0);
+        }
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            std::printf("ok: %s\n", c->name.c_str());
+        } else {
+            failed++;
+            std::printf("FAIL: %s (%s %d)\n", c->name.c_str(),
+                        WIFEXITED(status) ? "exit status" : "signal",
+                        WIFEXITED(status) ? WEXITSTATUS(status)
+                                          : WTERMSIG(status));
+        }
+    }
+    std::printf("%s: %zu case(s), %zu failed\n", name, selected.size(),
+                failed);
+    return failed == 0 ? 0 : 1;
 }

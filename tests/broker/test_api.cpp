@@ -1,5 +1,5 @@
 // The broker's HTTP API for channels, users and terminate_connections
-// without nginx: this test starts pusher-broker itself (argv[1]) with
+// without nginx: each case starts pusher-broker itself (argv[1]) with
 // temporary sockets and a unique shm name, plays two nginx workers on the
 // control socket (HELLO, OCCUPANCY, PRESENCE_JOIN) and sends signed
 // HTTP/1.1 requests over the API's unix socket, signed both the way the
@@ -236,7 +236,7 @@ void no_event()
     }
 }
 
-// ---- the cases ----------------------------------------------------------
+// ---- the steps ----------------------------------------------------------
 
 void setup(worker &a, worker &b)
 {
@@ -569,24 +569,67 @@ void coalescing()
     no_event();
 }
 
-void run()
-{
+// ---- the cases ----------------------------------------------------------
+
+// a case's broker: two workers with setup()'s channels and members
+struct api_fixture {
     worker a, b;
-    hello(a, 2001);
-    map_segment();
-    hello(b, 2002);
 
-    setup(a, b);
+    api_fixture()
+    {
+        hello(a, 2001);
+        map_segment();
+        hello(b, 2002);
+        setup(a, b);
+    }
+};
+
+TEST_CASE("api: GET channels lists occupied channels by prefix, user_count "
+          "for presence only, apps apart")
+{
+    api_fixture f;
     list_channels();
-    channel_info();
-    channel_users();
-    events_info();
-    terminate();
-    routing();
-    coalescing();
+}
 
-    // the broker is still alive and well
-    CHECK(waitpid(g_broker, nullptr, WNOHANG) == 0);
+TEST_CASE("api: GET channels/{name} answers occupied, counts and the cached "
+          "event, and refuses bad names and info")
+{
+    api_fixture f;
+    channel_info();
+}
+
+TEST_CASE("api: GET channels/{name}/users lists a presence channel's users "
+          "in join order")
+{
+    api_fixture f;
+    channel_users();
+}
+
+TEST_CASE("api: info on events and batch_events answers the counts, a bad "
+          "info publishes nothing")
+{
+    api_fixture f;
+    events_info();
+}
+
+TEST_CASE("api: terminate_connections writes a TERMINATE record when signed "
+          "and a valid user id")
+{
+    api_fixture f;
+    terminate();
+}
+
+TEST_CASE("api: unknown routes get 404, wrong methods 405, unsigned 401")
+{
+    api_fixture f;
+    routing();
+}
+
+TEST_CASE("api: a coalesced channel writes the first event at once, nothing "
+          "while its window lasts, and the latest when it ends")
+{
+    api_fixture f;
+    coalescing();
 }
 
 } // namespace
@@ -594,6 +637,6 @@ void run()
 int main(int argc, char **argv)
 {
     g_ring_hook = keep_terminate;
-    return test_main(argc, argv, "test_api", "/tmp/pusher-api-XXXXXX",
-                     "/pusher-api-test-", run);
+    return test_main(argc, argv, "test_api", true, "/tmp/pusher-api-XXXXXX",
+                     "/pusher-api-test-");
 }

@@ -1,4 +1,4 @@
-// Channel occupancy and signed-in users without nginx: this test starts
+// Channel occupancy and signed-in users without nginx: each case starts
 // pusher-broker itself (argv[1]) with temporary sockets and a unique shm
 // name, plays nginx workers on the control socket (HELLO, OCCUPANCY,
 // USER_ONLINE/OFFLINE) and checks the exact ring records
@@ -93,7 +93,7 @@ double now_ms()
            + static_cast<double>(ts.tv_nsec) / 1.0e6;
 }
 
-// ---- the cases ----------------------------------------------------------
+// ---- the steps ----------------------------------------------------------
 
 // a HELLO whose subscription_count is not a boolean is refused
 void bad_hello()
@@ -109,7 +109,10 @@ void bad_hello()
     close(fd);
 }
 
-void users(worker &a, worker &b)
+// The sign-in story, step by step: a case runs the steps before its own
+// (which check what they did as well), then its own.
+
+void step_online(worker &a, worker &b)
 {
     // alice signs in: nobody of her watchlist is online
     a.online("alice", "1.1", "[\"bob\",\"carol\"]");
@@ -126,7 +129,10 @@ void users(worker &a, worker &b)
     // list again (a duplicate counts once)
     a.online("bob", "1.2", "[\"alice\",\"alice\",\"nobody\"]");
     expect_watch("bob", "online", {"alice"});
+}
 
+void step_more_sockets(worker &a, worker &b)
+{
     // alice's second socket, no watchlist: nothing
     a.online("alice", "1.3");
     barrier(a);
@@ -144,7 +150,10 @@ void users(worker &a, worker &b)
     b.online("carol", "2.2");
     barrier(b);
     expect_no_record();
+}
 
+void step_last_socket(worker &a, worker &b)
+{
     // alice's last socket: "offline" once to bob, who watches her from
     // two sockets
     a.offline("alice", "1.3");
@@ -166,7 +175,10 @@ void users(worker &a, worker &b)
     barrier(a);
     barrier(b);
     expect_no_record();
+}
 
+void step_escapes(worker &a, worker &b)
+{
     // ids are escaped in the data; a watcher whose channel would not be a
     // valid channel name ("a b") gets nothing
     b.online("w1", "2.5", "[\"q\\\"uote\"]");
@@ -176,7 +188,10 @@ void users(worker &a, worker &b)
     barrier(a);
     barrier(b);
     expect_no_record();
+}
 
+void step_watchlist_limit(worker &a, worker &b)
+{
     // a watchlist counts up to 100 ids
     a.online("u5", "1.6");
     a.online("u120", "1.7");
@@ -192,7 +207,10 @@ void users(worker &a, worker &b)
     expect_no_record();
     a.offline("u5", "1.6");
     expect_watch("big", "offline", {"u5"});
+}
 
+void step_malformed(worker &a, worker &b)
+{
     // malformed sign-ins are ignored
     a.online("mallory", "1.8", "{\"a\":1}");
     a.online("mallory", "1.8", "nope");
@@ -208,11 +226,19 @@ void users(worker &a, worker &b)
     b.online("watcher-m", "2.8", "[\"mallory\"]");
     barrier(b);
     expect_no_record();
+}
 
+void step_not_ids(worker &a, worker &b)
+{
+    (void) a;
     // entries of a watchlist that are not user ids are skipped
     b.online("nina", "2.12", "[7,\"carol\",null,\"\",{}]");
     expect_watch("nina", "online", {"carol"});
+}
 
+void step_worker_ends(worker &a, worker &b)
+{
+    (void) a;
     // one user, two sockets on worker c and one on b: c's connection
     // ends, she stays online; her last socket makes her offline once
     worker c, d;
@@ -236,7 +262,10 @@ void users(worker &a, worker &b)
     expect_watch("frank", "online", {"eve"});
     detach(d);
     expect_watch("frank", "offline", {"eve"});
+}
 
+void step_reannounce(worker &a, worker &b)
+{
     // a socket announced again (after a reconnect): the user stays
     // online, the watchlist is replaced and its online part sent again
     b.online("frank", "2.9", "[\"carol\"]");
@@ -244,7 +273,11 @@ void users(worker &a, worker &b)
     a.online("eve", "1.9");
     barrier(a);
     expect_no_record();
+}
 
+void step_apps_apart(worker &a, worker &b)
+{
+    (void) b;
     // users of another app are apart (frank is online in app1 only); a
     // user watching itself sees itself online
     a.online("carol", "1.10", "[\"carol\",\"frank\"]", "app2");
@@ -252,6 +285,28 @@ void users(worker &a, worker &b)
                   "app2");
     barrier(a);
     expect_no_record();
+}
+
+void (*const user_steps[])(worker &, worker &) = {
+    step_online, step_more_sockets, step_last_socket, step_escapes,
+    step_watchlist_limit, step_malformed, step_not_ids, step_worker_ends,
+    step_reannounce, step_apps_apart,
+};
+
+// runs the sign-in story on two workers up to and including step
+void users_until(void (*step)(worker &, worker &))
+{
+    worker a, b;
+    hello(a, 2001);
+    map_segment();
+    hello(b, 2002);
+    for (auto *f : user_steps) {
+        f(a, b);
+        if (f == step) {
+            return;
+        }
+    }
+    fail("the step is not in the story");
 }
 
 void occupancy(worker &b)
@@ -364,26 +419,94 @@ void churn(worker &b)
     expect_no_record();
 }
 
-void run()
+// ---- the cases ----------------------------------------------------------
+
+TEST_CASE("users: a HELLO whose subscription_count is not a boolean is "
+          "refused")
+{
+    bad_hello();
+}
+
+TEST_CASE("users: a user coming online is told to its watchers, and its "
+          "watchlist's online users to it")
+{
+    users_until(step_online);
+}
+
+TEST_CASE("users: further sockets of an online user and offline of another "
+          "user's socket tell nobody")
+{
+    users_until(step_more_sockets);
+}
+
+TEST_CASE("users: a user's last socket going is told once to each watcher")
+{
+    users_until(step_last_socket);
+}
+
+TEST_CASE("users: ids are escaped, a watcher without a valid channel name "
+          "gets nothing")
+{
+    users_until(step_escapes);
+}
+
+TEST_CASE("users: a watchlist counts up to 100 ids")
+{
+    users_until(step_watchlist_limit);
+}
+
+TEST_CASE("users: malformed sign-ins are ignored")
+{
+    users_until(step_malformed);
+}
+
+TEST_CASE("users: watchlist entries that are not user ids are skipped")
+{
+    users_until(step_not_ids);
+}
+
+TEST_CASE("users: a worker that goes takes its sockets: offline once the "
+          "user's last is gone")
+{
+    users_until(step_worker_ends);
+}
+
+TEST_CASE("users: a socket announced again replaces its watchlist and is told "
+          "its online part again")
+{
+    users_until(step_reannounce);
+}
+
+TEST_CASE("users: users of another app are apart; a user watching itself sees "
+          "itself online")
+{
+    users_until(step_apps_apart);
+}
+
+TEST_CASE("occupancy: subscription_count at once, then at most once a "
+          "second, never for presence channels or apps without it")
 {
     worker a, b;
     hello(a, 2001);
     map_segment();
     hello(b, 2002);
-
-    bad_hello();
-    users(a, b);
     occupancy(b);
-    churn(b);
+}
 
-    // the broker is still alive and well
-    CHECK(waitpid(g_broker, nullptr, WNOHANG) == 0);
+TEST_CASE("users: churn of sign-ins, sign-outs and counts leaves valid "
+          "records, nobody online and no count")
+{
+    worker a, b;
+    hello(a, 2001);
+    map_segment();
+    hello(b, 2002);
+    churn(b);
 }
 
 } // namespace
 
 int main(int argc, char **argv)
 {
-    return test_main(argc, argv, "test_users", "/tmp/pusher-users-XXXXXX",
-                     "/pusher-test-", run);
+    return test_main(argc, argv, "test_users", true,
+                     "/tmp/pusher-users-XXXXXX", "/pusher-test-");
 }

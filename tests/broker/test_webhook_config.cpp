@@ -47,7 +47,8 @@ const char *bad_urls[] = {
     "http://h\x01/", "http://h_o%st/", "http://u:p@h/x",
 };
 
-void test_urls()
+TEST_CASE("webhook config: URLs parse into scheme, host, port, Host header "
+          "and target; bad ones are refused")
 {
     for (const url_case &c : good_urls) {
         webhook_config w;
@@ -109,9 +110,9 @@ bool update(app_registry &r, std::int64_t conf_time, const char *apps)
     return ok;
 }
 
-void test_registry()
+// the table of conf_time 1: app "a" with two webhooks, "b" with none
+void good_table(app_registry &r)
 {
-    app_registry r;
     CHECK(update(r, 1,
         "[{\"id\":\"a\",\"key\":\"k\",\"secret\":\"s\","
         "\"max_request_size\":65536,\"webhook_vacated_delay\":3000,"
@@ -125,6 +126,13 @@ void test_registry()
         "\"content-length\":\"9\","
         "\"User-Agent\":\"no\",\"X-B\":\"two words\"}}]},"
         "{\"id\":\"b\",\"key\":\"k\",\"secret\":\"s\"}]"));
+}
+
+TEST_CASE("webhook config: event_types, filters, headers (reserved names "
+          "dropped), max_request_size and webhook_vacated_delay of an app")
+{
+    app_registry r;
+    good_table(r);
     const app *a = r.find("a");
     CHECK(a != nullptr);
     CHECK(a->max_request_size == 65536);
@@ -146,18 +154,34 @@ void test_registry()
     CHECK(w1.wants(webhook_member_added, "presence-x"));
     CHECK(!w1.wants(webhook_member_added, "private-x"));
     CHECK(!w1.wants(webhook_member_removed, "presence-x"));
+}
 
+TEST_CASE("webhook config: an app without webhooks or limits has the "
+          "defaults")
+{
+    app_registry r;
+    good_table(r);
     const app *b = r.find("b");
     CHECK(b != nullptr && b->webhooks.empty() && b->webhook_events == 0);
     CHECK(b->max_request_size == 0 && b->webhook_vacated_delay == 0);
+}
 
+TEST_CASE("webhook config: a suffix filter takes the channels ending in it, "
+          "for its event types only")
+{
     webhook_config sfx;
     sfx.suffix = "-x";
     sfx.events = webhook_channel_occupied;
     CHECK(sfx.wants(webhook_channel_occupied, "a-x"));
     CHECK(!sfx.wants(webhook_channel_occupied, "a-y"));
     CHECK(!sfx.wants(webhook_channel_vacated, "a-x"));
+}
 
+TEST_CASE("webhook config: bad webhooks and limits are refused and the "
+          "table stays")
+{
+    app_registry r;
+    good_table(r);
     const char *bad[] = {
         "[{\"id\":\"a\",\"key\":\"k\",\"secret\":\"s\",\"webhooks\":{}}]",
         "[{\"id\":\"a\",\"key\":\"k\",\"secret\":\"s\",\"webhooks\":[1]}]",
@@ -200,7 +224,7 @@ void test_registry()
     CHECK(r.find("a")->webhooks.size() == 2);
 }
 
-void test_sender_parts()
+TEST_CASE("webhook config: the retry backoff and the request body")
 {
     const int expected[] = {1, 2, 4, 8, 16, 32, 60, 60};
     for (int n = 1; n <= 8; n++) {
@@ -215,11 +239,7 @@ void test_sender_parts()
 
 } // namespace
 
-int main()
+int main(int argc, char **argv)
 {
-    test_urls();
-    test_registry();
-    test_sender_parts();
-    std::printf("test_webhook_config: all checks passed\n");
-    return 0;
+    return test_main(argc, argv, "test_webhook_config", false);
 }

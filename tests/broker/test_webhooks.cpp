@@ -784,18 +784,27 @@ void drops_are_counted(worker &a, worker &d)
     expect_events("/churn", left, true);
 }
 
-// ---- the cases ----------------------------------------------------------
+// ---- the steps ----------------------------------------------------------
 
-void run()
-{
-    g_hooks.start();
-    std::string apps = apps_json();
+// a case's broker and receiver: workers a, b and d on the apps of
+// apps_json()
+struct hooks_fixture {
     worker a, b, d;
-    ::hello(a, 101, apps.c_str());
-    ::hello(b, 102, apps.c_str());
-    ::hello(d, 105, apps.c_str());
-    map_segment();
 
+    hooks_fixture()
+    {
+        g_hooks.start();
+        std::string apps = apps_json();
+        ::hello(a, 101, apps.c_str());
+        ::hello(b, 102, apps.c_str());
+        ::hello(d, 105, apps.c_str());
+        map_segment();
+    }
+};
+
+void step_occupied(hooks_fixture &f)
+{
+    worker &a = f.a, &b = f.b;
     // occupied on the first subscriber of the node, vacated after the last,
     // whichever worker they are on (vacated once occupied was sent: a pair
     // that is still queued collapses to nothing, churn_collapses())
@@ -805,7 +814,11 @@ void run()
     occupancy(a, "app1", "room", "0");
     occupancy(b, "app1", "room", "0");
     expect_events("/all", {vacated("room")});
+}
 
+void step_filters(hooks_fixture &f)
+{
+    worker &a = f.a;
     // the suffix filter and event_types: /suffix has occupied of "-x" only
     occupancy(a, "app1", "lobby-x", "1");
     occupancy(a, "app1", "lobby-y", "1");
@@ -814,7 +827,11 @@ void run()
     occupancy(a, "app1", "lobby-x", "0");
     occupancy(a, "app1", "lobby-y", "0");
     expect_events("/all", {vacated("lobby-x"), vacated("lobby-y")});
+}
 
+void step_members(hooks_fixture &f)
+{
+    worker &a = f.a, &b = f.b;
     // members: once per user ("7" and 7 are one), to /all and to the
     // presence- endpoint
     join(a, "presence-room", "1.1", "7");
@@ -828,7 +845,13 @@ void run()
         member("member_removed", "presence-room", "7")};
     expect_events("/all", members);
     expect_events("/presence", members);
+    // the query of its URL is kept
+    CHECK_EQ(g_hooks.requests("/presence")[0].target, "/presence?x=1");
+}
 
+void step_client_events(hooks_fixture &f)
+{
+    worker &a = f.a;
     // client events: user_id (a string) on presence channels only, data as
     // the client sent it; /presence takes presence- channels only
     client_event(a, "presence-room", "1.2",
@@ -859,11 +882,19 @@ void run()
     expect_events("/all", {member("member_removed", "presence-room", "u2")});
     expect_events("/presence",
                   {member("member_removed", "presence-room", "u2")});
+}
 
+void step_cache_miss(hooks_fixture &f)
+{
+    worker &a = f.a;
     // cache_miss on a cache channel subscribe that finds nothing
     barrier(a);
     take_barrier(g_barriers);
+}
 
+void step_in_flight(hooks_fixture &f)
+{
+    worker &a = f.a;
     // one request in flight per endpoint; what comes meanwhile goes in the
     // next request, together
     g_hooks.hold("/all");
@@ -881,13 +912,21 @@ void run()
     CHECK(held[before + 1].events.size() == 3);
     expect_events("/all", {occupied("b1"), occupied("b2"), occupied("b3")});
     take_barrier(g_barriers);
+}
 
+void step_counts_end(hooks_fixture &f)
+{
+    worker &b = f.b;
     // a worker's counts end with its connection
     occupancy(b, "app1", "solo", "1");
     expect_events("/all", {occupied("solo")});
     b.close_fd();
     expect_events("/all", {vacated("solo")});
+}
 
+void step_retry(hooks_fixture &f)
+{
+    worker &a = f.a;
     // app2 (its own endpoint, key and secret): a 500 is retried after a
     // second with the same body
     g_hooks.fail_next("/app2", 500);
@@ -896,7 +935,14 @@ void run()
     CHECK_EQ(r[1].body, r[0].body);
     CHECK(r[1].at - r[0].at >= std::chrono::milliseconds(900));
     expect_events("/app2", {occupied("lobby")});
+    // a URL's host name is its Host header
+    CHECK_EQ(g_hooks.requests("/app2")[0].headers["host"],
+             "localhost:" + std::to_string(g_hooks.port()));
+}
 
+void step_vacated_delay(hooks_fixture &f)
+{
+    worker &a = f.a;
     // webhook_vacated_delay 300 ms: re-occupied within it, neither event;
     // else vacated after it
     occupancy(a, "app2", "lobby", "0");
@@ -910,21 +956,11 @@ void run()
     CHECK(g_hooks.requests("/app2").back().at - left
           >= std::chrono::milliseconds(290));
     take_barrier(g_barriers);
+}
 
-    churn_collapses(a);
-    failing_then_recovering(a);
-    drops_are_counted(a, d);
-
-    check_requests("/all", "key1", "secret1", true);
-    check_requests("/presence", "key1", "secret1", false);
-    CHECK_EQ(g_hooks.requests("/presence")[0].target, "/presence?x=1");
-    check_requests("/suffix", "key1", "secret1", false);
-    check_requests("/app2", "key2", "secret2", false);
-    check_requests("/churn", "key4", "secret4", false);
-    check_requests("/churn-occupied", "key4", "secret4", false);
-    CHECK_EQ(g_hooks.requests("/app2")[0].headers["host"],
-             "localhost:" + std::to_string(g_hooks.port()));
-
+void step_max_request_size(hooks_fixture &f)
+{
+    (void) f;
     // max_request_size: app3 1024 bytes, the others the broker's 1 MiB
     std::string err;
     CHECK(post("app3", 2048, &err) == 413);
@@ -936,11 +972,15 @@ void run()
     CHECK(post("app1", 2048) == 401);
     CHECK(post("app1", 2 * 1024 * 1024) == 413);
     CHECK(post("nope", 2048) != 413);
+}
 
+void step_reload(hooks_fixture &f)
+{
+    worker &a = f.a;
     // a reload: an unchanged endpoint keeps its queue, a removed one gets
     // nothing more, a changed one follows its new filter
     g_hooks.hold("/all");
-    before = g_hooks.requests("/all").size();
+    std::size_t before = g_hooks.requests("/all").size();
     occupancy(a, "app1", "r1", "1");
     g_hooks.wait_requests("/all", before + 1);
     occupancy(a, "app1", "r2", "1");
@@ -957,7 +997,11 @@ void run()
                            member("member_added", "presence-after", "p")});
     expect_events("/suffix", {occupied("q-z")});
     c.close_fd();
+}
 
+void step_bad_hello(hooks_fixture &f)
+{
+    worker &a = f.a;
     // a HELLO with a bad webhook is refused; the table stays
     const char *bad[] = {
         "[{\"id\":\"x\",\"key\":\"k\",\"secret\":\"s\",\"webhooks\":"
@@ -986,12 +1030,16 @@ void run()
     }
     occupancy(a, "app1", "still", "1");
     expect_events("/all", {occupied("still")});
+}
 
+void step_full_queue(hooks_fixture &f)
+{
+    worker &a = f.a;
     // a full queue drops its oldest events: 10,050 client events and the
     // barrier's cache_miss while a request is in flight leave the newest
     // 10,000, sent 100 per request
     g_hooks.hold("/all");
-    before = g_hooks.requests("/all").size();
+    std::size_t before = g_hooks.requests("/all").size();
     auto whisper = [&](int i) {
         client_event(a, "private-q", "1.9",
                      "{\"event\":\"client-" + std::to_string(i)
@@ -1020,23 +1068,175 @@ void run()
     for (std::size_t i = before; i < sent.size(); i++) {
         CHECK(sent[i].events.size() <= 100);
     }
+}
 
-    // nothing else arrived anywhere
+// every request to an endpoint so far was signed for its app and carried
+// its headers; nothing else arrived anywhere.  left: the channel_vacated
+// and member_removed of what the case left on worker a, when it goes.
+void finish(hooks_fixture &f, const std::vector<std::string> &left = {})
+{
     usleep(200000);
     g_hooks.expect_empty();
-    a.close_fd();
-    expect_events("/all", {vacated("b1"), vacated("b2"), vacated("b3"),
-                           vacated("r1"), vacated("r2"), vacated("q-x"),
-                           vacated("q-z"), vacated("still"),
-                           member("member_removed", "presence-after", "p")},
-                  true);
+    if (!left.empty()) {
+        f.a.close_fd();
+        expect_events("/all", left, true);
+    }
+    struct endpoint {
+        const char *path, *key, *secret;
+        bool custom;
+    };
+    static const endpoint endpoints[] = {
+        {"/all", "key1", "secret1", true},
+        {"/presence", "key1", "secret1", false},
+        {"/suffix", "key1", "secret1", false},
+        {"/app2", "key2", "secret2", false},
+        {"/churn", "key4", "secret4", false},
+        {"/churn-occupied", "key4", "secret4", false},
+    };
+    for (const endpoint &e : endpoints) {
+        if (!g_hooks.requests(e.path).empty()) {
+            check_requests(e.path, e.key, e.secret, e.custom);
+        }
+    }
     g_hooks.stop();
+}
+
+// ---- the cases ----------------------------------------------------------
+
+TEST_CASE("webhooks: occupied on the first subscriber of the node, vacated "
+          "after its last, on any worker")
+{
+    hooks_fixture f;
+    step_occupied(f);
+    finish(f);
+}
+
+TEST_CASE("webhooks: the suffix filter and event_types choose an endpoint's "
+          "events")
+{
+    hooks_fixture f;
+    step_filters(f);
+    finish(f);
+}
+
+TEST_CASE("webhooks: member events once per user (\"7\" and 7 are one), to "
+          "/all and the presence- endpoint")
+{
+    hooks_fixture f;
+    step_members(f);
+    finish(f);
+}
+
+TEST_CASE("webhooks: client events carry the data as sent and user_id on "
+          "presence channels only")
+{
+    hooks_fixture f;
+    step_members(f);
+    step_client_events(f);
+    finish(f);
+}
+
+TEST_CASE("webhooks: cache_miss on a cache channel subscribe that finds "
+          "nothing")
+{
+    hooks_fixture f;
+    step_cache_miss(f);
+    finish(f);
+}
+
+TEST_CASE("webhooks: one request in flight per endpoint, what comes meanwhile "
+          "together in the next")
+{
+    hooks_fixture f;
+    step_in_flight(f);
+    finish(f, {vacated("b1"), vacated("b2"), vacated("b3")});
+}
+
+TEST_CASE("webhooks: a worker's counts end with its connection")
+{
+    hooks_fixture f;
+    step_counts_end(f);
+    finish(f);
+}
+
+TEST_CASE("webhooks: a 500 is retried after a second with the same body, for "
+          "another app's endpoint")
+{
+    hooks_fixture f;
+    step_retry(f);
+    finish(f);
+}
+
+TEST_CASE("webhooks: webhook_vacated_delay: re-occupied within it sends "
+          "neither, else vacated after it")
+{
+    hooks_fixture f;
+    step_retry(f);
+    step_vacated_delay(f);
+    finish(f);
+}
+
+TEST_CASE("webhooks: 100,000 occupy/vacate pairs while the endpoint is slow "
+          "collapse to the final state")
+{
+    hooks_fixture f;
+    churn_collapses(f.a);
+    finish(f);
+}
+
+TEST_CASE("webhooks: a failing endpoint's retry carries the state it had, the "
+          "flapping after it collapses")
+{
+    hooks_fixture f;
+    failing_then_recovering(f.a);
+    finish(f);
+}
+
+TEST_CASE("webhooks: full queues drop their oldest events and the log counts "
+          "them")
+{
+    hooks_fixture f;
+    drops_are_counted(f.a, f.d);
+    finish(f);
+}
+
+TEST_CASE("webhooks: max_request_size: 413 over the app's limit or the "
+          "broker's")
+{
+    hooks_fixture f;
+    step_max_request_size(f);
+    finish(f);
+}
+
+TEST_CASE("webhooks: a reload keeps an unchanged endpoint's queue, drops a "
+          "removed one, refilters a changed one")
+{
+    hooks_fixture f;
+    step_reload(f);
+    finish(f, {vacated("r1"), vacated("r2"), vacated("q-x"), vacated("q-z"),
+               member("member_removed", "presence-after", "p")});
+}
+
+TEST_CASE("webhooks: a HELLO with a bad webhook is refused and the table "
+          "stays")
+{
+    hooks_fixture f;
+    step_bad_hello(f);
+    finish(f, {vacated("still")});
+}
+
+TEST_CASE("webhooks: a full queue drops its oldest events and sends 100 a "
+          "request")
+{
+    hooks_fixture f;
+    step_full_queue(f);
+    finish(f);
 }
 
 } // namespace
 
 int main(int argc, char **argv)
 {
-    return test_main(argc, argv, "test_webhooks", "/tmp/pusher-wh-XXXXXX",
-                     "/pusher-wh-", run);
+    return test_main(argc, argv, "test_webhooks", true,
+                     "/tmp/pusher-wh-XXXXXX", "/pusher-wh-");
 }

@@ -15,6 +15,9 @@
 //   - the rendered default config (the Quick start) with the broker killed
 //     with SIGKILL: scripts/run restarts it, nginx keeps its WebSockets;
 //     it serves pusher_metrics at /metrics.
+//   - PUSHER_DEBUG=1: the rendered config with pusher_debug on and the
+//     debug lines in scripts/run's output; a user's config without it is
+//     refused.
 //
 // Each config is moved only where it cannot run here (ports, certificate,
 // pid, log and socket paths).  The plain tests speak plain http whatever
@@ -467,4 +470,47 @@ test('scripts/run with the rendered default config: a broker killed with SIGKILL
     assert.match(metrics.body, /^pusher_broker_up 1$/m, metrics.body);
 
     await stopRun(r, [ws], [], API_DOWN_RE);
+});
+
+test('PUSHER_DEBUG=1 scripts/run: the rendered config has pusher_debug on, and the debug lines show live without the secret; a user config without it is refused', {
+    skip: SKIP_SANITIZE,
+    timeout: 90000,
+}, async () => {
+    const APP = { id: '1001', key: 'ngx-pusher-key', secret: 'ngx-pusher-secret' };
+    const port = await freePort();
+    const dir = tempDir();
+    const r = startRun(dir, { NGINX_CONF: undefined, PUSHER_DEBUG: '1', REVERB_HOST: '127.0.0.1', REVERB_PORT: String(port) });
+    await waitReady(r);
+    assert.deepEqual(r.stdout.split('\n').slice(0, -1), expectedLines({ scheme: 'http', host: '127.0.0.1', port, apps: [APP] }), r.said());
+    assert.match(fs.readFileSync(path.join(dir, 'rt', 'nginx.conf'), 'utf8'), /^\s*pusher_debug on;$/m);
+    assert.ok(r.stderr.includes('run: pusher_debug on: each connection, subscription, trigger, delivery and close is logged'), r.said());
+
+    const ws = await connect(port, APP.key, { headers: { Origin: 'http://localhost:5173' } });
+    const established = await ws.nextEvent();
+    const sid = JSON.parse(established.data).socket_id;
+    ws.sendJson({ event: 'pusher:subscribe', data: { channel: 'orders' } });
+    await ws.expectText(succeededFrame('orders'));
+    assert.equal((await trigger(port, APP, 'orders', 'placed', { n: 1 })).status, 200);
+    await ws.expectText(eventFrame('placed', 'orders', { n: 1 }));
+    const want = [
+        `pusher debug: connect socket ${sid} app 1001 origin "http://localhost:5173" worker ${sid.split('.')[0]}`,
+        `pusher debug: subscribe socket ${sid} channel "orders": ok`,
+        'pusher-broker: pusher debug: trigger app 1001 event "placed" channel "orders" data 7 bytes: 200 published',
+        `${sid.split('.')[0]}#${sid.split('.')[0]}: pusher debug: deliver event "placed" app 1001 channel "orders" (${eventFrame('placed', 'orders', { n: 1 }).length} bytes): 1 local socket`,
+    ];
+    await waitUntil(() => want.every((w) => r.stderr.includes(w)), 5000, () => `missing ${want.filter((w) => !r.stderr.includes(w)).join(' | ')}; ${r.said()}`);
+    assertSecretsOnlyInEnv(r, [APP]);
+    await stopRun(r, [ws]);
+
+    /* NGINX_CONF is the user's: PUSHER_DEBUG=1 does not edit it */
+    const mine = tempDir();
+    fs.writeFileSync(path.join(mine, 'nginx.conf'), edit(fs.readFileSync(path.join(EXAMPLES, 'nginx-two-apps.conf'), 'utf8'), [
+        ['listen 8080;', `listen 127.0.0.1:${port};`],
+        ['pid /run/ngx-pusher-two-apps.pid;', `pid ${mine}/nginx.pid;`],
+        ['/run/ngx-pusher/', `${mine}/sockets/`],
+    ]));
+    const refused = startRun(mine, { PUSHER_DEBUG: '1' });
+    const exit = await within(refused.exited, 30000);
+    assert.deepEqual(exit, { code: 1, signal: null }, refused.said());
+    assert.match(refused.stderr, /PUSHER_DEBUG=1: add "pusher_debug on;" to the http block of /, refused.said());
 });

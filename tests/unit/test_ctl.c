@@ -301,6 +301,46 @@ test_hello_defaults(void **state)
 }
 
 
+/* "debug": written only when on, read as a boolean, absent is off */
+
+static void
+test_hello_debug(void **state)
+{
+    char                *text;
+    size_t               len;
+    pusher_ctl_hello_t   h, d;
+
+    memset(&h, 0, sizeof(h));
+    h.pid = 7;
+    h.conf_time = 9;
+    h.debug = 1;
+
+    text = pusher_ctl_hello_encode(&h, &len);
+    assert_non_null(text);
+    assert_string_equal(text,
+                        "{\"pid\":7,\"conf_time\":9,\"debug\":true,"
+                        "\"apps\":[]}");
+    assert_int_equal(hello_decode(&d, text), 0);
+    assert_int_equal(d.debug, 1);
+    pusher_ctl_hello_free(&d);
+    pusher_ctl_text_free(text);
+
+    h.debug = 0;
+    text = pusher_ctl_hello_encode(&h, &len);
+    assert_non_null(text);
+    assert_string_equal(text, "{\"pid\":7,\"conf_time\":9,\"apps\":[]}");
+    assert_int_equal(hello_decode(&d, text), 0);
+    assert_int_equal(d.debug, 0);
+    pusher_ctl_hello_free(&d);
+    pusher_ctl_text_free(text);
+
+    assert_int_equal(hello_decode(&d, "{\"pid\":1,\"conf_time\":2,"
+                                      "\"debug\":false}"), 0);
+    assert_int_equal(d.debug, 0);
+    pusher_ctl_hello_free(&d);
+}
+
+
 typedef struct {
     const char  *json;
     const char  *error;
@@ -383,7 +423,11 @@ static const reject_t  hello_rejects[] = {
       "\"headers\":{\"X\":1}}]}]}", "app with a bad \"webhooks headers\"" },
     { "{\"pid\":1,\"conf_time\":2,\"apps\":[{\"id\":\"a\",\"key\":\"k\","
       "\"secret\":\"s\",\"webhooks\":[{\"url\":\"http://h/\","
-      "\"headers\":[]}]}]}", "app with a bad \"webhooks headers\"" }
+      "\"headers\":[]}]}]}", "app with a bad \"webhooks headers\"" },
+    { "{\"pid\":1,\"conf_time\":2,\"debug\":1}",
+      "\"debug\" is not a boolean" },
+    { "{\"pid\":1,\"conf_time\":2,\"debug\":\"on\"}",
+      "\"debug\" is not a boolean" }
 };
 
 
@@ -531,6 +575,7 @@ main(void)
         cmocka_unit_test(test_hello_wire_format),
         cmocka_unit_test(test_hello_round_trip),
         cmocka_unit_test(test_hello_defaults),
+        cmocka_unit_test(test_hello_debug),
         cmocka_unit_test(test_hello_rejects),
         cmocka_unit_test(test_welcome_wire_format),
         cmocka_unit_test(test_welcome_round_trip),
