@@ -176,6 +176,7 @@ struct control_server::worker {
     std::uint64_t received = 0;     // uplink bytes read from the socket
     std::uint64_t handled = 0;      // of them, in messages handled
     bool closed = false;            // its connection ended
+    bool hello_timed_out = false;   // closed for want of a HELLO
 
     void close() noexcept
     {
@@ -240,6 +241,19 @@ net::awaitable<void> control_server::accept_loop()
                 net::redirect_error(net::use_awaitable, ec));
             continue;
         }
+        // a bounded number of connections, however many a local process
+        // opens: every worker has one, the rest wait for their HELLO
+        if (connections_ >= max_connections) {
+            std::uint64_t n = ++refused_connections_;
+            if ((n & (n - 1)) == 0) {
+                log_line("control socket: " + std::to_string(n)
+                         + " connection(s) refused, "
+                         + std::to_string(max_connections) + " are open");
+            }
+            s.close(ec);
+            continue;
+        }
+        connections_++;
         auto w = std::make_shared<worker>(std::move(s));
         w->id = next_conn_++;
         net::co_spawn(ioc_, run_worker(std::move(w)), net::detached);
@@ -251,6 +265,16 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
     std::array<std::uint8_t, PUSHER_CTL_HEADER_SIZE> head;
     std::string payload;
     std::string why;
+
+    // a worker says HELLO as soon as it connects: a connection that has
+    // not been welcomed within hello_timeout is closed
+    auto deadline = std::make_shared<net::steady_timer>(ioc_, hello_timeout);
+    deadline->async_wait([w, deadline](boost::system::error_code ec) {
+        if (!ec && w->slot < 0 && !w->closed) {
+            w->hello_timed_out = true;
+            w->close();
+        }
+    });
 
     for (;;) {
         boost::system::error_code ec;
@@ -343,6 +367,17 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
     }
 
     w->closed = true;
+    deadline->cancel();
+    connections_--;
+    if (w->hello_timed_out) {
+        // logged at the 1st, 2nd, 4th ... time: a flood does not fill the log
+        std::uint64_t n = ++hello_timeouts_;
+        if ((n & (n - 1)) == 0) {
+            log_line("control socket: " + std::to_string(n)
+                     + " connection(s) closed without a HELLO within "
+                     + std::to_string(hello_timeout.count()) + " s");
+        }
+    }
 
     // the worker's presence memberships end with its connection
     removed_.clear();

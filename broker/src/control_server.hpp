@@ -48,6 +48,12 @@ public:
     void start();
     void stop();
 
+    // Any process that can open the control socket is a peer (README,
+    // "Trust"): at most max_connections at once, and one that has not
+    // been welcomed hello_timeout after it connected is closed.
+    static constexpr std::size_t max_connections = 2 * PUSHER_SHM_WAKE_SLOTS;
+    static constexpr std::chrono::seconds hello_timeout{3};
+
     // Uplink messages are handled only while the ring has room for their
     // answers (ring_flow): a worker that keeps up is never lapped by them.
     // Without it (tests of the table alone) they are handled at once.
@@ -159,6 +165,9 @@ private:
     std::size_t attached_ = 0;
     bool flush_posted_ = false;
     std::uint64_t next_conn_ = 1;
+    std::size_t connections_ = 0;
+    std::uint64_t refused_connections_ = 0;
+    std::uint64_t hello_timeouts_ = 0;
     presence_table presence_;
     cache_store cache_;
     occupancy_table occupancy_;

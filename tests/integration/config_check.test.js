@@ -175,3 +175,53 @@ test('a HELLO the broker refuses: the worker logs the broker\'s reason at [error
         await srv.stop();
     }
 });
+
+/* resolves the ms until the peer closed the socket, Infinity after 10 s */
+function closedAfter(sock, since) {
+    return new Promise((resolve) => {
+        const t = setTimeout(() => resolve(Infinity), 10000 * SLOW);
+        sock.on('error', () => {});
+        sock.on('close', () => {
+            clearTimeout(t);
+            resolve(Date.now() - since);
+        });
+    });
+}
+
+test('the control socket: a connection without HELLO is closed after 3 s; at most 512 are open, the workers keep theirs', { timeout: 60000 * SLOW }, async () => {
+    const srv = await startServer({});
+    const socks = [];
+    try {
+        const control = srv.file('control.sock');
+        const t0 = Date.now();
+        const closes = [];
+        for (let i = 0; i < 600; i++) {
+            const s = net.connect(control);
+            socks.push(s);
+            closes.push(closedAfter(s, t0));
+            await new Promise((r) => { s.once('connect', r); s.once('error', r); });
+        }
+        const ms = await Promise.all(closes);
+        /* 512 = 2 x 256 wake slots; the two workers hold 2 of them */
+        const early = ms.filter((t) => t < 2000).length;
+        const timedOut = ms.filter((t) => t >= 2500 && t < 3000 + 2000 * SLOW).length;
+        assert.deepEqual({ early, timedOut }, { early: 90, timedOut: 510 });
+        const log = fs.readFileSync(srv.file('broker.stderr'), 'utf8');
+        assert.match(log, /control socket: 64 connection\(s\) refused, 512 are open/);
+        assert.match(log, /control socket: 256 connection\(s\) closed without a HELLO within 3 s/);
+
+        /* the workers were never dropped: an event still arrives */
+        assert.doesNotMatch(log, /nginx worker pid \d+ (detached|dropped)/);
+        const ws = await connectRaw(srv);
+        ws.sendJson({ event: 'pusher:subscribe', data: { channel: 'after-flood' } });
+        await ws.waitEvent('pusher_internal:subscription_succeeded', 'after-flood');
+        assert.equal((await sdk(srv).trigger('after-flood', 'e', {})).status, 200);
+        await ws.waitEvent('e', 'after-flood');
+        ws.close();
+    } finally {
+        for (const s of socks) {
+            s.destroy();
+        }
+        await srv.stop();
+    }
+});
