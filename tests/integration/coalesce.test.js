@@ -13,7 +13,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { before, after, describe } = require('node:test');
 
-const { startServer, test, sleep, waitUntil, socketWorker, SLOW, BUILD } = require('./lib/harness');
+const { startServer, test, sleep, waitUntil, socketWorker, nginxEnv, SLOW, BUILD } = require('./lib/harness');
 const {
     connectRaw, connectRawAcrossWorkers, subscribeRaw, eventFrame, succeededFrame, sdk, sdkTrigger, pusherJs,
     pjsSubscribe, channelAuth,
@@ -311,7 +311,7 @@ http {
 ${lines.map((l) => `        coalesce ${l};\n`).join('')}    }
 }
 `);
-            const r = childProcess.spawnSync(NGINX, ['-t', '-p', dir, '-c', conf], { encoding: 'utf8' });
+            const r = childProcess.spawnSync(NGINX, ['-t', '-p', dir, '-c', conf], { encoding: 'utf8', env: nginxEnv() });
             return { status: r.status, out: `${r.stdout}${r.stderr}` };
         } finally {
             fs.rmSync(dir, { recursive: true, force: true });

@@ -12,7 +12,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
-const { Server, renderConf, startServer, test, waitUntil, SLOW } = require('./lib/harness');
+const { Server, nginxEnv, renderConf, startServer, test, waitUntil, SLOW } = require('./lib/harness');
 const { connectRaw, sdk } = require('./lib/clients');
 
 const NGINX = process.env.PUSHER_NGINX || '/usr/sbin/nginx';
@@ -25,7 +25,7 @@ function nginxTest(app) {
     fs.mkdirSync(s.file('logs'));
     fs.writeFileSync(s.file('nginx.conf'), renderConf(s));
     const r = spawnSync(NGINX, ['-t', '-q', '-p', s.prefix, '-c', s.file('nginx.conf'), '-e', 'stderr'],
-                        { encoding: 'utf8' });
+                        { encoding: 'utf8', env: nginxEnv() });
     fs.rmSync(s.prefix, { recursive: true, force: true });
     /* "nginx: [emerg] MESSAGE in FILE:LINE" -> MESSAGE */
     const m = /\[emerg\] (?:\d+#\d+: )?(.*?)(?: in \/\S+:\d+)?$/m.exec(r.stderr);

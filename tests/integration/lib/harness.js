@@ -238,6 +238,22 @@ ${extraApps}    upstream pusher_broker_api { server unix:${P}/api.sock; keepaliv
 `;
 }
 
+/*
+ * The environment of a short nginx run outside a Server (nginx -t): with
+ * PUSHER_SANITIZE the sanitizers' runtime preloaded as for the servers'
+ * nginx; a report goes to stderr, where the caller's assertions see it.
+ */
+function nginxEnv() {
+    if (!SANITIZE) {
+        return process.env;
+    }
+    return {
+        ...process.env,
+        ASAN_OPTIONS: 'detect_leaks=0',
+        LD_PRELOAD: [gccLib('libasan.so'), gccLib('libubsan.so')].join(':'),
+    };
+}
+
 class Server {
     constructor(opts = {}) {
         this.appId = opts.appId || APP_ID;
@@ -725,6 +741,7 @@ module.exports = {
     wsUrl,
     Server,
     renderConf,
+    nginxEnv,
     startServer,
     test,
     httpRequest,
