@@ -125,11 +125,7 @@ static ngx_http_pusher_metric_t  ngx_http_pusher_app_metrics[] = {
 
     { "pusher_rate_limited_total", "counter",
       "Messages refused by rate_limit (4301)",
-      ngx_http_pusher_app_metric(rate_limited) },
-
-    { "pusher_events_coalesced_total", "counter",
-      "Events coalesced away before delivery",
-      ngx_http_pusher_app_metric(coalesced) }
+      ngx_http_pusher_app_metric(rate_limited) }
 };
 
 

@@ -116,13 +116,6 @@ typedef struct {
     ngx_atomic_t               client_events;      /* relayed */
     ngx_atomic_t               client_event_limited;   /* client_event_rate */
     ngx_atomic_t               rate_limited;       /* rate_limit */
-    /*
-     * events coalesced away: nothing adds to it yet.  Coalescing in the
-     * worker calls ngx_http_pusher_count(app, coalesced) per event it
-     * drops; coalescing in the broker would count in broker_metrics and
-     * render there instead (then drop this family here).
-     */
-    ngx_atomic_t               coalesced;
 } ngx_http_pusher_zone_metrics_t;
 
 

@@ -13,7 +13,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { before, after, describe } = require('node:test');
 
-const { startServer, test, sleep, waitUntil, socketWorker, nginxEnv, SLOW, BUILD } = require('./lib/harness');
+const { startServer, test, sleep, waitUntil, socketWorker, nginxEnv, httpRequest, SLOW, BUILD } = require('./lib/harness');
 const {
     connectRaw, connectRawAcrossWorkers, subscribeRaw, eventFrame, succeededFrame, sdk, sdkTrigger, pusherJs,
     pjsSubscribe, channelAuth,
@@ -32,6 +32,19 @@ const RULES = [
 
 /* an app without coalesce lines */
 const OTHER = { id: '777', key: 'other-key', secret: 'other-secret' };
+
+/* pusher_metrics through nginx (the harness's /metrics location) */
+async function metricsPage(s) {
+    const r = await httpRequest(s.port, 'GET', '/metrics', { tls: s.tls });
+    assert.equal(r.status, 200);
+    return r.body;
+}
+
+async function coalescedTotal(s) {
+    const m = /^pusher_events_coalesced_total (\d+)$/m.exec(await metricsPage(s));
+    assert.ok(m, 'pusher_events_coalesced_total on /metrics');
+    return Number(m[1]);
+}
 
 describe('coalesce', () => {
     let srv;
@@ -62,6 +75,7 @@ describe('coalesce', () => {
             b.bind('state', (d) => mine.plain.push({ n: d.n, t: Date.now() }));
         }
 
+        const coalescedBefore = await coalescedTotal(srv);
         const start = Date.now();
         let sent50 = 0;
         for (let n = 1; n <= 50; n++) {
@@ -99,6 +113,10 @@ describe('coalesce', () => {
             const late = m.coalesced[m.coalesced.length - 1].t - sent50;
             assert.ok(late <= 500 + SLACK, `the 50th arrived ${late} ms after its trigger`);
         }
+        /* what the broker counts: every event of the 50 not delivered */
+        const delivered = [...got.values()][0].coalesced.length;
+        assert.equal(await coalescedTotal(srv) - coalescedBefore, 50 - delivered);
+        assert.match(await metricsPage(srv), /^pusher_events_coalesce_held 0$/m);
         for (const c of clients) {
             c.disconnect();
         }
