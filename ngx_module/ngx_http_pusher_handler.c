@@ -9,8 +9,6 @@
 
 static ngx_int_t ngx_http_pusher_app_key(ngx_http_request_t *r,
     ngx_str_t *key);
-static ngx_table_elt_t *ngx_http_pusher_header(ngx_http_request_t *r,
-    const char *name, size_t len, const char *token, size_t token_len);
 static ngx_uint_t ngx_http_pusher_token(ngx_str_t *value, const char *token,
     size_t len);
 static ngx_int_t ngx_http_pusher_send_426(ngx_http_request_t *r);
@@ -332,7 +330,7 @@ ngx_http_pusher_app_key(ngx_http_request_t *r, ngx_str_t *key)
  * comma separated value lists it (any case).
  */
 
-static ngx_table_elt_t *
+ngx_table_elt_t *
 ngx_http_pusher_header(ngx_http_request_t *r, const char *name, size_t len,
     const char *token, size_t token_len)
 {

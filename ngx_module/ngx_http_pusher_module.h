@@ -507,6 +507,8 @@ ngx_int_t ngx_http_pusher_uplink(ngx_uint_t type, ngx_str_t *fields,
     ngx_uint_t n);
 ngx_uint_t ngx_http_pusher_uplink_busy(void);
 void ngx_http_pusher_uplink_flush(void);
+ngx_table_elt_t *ngx_http_pusher_header(ngx_http_request_t *r,
+    const char *name, size_t len, const char *token, size_t token_len);
 char *ngx_http_pusher_hello_encode(ngx_http_pusher_main_conf_t *pmcf,
     ngx_log_t *log, size_t *len);
 ngx_uint_t ngx_http_pusher_link_knows(ngx_http_pusher_app_t *app,

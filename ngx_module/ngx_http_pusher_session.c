@@ -65,41 +65,21 @@ static ngx_str_t  ngx_http_pusher_debug_origin_text = ngx_string("-");
 static ngx_str_t
 ngx_http_pusher_debug_origin(ngx_http_pusher_conn_t *pc, u_char *buf)
 {
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-    ngx_uint_t        i;
     ngx_str_t         none = ngx_string("-");
+    ngx_table_elt_t  *h;
 
     if (pc->request == NULL) {
         return none;
     }
 
-    part = &pc->request->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Origin") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
-                               sizeof("Origin") - 1) == 0)
-        {
-            return ngx_http_pusher_debug_text(buf, NGX_HTTP_PUSHER_DEBUG_TEXT,
-                                              h[i].value.data,
-                                              h[i].value.len);
-        }
+    h = ngx_http_pusher_header(pc->request, "Origin", sizeof("Origin") - 1,
+                               NULL, 0);
+    if (h == NULL) {
+        return none;
     }
 
-    return none;
+    return ngx_http_pusher_debug_text(buf, NGX_HTTP_PUSHER_DEBUG_TEXT,
+                                      h->value.data, h->value.len);
 }
 
 

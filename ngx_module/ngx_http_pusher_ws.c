@@ -717,15 +717,13 @@ ngx_http_pusher_send_control(ngx_http_pusher_conn_t *pc, ngx_uint_t opcode,
 }
 
 
-/* debug: a socket closes: who began, the code and the reason */
+/* debug: the channels a closing socket leaves */
 
-static void
-ngx_http_pusher_debug_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
-    const char *reason)
+static ngx_uint_t
+ngx_http_pusher_debug_channels(ngx_http_pusher_conn_t *pc)
 {
-    ngx_uint_t  n;
-    ngx_queue_t *q;
-    u_char      id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
+    ngx_uint_t    n;
+    ngx_queue_t  *q;
 
     n = 0;
 
@@ -735,6 +733,21 @@ ngx_http_pusher_debug_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
     {
         n++;
     }
+
+    return n;
+}
+
+
+/* debug: a socket closes: who began, the code and the reason */
+
+static void
+ngx_http_pusher_debug_close(ngx_http_pusher_conn_t *pc, ngx_uint_t code,
+    const char *reason)
+{
+    ngx_uint_t  n;
+    u_char      id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
+
+    n = ngx_http_pusher_debug_channels(pc);
 
     ngx_http_pusher_debug("close socket %s: code %ui%s%s%s by the %s after "
                           "%M ms, leaving %ui channel%s",
@@ -1157,17 +1170,9 @@ static void
 ngx_http_pusher_debug_close_lost(ngx_http_pusher_conn_t *pc)
 {
     ngx_uint_t   n;
-    ngx_queue_t *q;
     u_char       id[NGX_HTTP_PUSHER_SOCKET_ID_LEN + 1];
 
-    n = 0;
-
-    for (q = ngx_queue_head(&pc->subs);
-         q != ngx_queue_sentinel(&pc->subs);
-         q = ngx_queue_next(q))
-    {
-        n++;
-    }
+    n = ngx_http_pusher_debug_channels(pc);
 
     ngx_http_pusher_debug("close socket %s: connection lost without a close "
                           "frame after %M ms, leaving %ui channel%s",
