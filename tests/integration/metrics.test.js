@@ -320,7 +320,10 @@ test('a broker that does not answer within 1 s, then none: the workers\' part wi
     let m2;
     await waitUntil(async () => {
         m2 = samples(await scrape());
-        return m2.get('pusher_broker_up') === 1 && m2.get('pusher_broker_workers_attached') === 2;
+        /* the broker counts a worker at its HELLO, the worker itself at the
+         * WELCOME that follows: wait for both views */
+        return m2.get('pusher_broker_up') === 1 && m2.get('pusher_broker_workers_attached') === 2
+            && pids.every((p) => m2.get(`pusher_worker_broker_attached{pid="${p}"}`) === 1);
     }, 5000, () => JSON.stringify(changes(m0, m2)));
     for (const p of pids) {
         assert.equal(value(m2, `pusher_worker_broker_attached{pid="${p}"}`), 1);
