@@ -127,7 +127,9 @@ pusher_ctl_hello_encode(const pusher_ctl_hello_t *hello, size_t *len)
            != 0
         || (hello->debug
             && cJSON_AddTrueToObject(root, pusher_ctl_debug) == NULL)
-        || (apps = cJSON_AddArrayToObject(root, pusher_ctl_apps)) == NULL)
+        || (hello->apps != NULL
+            && (apps = cJSON_AddArrayToObject(root, pusher_ctl_apps))
+               == NULL))
     {
         goto failed;
     }

@@ -9,7 +9,18 @@
  *   uint16_t  reserved    0
  *
  * worker -> broker
- *   HELLO     JSON {"pid":123,"conf_time":1732630000123,["debug":true,]
+ *   HELLO     JSON {"pid":123,"conf_time":1732630000123}
+ *             sent first on every (re)connect: the worker names the
+ *             configuration it serves (conf_time identifies a cycle of
+ *             nginx.conf; it is compared for equality only, never ordered).
+ *
+ * The app table itself never crosses the control socket: the nginx master
+ * writes it when it loads nginx.conf, to "<control socket>.apps", and the
+ * broker reads it from there when a worker names a configuration it does
+ * not hold, only if the file belongs to the user it trusts (README,
+ * "Trust").  The file is the same JSON object, with the table:
+ *
+ *             {"pid":MASTER,"conf_time":..,["debug":true,]
  *                   "apps":[{"id":"..","key":"..","secret":"..",
  *                            "cache_ttl":1800,
  *                            "subscription_count":false,
@@ -26,12 +37,10 @@
  *                                "window":500 (ms),
  *                                "events":["name",..]}, ...]},
  *                           ...]}
- *             sent first on every (re)connect.  nginx.conf is the only
- *             place apps are written: the broker takes the app table of
- *             the HELLO with the highest conf_time (the newest nginx
- *             configuration; all workers of one cycle send the same).
- *             "debug" (pusher_debug on, written only when on) has the
- *             broker log each trigger and webhook request too.
+ *             nginx.conf is the only place apps are written; the newest
+ *             file is the newest configuration.  "debug" (pusher_debug on,
+ *             written only when on) has the broker log each trigger and
+ *             webhook request too.
  *
  * broker -> worker
  *   WELCOME   JSON {"shm":"/ngx-pusher","generation":"N","slot":K,
@@ -46,11 +55,12 @@
  * the broker alike, so that each member is named in one place.
  *   DOORBELL  empty: records were published while the worker's wake
  *             slot was armed.
- *   REFUSED   text: why the broker refused a HELLO (an app table it does
- *             not accept, no wake slot left); the broker closes the
+ *   REFUSED   text: why the broker refused a HELLO (no app table it can
+ *             read or accept, no wake slot left); the broker closes the
  *             connection after it, and the worker logs it at [error].
  *             nginx -t applies the broker's rules (pusher_app.h), so a
- *             refusal means a broker and a module of different versions.
+ *             table refused means a broker and a module of different
+ *             versions.
  *
  * The uplink (docs/architecture.md, "The uplink"): what crosses workers
  * goes up to the broker and comes back down the ring.  These payloads are a

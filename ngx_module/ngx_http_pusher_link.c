@@ -520,15 +520,26 @@ done:
 }
 
 
-/* the HELLO payload of this worker */
+/*
+ * The HELLO payload of this worker: only the configuration it serves
+ * (conf_time).  The broker takes the apps from the file the master wrote
+ * (ngx_http_pusher_apps_write()), never from a HELLO: any process that can
+ * open the control socket can say HELLO.
+ */
 
 static ngx_int_t
 ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b, ngx_cycle_t *cycle)
 {
-    char    *text;
-    size_t   len;
+    char                *text;
+    size_t               len;
+    pusher_ctl_hello_t   hello;
 
-    text = ngx_http_pusher_hello_encode(b->pmcf, cycle->log, &len);
+    ngx_memzero(&hello, sizeof(pusher_ctl_hello_t));
+
+    hello.pid = ngx_pid;
+    hello.conf_time = (int64_t) b->pmcf->conf_time;
+
+    text = pusher_ctl_hello_encode(&hello, &len);
     if (text == NULL) {
         return NGX_ERROR;
     }
@@ -545,6 +556,127 @@ ngx_http_pusher_link_hello(ngx_http_pusher_link_t *b, ngx_cycle_t *cycle)
     pusher_ctl_text_free(text);
 
     return NGX_OK;
+}
+
+
+/*
+ * The master, as it loads nginx.conf (init_module, as root on a system
+ * nginx), writes the app table for the broker next to the control socket:
+ * "<pusher_broker>.apps", the text ngx_http_pusher_hello_encode() makes
+ * (and nginx -t checked), owned by the master's user, mode 0640 with the
+ * workers' group, written under a temporary name and renamed into place.
+ * The broker reads it only if its owner is the user it trusts (README,
+ * "Trust").  A failure is logged and nginx goes on: workers still serve,
+ * and the broker refuses them with the reason.
+ */
+
+void
+ngx_http_pusher_apps_write(ngx_cycle_t *cycle,
+    ngx_http_pusher_main_conf_t *pmcf)
+{
+    char             *text;
+    size_t            len, dir;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_gid_t         group;
+    ngx_uid_t         user;
+    u_char           *path, *tmp, *p;
+    ngx_core_conf_t  *ccf;
+
+    if (ngx_test_config) {
+        return;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    /* the workers' user and group, when the master may give files away */
+    user = (ngx_uid_t) -1;
+    group = (ngx_gid_t) -1;
+
+    if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        user = ccf->user;
+        group = ccf->group;
+    }
+
+    len = pmcf->broker.len;
+
+    path = ngx_pnalloc(cycle->pool, 2 * (len + sizeof(".apps.tmp")));
+    if (path == NULL) {
+        return;
+    }
+
+    p = ngx_cpymem(path, pmcf->broker.data, len);
+    ngx_memcpy(p, ".apps", sizeof(".apps"));
+
+    tmp = path + len + sizeof(".apps.tmp");
+    p = ngx_cpymem(tmp, pmcf->broker.data, len);
+    ngx_memcpy(p, ".apps.tmp", sizeof(".apps.tmp"));
+
+    /* the broker's runtime directory, if nothing made it yet */
+    for (dir = len; dir > 1 && path[dir - 1] != '/'; dir--) { /* void */ }
+
+    if (dir > 1) {
+        path[dir - 1] = '\0';
+
+        if (ngx_create_dir(path, 0750) == NGX_FILE_ERROR) {
+            if (ngx_errno != NGX_EEXIST) {
+                ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_errno,
+                              "pusher: mkdir(\"%s\") failed: the broker "
+                              "gets no app table", path);
+                return;
+            }
+
+        } else if (user != (ngx_uid_t) -1
+                   && chown((char *) path, user, group) == -1)
+        {
+            ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_errno,
+                          "pusher: chown(\"%s\") failed", path);
+        }
+
+        path[dir - 1] = '/';
+    }
+
+    text = ngx_http_pusher_hello_encode(pmcf, cycle->log, &len);
+    if (text == NULL) {
+        return;
+    }
+
+    /* never through a link someone else left under the temporary name */
+    (void) unlink((char *) tmp);
+
+    fd = open((char *) tmp, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC,
+              0600);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_errno,
+                      "pusher: open(\"%s\") failed: the broker gets no "
+                      "app table", tmp);
+        pusher_ctl_text_free(text);
+        return;
+    }
+
+    n = write(fd, text, len);
+
+    pusher_ctl_text_free(text);
+
+    if (n != (ssize_t) len
+        || (group != (ngx_gid_t) -1 && fchown(fd, (uid_t) -1, group) == -1)
+        || fchmod(fd, 0640) == -1)
+    {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_errno,
+                      "pusher: writing \"%s\" failed: the broker gets no "
+                      "app table", tmp);
+        (void) close(fd);
+        (void) unlink((char *) tmp);
+        return;
+    }
+
+    if (close(fd) == -1 || rename((char *) tmp, (char *) path) == -1) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_errno,
+                      "pusher: rename(\"%s\", \"%s\") failed: the broker "
+                      "gets no app table", tmp, path);
+        (void) unlink((char *) tmp);
+    }
 }
 
 

@@ -1225,6 +1225,14 @@ ngx_http_pusher_app_by_id(ngx_http_pusher_main_conf_t *pmcf, u_char *id,
 static ngx_int_t
 ngx_http_pusher_init_module(ngx_cycle_t *cycle)
 {
+    ngx_http_pusher_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pusher_module);
+
+    if (pmcf != NULL && pmcf->zone != NULL) {
+        ngx_http_pusher_apps_write(cycle, pmcf);
+    }
+
     return ngx_http_pusher_zone_init_module(cycle);
 }
 

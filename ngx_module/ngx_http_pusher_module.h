@@ -511,6 +511,8 @@ ngx_table_elt_t *ngx_http_pusher_header(ngx_http_request_t *r,
     const char *name, size_t len, const char *token, size_t token_len);
 char *ngx_http_pusher_hello_encode(ngx_http_pusher_main_conf_t *pmcf,
     ngx_log_t *log, size_t *len);
+void ngx_http_pusher_apps_write(ngx_cycle_t *cycle,
+    ngx_http_pusher_main_conf_t *pmcf);
 ngx_uint_t ngx_http_pusher_link_knows(ngx_http_pusher_app_t *app,
     u_char *name, size_t len);
 ngx_int_t ngx_http_pusher_link_request_metrics(uint32_t id);

@@ -115,7 +115,7 @@ const app *app_registry::find(std::string_view id) const
 bool app_registry::update(std::int64_t conf_time, const pusher_ctl_app_t *apps,
                           std::size_t napps)
 {
-    if (known_ && conf_time < conf_time_) {
+    if (known_ && conf_time == conf_time_) {
         return false;
     }
 

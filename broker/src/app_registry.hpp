@@ -105,12 +105,12 @@ struct app {
                                            std::string_view event) const;
 };
 
-// The app table of the newest nginx configuration: the apps of the HELLO
-// with the highest conf_time seen (ties: the latest HELLO wins).  The
-// broker keeps no other copy of the secrets.
+// The app table of the nginx configuration the master wrote last
+// (control_server::load_apps()).  The broker keeps no other copy of the
+// secrets.
 class app_registry {
 public:
-    // true once any worker said HELLO (even with no apps)
+    // true once a table was taken (even one with no apps)
     bool known() const noexcept { return known_; }
     std::size_t size() const noexcept { return apps_.size(); }
     std::int64_t conf_time() const noexcept { return conf_time_; }
@@ -118,11 +118,13 @@ public:
     // nullptr if unknown; valid until the next update()
     const app *find(std::string_view id) const;
 
-    // Takes the apps of a HELLO (decoded by pusher_ctl_hello_decode(),
-    // which checked the types): the defaults of absent members and what
-    // the broker accepts as values are decided here.  Returns false and
-    // leaves the table alone if conf_time is older than the current table.
-    // Throws std::invalid_argument for an app it cannot use.
+    // Takes the apps of the master's table (decoded by
+    // pusher_ctl_hello_decode(), which checked the types): the defaults of
+    // absent members and what the broker accepts as values are decided
+    // here.  Returns false and leaves the table alone if conf_time is the
+    // current table's (conf_time identifies a configuration; the file
+    // read last is the newest).  Throws std::invalid_argument for an app
+    // it cannot use, and leaves the table alone.
     bool update(std::int64_t conf_time, const pusher_ctl_app_t *apps,
                 std::size_t napps);
 

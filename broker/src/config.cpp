@@ -1,6 +1,8 @@
 #include "config.hpp"
 
+#include <array>
 #include <charconv>
+#include <pwd.h>
 #include <stdexcept>
 #include <string_view>
 
@@ -105,14 +107,33 @@ std::uint64_t parse_size(const std::string &text)
     return value * unit;
 }
 
+// a user name, or a uid in decimal
+static uid_t parse_user(const std::string &text)
+{
+    if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos
+        && text.size() < 10)
+    {
+        return static_cast<uid_t>(std::stoul(text));
+    }
+    struct passwd pw, *found = nullptr;
+    std::array<char, 4096> buf;
+    if (getpwnam_r(text.c_str(), &pw, buf.data(), buf.size(), &found) != 0
+        || found == nullptr)
+    {
+        throw std::invalid_argument("--config-owner: no user \"" + text
+                                    + "\"");
+    }
+    return found->pw_uid;
+}
+
 void print_usage(std::FILE *out)
 {
     std::fputs(
 "usage: pusher-broker [options]\n"
 "\n"
 "Pusher Channels HTTP API and ring writer for ngx_http_pusher_module.\n"
-"The apps (id, key, secret, limits) come from the nginx workers that\n"
-"connect to the control socket; nginx.conf is the only place they live.\n"
+"The apps (id, key, secret, limits) come from nginx.conf, the only place\n"
+"they live: the nginx master writes them to CONTROL.apps as it loads it.\n"
 "\n"
 "  --api unix:PATH|tcp:HOST:PORT\n"
 "                      where the HTTP API listens; nginx proxies /apps/ to\n"
@@ -128,6 +149,9 @@ void print_usage(std::FILE *out)
 "  --max-body SIZE     largest HTTP request body, k/m suffixes, for apps\n"
 "                      without max_request_size in nginx.conf; larger\n"
 "                      requests get 413 (default 1m)\n"
+"  --config-owner USER the user (name or uid) the nginx master runs as: the\n"
+"                      apps are read from CONTROL.apps only if it owns the\n"
+"                      file and no one else may write it (default root)\n"
 "  -h, --help          print this help\n"
 "\n"
 "SIGINT or SIGTERM stops the broker: it closes both sockets, removes the\n"
@@ -156,7 +180,7 @@ std::optional<options> parse_options(int argc, char **argv)
         }
         if (name != "--api" && name != "--control" && name != "--shm"
             && name != "--ring-size" && name != "--socket-mode"
-            && name != "--max-body")
+            && name != "--max-body" && name != "--config-owner")
         {
             throw std::invalid_argument("unknown option " + std::string(name)
                                         + " (see --help)");
@@ -207,6 +231,8 @@ std::optional<options> parse_options(int argc, char **argv)
                 throw std::invalid_argument("--max-body must be 1 .. 1g");
             }
             opt.max_body = size;
+        } else if (name == "--config-owner") {
+            opt.config_owner = parse_user(value);
         } else {
             throw std::invalid_argument("unknown option " + std::string(name)
                                         + " (see --help)");

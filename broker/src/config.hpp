@@ -32,6 +32,9 @@ struct options {
     std::uint64_t ring_size = default_ring_size;
     mode_t socket_mode = default_socket_mode;
     std::uint64_t max_body = default_max_body;
+    // the user whose "<control>.apps" file the broker takes apps from: the
+    // nginx master's (root for a system nginx)
+    uid_t config_owner = 0;
 };
 
 // Parses argv.  Returns nullopt after printing --help; throws

@@ -2,10 +2,14 @@
 #include "metrics.hpp"
 
 #include <chrono>
+#include <cstring>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "json.hpp"
 #include "log.hpp"
@@ -189,7 +193,7 @@ control_server::control_server(net::io_context &ioc, const std::string &path,
                                mode_t mode, segment &seg, app_registry &apps,
                                webhook_sender &hooks)
     : ioc_(ioc), seg_(seg), apps_(apps), hooks_(hooks), file_(path),
-      acceptor_(ioc),
+      apps_path_(path + ".apps"), acceptor_(ioc),
       count_timer_(ioc), held_timer_(ioc),
       started_(std::chrono::steady_clock::now()), restore_timer_(ioc)
 {
@@ -415,42 +419,116 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
     check_restored();
 }
 
+bool control_server::load_apps(std::string &why)
+{
+    const std::string no_table = "no app table from the nginx master: ";
+    int fd = ::open(apps_path_.c_str(),
+                    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        why = no_table + apps_path_ + ": " + std::strerror(errno);
+        return false;
+    }
+    std::unique_ptr<int, void (*)(int *)> closer(&fd, [](int *f) {
+        ::close(*f);
+    });
+
+    // written by the master as it loaded nginx.conf: by no one else
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        why = no_table + apps_path_ + ": " + std::strerror(errno);
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        why = no_table + apps_path_ + ": not a regular file";
+        return false;
+    }
+    if (st.st_uid != config_owner_) {
+        why = no_table + apps_path_ + ": owned by uid " + std::to_string(st.st_uid)
+              + ", not by the nginx master's user (uid "
+              + std::to_string(config_owner_) + ", --config-owner)";
+        return false;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        why = no_table + apps_path_
+              + ": writable by others than its owner";
+        return false;
+    }
+    if (st.st_size > static_cast<off_t>(PUSHER_CTL_MAX_PAYLOAD)) {
+        why = no_table + apps_path_ + ": larger than "
+              + std::to_string(PUSHER_CTL_MAX_PAYLOAD) + " bytes";
+        return false;
+    }
+
+    std::string text(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < text.size()) {
+        ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+        if (n <= 0) {
+            why = no_table + apps_path_ + ": "
+                  + (n < 0 ? std::strerror(errno) : "shorter than it was");
+            return false;
+        }
+        got += static_cast<std::size_t>(n);
+    }
+
+    // the codec shared with the module (pusher_ctl.h) checks the shape,
+    // the app table what it accepts: the rules nginx -t applied
+    pusher_ctl_hello_t conf;
+    int rc = pusher_ctl_hello_decode(&conf, text.data(), text.size());
+    std::unique_ptr<pusher_ctl_hello_t, void (*)(pusher_ctl_hello_t *)> owned(
+        &conf, pusher_ctl_hello_free);
+    if (rc != 0) {
+        why = "bad app table in " + apps_path_ + ": " + conf.error;
+        return false;
+    }
+    try {
+        bool debug = conf.debug != 0;
+        if (apps_.update(conf.conf_time, conf.apps, conf.napps)
+            || debug != debug_enabled)
+        {
+            // endpoints that did not change keep their queues
+            hooks_.configure();
+            debug_enabled = debug;
+            log_line("app table from the nginx master (" + apps_path_
+                     + "): " + std::to_string(apps_.size())
+                     + " app(s), conf_time " + std::to_string(conf.conf_time)
+                     + (debug ? ", pusher_debug on" : ""));
+        }
+    } catch (const std::invalid_argument &e) {
+        why = "bad app table in " + apps_path_ + ": " + e.what();
+        return false;
+    }
+    return true;
+}
+
 bool control_server::on_hello(const worker_ptr &w, std::string_view payload,
                               std::string &why)
 {
-    // the codec shared with the module (pusher_ctl.h) checks the shape,
-    // the app table what it accepts
+    // a worker names the configuration it serves; the apps of it are read
+    // from the master's file, never taken from a HELLO
     pusher_ctl_hello_t hello;
     int rc = pusher_ctl_hello_decode(&hello, payload.data(), payload.size());
     std::unique_ptr<pusher_ctl_hello_t, void (*)(pusher_ctl_hello_t *)> owned(
         &hello, pusher_ctl_hello_free);
     if (rc != 0) {
-        // the pid is known when the apps were wrong
         w->pid = hello.pid;
         why = std::string("bad HELLO: ") + hello.error;
         return false;
     }
 
     w->pid = hello.pid;
-    try {
-        std::int64_t before = apps_.known() ? apps_.conf_time() : -1;
-        if (apps_.update(hello.conf_time, hello.apps, hello.napps)) {
-            // endpoints that did not change keep their queues
-            hooks_.configure();
-            bool debug = hello.debug != 0;
-            if (hello.conf_time != before || debug != debug_enabled) {
-                debug_enabled = debug;
-                log_line("app table from nginx worker pid "
-                         + std::to_string(w->pid) + ": "
-                         + std::to_string(apps_.size())
-                         + " app(s), conf_time "
-                         + std::to_string(hello.conf_time)
-                         + (debug ? ", pusher_debug on" : ""));
-            }
+    if (!apps_.known() || hello.conf_time != apps_.conf_time()) {
+        // refused, loudly: the table of the others stays
+        if (!load_apps(why)) {
+            return false;
         }
-    } catch (const std::invalid_argument &e) {
-        why = std::string("bad HELLO: ") + e.what();
-        return false;
+        if (hello.conf_time != apps_.conf_time()) {
+            // a worker of an older cycle, still draining after a reload
+            log_line("nginx worker pid " + std::to_string(hello.pid)
+                     + " serves conf_time " + std::to_string(hello.conf_time)
+                     + ", the master's table is of conf_time "
+                     + std::to_string(apps_.conf_time()));
+        }
     }
 
     if (w->slot < 0) {

@@ -48,6 +48,12 @@ public:
     void start();
     void stop();
 
+    // The apps come from "<control path>.apps", which the nginx master
+    // writes as it loads nginx.conf (pusher_ctl.h), and only if uid owns
+    // it and no one else may write it (README, "Trust").
+    void set_config_owner(uid_t uid) noexcept { config_owner_ = uid; }
+    const std::string &apps_path() const noexcept { return apps_path_; }
+
     // Any process that can open the control socket is a peer (README,
     // "Trust"): at most max_connections at once, and one that has not
     // been welcomed hello_timeout after it connected is closed.
@@ -110,6 +116,8 @@ private:
     // false with the reason in why: the HELLO is refused
     bool on_hello(const worker_ptr &w, std::string_view payload,
                   std::string &why);
+    // reads the master's app table into apps_; false with the reason
+    bool load_apps(std::string &why);
     bool assign_slot(const worker_ptr &w);
     void release_slot(worker &w);
     void flush_doorbells();
@@ -160,6 +168,8 @@ private:
     app_registry &apps_;
     webhook_sender &hooks_;
     unix_socket_path file_;
+    std::string apps_path_;
+    uid_t config_owner_ = 0;
     unix_stream::acceptor acceptor_;
     std::array<worker_ptr, PUSHER_SHM_WAKE_SLOTS> slots_;
     std::size_t attached_ = 0;

@@ -41,6 +41,7 @@ int run(const options &opt)
                            hooks);
     ring_flow flow(seg);
     control.set_flow(flow);
+    control.set_config_owner(opt.config_owner);
     trigger_api api(ioc, seg, apps, control, flow);
     broker_metrics metrics;
     control.set_metrics([&](std::string &out) {

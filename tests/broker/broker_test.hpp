@@ -363,15 +363,51 @@ inline int connect_control()
     return fd;
 }
 
-// HELLO as worker pid with the apps (a JSON array); the WELCOME gives the
-// slot and names our shm
+// What the nginx master does as it loads nginx.conf: the app table (a JSON
+// array) of configuration conf_time in "<control>.apps", written under a
+// temporary name and renamed, mode 0600 (pusher_ctl.h)
+inline void master_writes(std::int64_t conf_time, const std::string &apps,
+                          bool debug = false)
+{
+    std::string path = g_control + ".apps";
+    std::string tmp = path + ".tmp";
+    std::string text = "{\"pid\":1,\"conf_time\":" + std::to_string(conf_time)
+                       + (debug ? ",\"debug\":true" : "") + ",\"apps\":" + apps
+                       + "}";
+    unlink(tmp.c_str());
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    CHECK(fd >= 0);
+    CHECK(write(fd, text.data(), text.size())
+          == static_cast<ssize_t>(text.size()));
+    close(fd);
+    CHECK(rename(tmp.c_str(), path.c_str()) == 0);
+}
+
+// a worker's HELLO: it names the configuration it serves
+inline std::string hello_text(int pid, std::int64_t conf_time)
+{
+    return "{\"pid\":" + std::to_string(pid) + ",\"conf_time\":"
+           + std::to_string(conf_time) + "}";
+}
+
+// the conf_time of a table: one per distinct table, as each nginx.conf
+// cycle has its own
+inline std::int64_t conf_time_of(const std::string &apps)
+{
+    return static_cast<std::int64_t>(std::hash<std::string>{}(apps)
+                                     % 1000000000000ULL)
+           + 1;
+}
+
+// HELLO as worker pid of the configuration with the apps (a JSON array),
+// which the master wrote; the WELCOME gives the slot and names our shm
 inline void hello(fake_worker &w, int pid, const char *apps)
 {
+    std::int64_t conf_time = conf_time_of(apps);
+    master_writes(conf_time, apps);
     w.fd = connect_control();
     CHECK(w.fd >= 0);
-    std::string buf = "{\"pid\":" + std::to_string(pid)
-                      + ",\"conf_time\":1,\"apps\":" + apps + "}";
-    w.send(PUSHER_CTL_HELLO, buf);
+    w.send(PUSHER_CTL_HELLO, hello_text(pid, conf_time));
     message m = w.next();
     CHECK(m.type == PUSHER_CTL_WELCOME);
     cJSON *root = cJSON_ParseWithLength(m.payload.data(), m.payload.size());
@@ -561,6 +597,8 @@ inline void start_broker(const char *binary, const char *dir_template,
     std::string api = "--api=unix:" + g_api;
     std::string control = "--control=" + g_control;
     std::string shm = "--shm=" + g_shm;
+    // the tests play the nginx master: they write the app table
+    std::string owner = "--config-owner=" + std::to_string(geteuid());
 
     pid_t pid = fork();
     CHECK(pid >= 0);
@@ -571,7 +609,7 @@ inline void start_broker(const char *binary, const char *dir_template,
             close(fd);
         }
         execl(binary, binary, api.c_str(), control.c_str(), shm.c_str(),
-              "--ring-size=4m", static_cast<char *>(nullptr));
+              owner.c_str(), "--ring-size=4m", static_cast<char *>(nullptr));
         _exit(127);
     }
     g_broker = pid;

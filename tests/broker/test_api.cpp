@@ -572,6 +572,70 @@ void coalescing()
 // ---- the cases ----------------------------------------------------------
 
 // a case's broker: two workers with setup()'s channels and members
+// The apps come only from the file the nginx master wrote (README,
+// "Trust"): a HELLO's own table is never taken, and a file the master did
+// not write is not read
+void master_only()
+{
+    std::string forged_table =
+        "[{\"id\":\"app1\",\"key\":\"key1\",\"secret\":\"forged\"}]";
+    auto secret_in_force = [] {
+        CHECK(signed_request("GET", "/apps/app1/channels", {}, "", sdk::node,
+                             "key1", "secret1").status == 200);
+        CHECK(signed_request("GET", "/apps/app1/channels", {}, "", sdk::node,
+                             "key1", "forged").status == 401);
+    };
+
+    // a process that can open the control socket says HELLO with a table
+    // and a conf_time of its own: it is attached, the table stays
+    worker x;
+    x.fd = connect_control();
+    CHECK(x.fd >= 0);
+    x.send(PUSHER_CTL_HELLO, "{\"pid\":3001,\"conf_time\":9000000000000000,"
+                             "\"apps\":" + forged_table + "}");
+    CHECK(x.next().type == PUSHER_CTL_WELCOME);
+    secret_in_force();
+    x.close_fd();
+
+    std::string path = g_control + ".apps";
+    std::string no_table = "no app table from the nginx master: " + path;
+    auto refused = [](std::int64_t conf_time) {
+        worker w;
+        w.fd = connect_control();
+        CHECK(w.fd >= 0);
+        w.send(PUSHER_CTL_HELLO, hello_text(3002, conf_time));
+        return expect_refused(w.fd);
+    };
+
+    // another owner (a file put there by the workers' user)
+    if (geteuid() == 0) {
+        master_writes(7, forged_table);
+        CHECK(chown(path.c_str(), 65534, 65534) == 0);
+        CHECK_EQ(refused(7), no_table + ": owned by uid 65534, not by the "
+                                        "nginx master's user (uid 0, "
+                                        "--config-owner)");
+        secret_in_force();
+    }
+
+    // writable by its group
+    master_writes(8, forged_table);
+    CHECK(chmod(path.c_str(), 0620) == 0);
+    CHECK_EQ(refused(8), no_table + ": writable by others than its owner");
+    secret_in_force();
+
+    // a symbolic link to a file of the right owner
+    master_writes(9, forged_table);
+    CHECK(rename(path.c_str(), (path + ".real").c_str()) == 0);
+    CHECK(symlink((path + ".real").c_str(), path.c_str()) == 0);
+    CHECK_EQ(refused(9), no_table + ": " + std::strerror(ELOOP));
+    secret_in_force();
+
+    // none at all
+    CHECK(unlink(path.c_str()) == 0);
+    CHECK_EQ(refused(10), no_table + ": " + std::strerror(ENOENT));
+    secret_in_force();
+}
+
 struct api_fixture {
     worker a, b;
 
@@ -630,6 +694,14 @@ TEST_CASE("api: a coalesced channel writes the first event at once, nothing "
 {
     api_fixture f;
     coalescing();
+}
+
+TEST_CASE("api: the apps come only from the master's file: a HELLO's table "
+          "is ignored; another owner, a writable file, a link or none are "
+          "refused and the table stays")
+{
+    api_fixture f;
+    master_only();
 }
 
 } // namespace

@@ -95,17 +95,17 @@ double now_ms()
 
 // ---- the steps ----------------------------------------------------------
 
-// a HELLO whose subscription_count is not a boolean is refused
+// a table whose subscription_count is not a boolean is refused
 void bad_hello()
 {
     int fd = connect_control();
     CHECK(fd >= 0);
-    std::string hello_text =
-        "{\"pid\":2099,\"conf_time\":1,\"apps\":[{\"id\":\"app1\","
-        "\"key\":\"key1\",\"secret\":\"secret1\",\"subscription_count\":1}]}";
-    write_all(fd, framed(PUSHER_CTL_HELLO, hello_text));
-    CHECK_EQ(expect_refused(fd),
-             "bad HELLO: app with a bad \"subscription_count\"");
+    master_writes(2099, "[{\"id\":\"app1\",\"key\":\"key1\","
+                        "\"secret\":\"secret1\",\"subscription_count\":1}]");
+    write_all(fd, framed(PUSHER_CTL_HELLO, hello_text(2099, 2099)));
+    CHECK_EQ(expect_refused(fd), "bad app table in " + g_control
+                                     + ".apps: app with a bad "
+                                       "\"subscription_count\"");
     close(fd);
 }
 

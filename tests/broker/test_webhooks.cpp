@@ -467,10 +467,8 @@ void hello_at(worker &w, int pid, int conf_time, const std::string &apps)
 {
     w.fd = connect_control();
     CHECK(w.fd >= 0);
-    w.send(PUSHER_CTL_HELLO, "{\"pid\":" + std::to_string(pid)
-                                 + ",\"conf_time\":"
-                                 + std::to_string(conf_time)
-                                 + ",\"apps\":" + apps + "}");
+    master_writes(conf_time, apps);
+    w.send(PUSHER_CTL_HELLO, hello_text(pid, conf_time));
     CHECK(w.next().type == PUSHER_CTL_WELCOME);
 }
 
@@ -1019,14 +1017,14 @@ void step_bad_hello(hooks_fixture &f)
         "[{\"id\":\"x\",\"key\":\"k\",\"secret\":\"s\","
         "\"max_request_size\":0}]",
     };
+    std::int64_t conf_time = 5;
     for (const char *apps_text : bad) {
         worker w;
         w.fd = connect_control();
         CHECK(w.fd >= 0);
-        w.send(PUSHER_CTL_HELLO, std::string("{\"pid\":103,\"conf_time\":5,"
-                                             "\"apps\":")
-                                     + apps_text + "}");
-        CHECK(expect_refused(w.fd).starts_with("bad HELLO: "));
+        master_writes(conf_time, apps_text);
+        w.send(PUSHER_CTL_HELLO, hello_text(103, conf_time++));
+        CHECK(expect_refused(w.fd).starts_with("bad app table in "));
     }
     occupancy(a, "app1", "still", "1");
     expect_events("/all", {occupied("still")});

@@ -3,7 +3,8 @@
 // nginx -t accepts, the broker accepts, and what the broker would refuse
 // nginx -t refuses with a clear message.  A HELLO the broker refuses
 // anyway (no wake slot left) is logged by the worker at [error] with the
-// broker's reason.
+// broker's reason.  The apps reach the broker only from the nginx master:
+// nothing that can open the control socket changes them.
 
 const assert = require('node:assert/strict');
 const { spawnSync } = require('node:child_process');
@@ -98,13 +99,14 @@ test('the bounds themselves pass nginx -t and the broker: workers attach, events
     }
 });
 
-/* a client of the control socket that says HELLO as a worker would */
-function fakeWorker(sockPath, pid) {
+/* a client of the control socket that says HELLO as a worker would (or
+ * as an old one did, with a table of its own in it) */
+function fakeWorker(sockPath, pid, hello = {
+    pid, conf_time: 0, apps: [{ id: 'fake', key: 'fake', secret: 'fake' }],
+}) {
     return new Promise((resolve, reject) => {
         const sock = net.connect(sockPath);
-        const hello = Buffer.from(JSON.stringify({
-            pid, conf_time: 0, apps: [{ id: 'fake', key: 'fake', secret: 'fake' }],
-        }));
+        hello = Buffer.from(JSON.stringify(hello));
         const head = Buffer.alloc(8);
         head.writeUInt32LE(hello.length, 0);
         head.writeUInt16LE(1, 4);                  /* PUSHER_CTL_HELLO */
@@ -172,6 +174,69 @@ test('a HELLO the broker refuses: the worker logs the broker\'s reason at [error
         for (const s of fakes) {
             s.destroy();
         }
+        await srv.stop();
+    }
+});
+
+test('only the nginx master writes the apps: a HELLO with its own table and a newer conf_time, or a table file of another user, change nothing; a reload still applies', { timeout: 60000 * SLOW }, async () => {
+    const srv = await startServer({});
+    try {
+        const control = srv.file('control.sock');
+        const table = `${control}.apps`;
+        const real = sdk(srv);
+        const forged = sdk(srv, { secret: 'forged-secret' });
+        const status = (client) => client.get({ path: '/channels' }).then((r) => r.status, (e) => e.status);
+        const inForce = async () => assert.deepEqual([await status(real), await status(forged)], [200, 401]);
+
+        /* the master (root, as it loaded nginx.conf) wrote the table for the
+         * broker, readable by the workers' group only */
+        const st = fs.statSync(table);
+        assert.deepEqual([st.uid, (st.mode & 0o777).toString(8)], [0, '640']);
+        const written = JSON.parse(fs.readFileSync(table, 'utf8'));
+        assert.equal(written.pid, srv.masterPid);
+        assert.deepEqual(written.apps.map((a) => [a.id, a.key, a.secret]), [[srv.appId, srv.key, srv.secret]]);
+        await inForce();
+
+        /* a process that can open the control socket says HELLO with its own
+         * secret, webhook and a conf_time from the future: it is attached,
+         * as a worker of another configuration, and the table stays */
+        const attacker = await fakeWorker(control, 4242, {
+            pid: 4242, conf_time: Date.now() + 86400000,
+            apps: [{ id: srv.appId, key: srv.key, secret: 'forged-secret', webhooks: [{ url: 'http://127.0.0.1:9/steal' }] }],
+        });
+        assert.equal(attacker.type, 2, `WELCOME expected, got ${attacker.type} ${attacker.payload}`);
+        attacker.sock.destroy();
+        await inForce();
+
+        /* a table file put there by another user (the workers' user, where
+         * it may write the directory) is refused with the reason */
+        const tmp = `${table}.forged`;
+        fs.writeFileSync(tmp, JSON.stringify({
+            pid: 1, conf_time: 77, apps: [{ id: srv.appId, key: srv.key, secret: 'forged-secret' }],
+        }), { mode: 0o600 });
+        fs.chownSync(tmp, 65534, 65534);
+        fs.renameSync(tmp, table);
+        const refused = await fakeWorker(control, 4243, { pid: 4243, conf_time: 77 });
+        assert.deepEqual([refused.type, refused.payload],
+                         [6, `no app table from the nginx master: ${table}: owned by uid 65534, not by the nginx master's user (uid 0, --config-owner)`]);
+        refused.sock.destroy();
+        await inForce();
+
+        /* a reload: the master writes the table again, its workers name it */
+        const { fresh } = await srv.reload();
+        assert.equal(fs.statSync(table).uid, 0);
+        const log = () => fs.readFileSync(srv.file('broker.stderr'), 'utf8');
+        await waitUntil(() => fresh.every((pid) => new RegExp(`nginx worker pid ${pid} attached`).test(log())),
+                        5000 * SLOW, 'the new workers attached');
+        await inForce();
+        const ws = await connectRaw(srv);
+        ws.sendJson({ event: 'pusher:subscribe', data: { channel: 'after-reload' } });
+        await ws.waitEvent('pusher_internal:subscription_succeeded', 'after-reload');
+        assert.equal((await real.trigger('after-reload', 'e', {})).status, 200);
+        await ws.waitEvent('e', 'after-reload');
+        ws.close();
+        assert.match(log(), /nginx worker pid 4242 serves conf_time \d+, the master's table is of conf_time \d+/);
+    } finally {
         await srv.stop();
     }
 });

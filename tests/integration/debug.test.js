@@ -197,7 +197,7 @@ test('pusher_debug on: connection, subscriptions with reasons, client event, tri
     assert.ok(!logs.includes('orderId'), 'event data is in a log');
     assert.ok(!logs.includes('"Ann"'), 'client event data is in a log');
     /* the broker says the table it took has pusher_debug on */
-    assert.match(srv.tail('broker.stderr', 1e9), /app table from nginx worker pid \d+: 1 app\(s\), conf_time \d+, pusher_debug on/);
+    assert.match(srv.tail('broker.stderr', 1e9), /app table from the nginx master \([^)]+control\.sock\.apps\): 1 app\(s\), conf_time \d+, pusher_debug on/);
 });
 
 test('a presence subscribe with invalid channel_data and a connection to an unknown key say why', async () => {
