@@ -417,9 +417,10 @@ ngx_http_pusher_ring_drain(ngx_event_t *ev)
 
     if (rc == NGX_AGAIN) {
         /*
-         * Not posted again, nor armed: every read would lap at once and
-         * the worker would spin.  A timer, that the segment's unmapping
-         * deletes; doorbells and the safety poll meanwhile lap once each.
+         * Every read may lap at once: posting the drain again would spin.
+         * Nor is the slot armed.  The retry timer reads again (unmapping
+         * the segment deletes it); doorbells and the safety poll lap at
+         * most once each meanwhile.
          */
         if (!r->retry.timer_set) {
             ngx_add_timer(&r->retry, NGX_HTTP_PUSHER_LAP_RETRY);
@@ -439,7 +440,10 @@ ngx_http_pusher_ring_drain(ngx_event_t *ev)
 }
 
 
-/* everything left in the ring of a broker that is gone */
+/*
+ * everything left in the ring of a broker that is gone; a ring that laps us
+ * twice in a row stops it too
+ */
 
 static void
 ngx_http_pusher_ring_drain_all(ngx_http_pusher_reader_t *r)

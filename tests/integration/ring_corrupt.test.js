@@ -160,3 +160,29 @@ test('a descriptor on which every read laps: each worker says so once, warns at 
         ws.close();
     }
 });
+
+test('workers with a corrupt ring exit on reload and on SIGQUIT (the retry timer goes with them); an event written over the descriptor heals it for the new ones', { timeout: 60000 * SLOW }, async () => {
+    const corruptIn = async (workers, offset) => {
+        corruptDescriptor();
+        await waitUntil(() => workers.every((pid) => count(logLines(offset), pid, 'error', CORRUPT_RE) === 1),
+            3000 * SLOW, () => `not every worker of ${workers} found the ring corrupt:\n${srv.errorLog().slice(offset, offset + 3000)}`);
+    };
+
+    await corruptIn(srv.workerPids(), srv.errorLog().length);
+    const { old, fresh } = await srv.reload();
+    await srv.waitGone(old, 5000 * SLOW);
+
+    /* the new workers start at the tail; the broker's next record rewrites the descriptor */
+    const socks = await connectRawAcrossWorkers(srv, 2);
+    assert.deepEqual([...new Set(socks.map((ws) => ws.worker))].sort((a, b) => a - b), [...fresh].sort((a, b) => a - b));
+    for (const ws of socks) {
+        await subscribeRaw(ws, 'healed');
+    }
+    await probeUntilDelivered(api, 'healed', socks);
+    for (const ws of socks) {
+        ws.close();
+    }
+
+    /* and srv.stop() quits nginx while these retry */
+    await corruptIn(fresh, srv.errorLog().length);
+});
