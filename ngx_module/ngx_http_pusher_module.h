@@ -79,6 +79,12 @@
 /* ring records handled before yielding to other events */
 #define NGX_HTTP_PUSHER_DRAIN_BATCH        1024
 
+/* a ring that laps a worker twice without a record between: read again */
+#define NGX_HTTP_PUSHER_LAP_RETRY          100         /* ms */
+
+/* at most one warning a second about laps */
+#define NGX_HTTP_PUSHER_LAP_LOG            1000        /* ms */
+
 /*
  * broker control connection: reconnect backoff (a worker attaches within
  * RECONNECT_MAX of the broker being back) and safety poll

@@ -22,6 +22,7 @@ typedef struct {
 
     ngx_event_t                   poll;
     ngx_event_t                   drain;
+    ngx_event_t                   retry;           /* after laps in a row */
 
     u_char                       *base;            /* mapped segment */
     size_t                        size;
@@ -32,6 +33,11 @@ typedef struct {
     u_char                       *scratch;         /* max_record bytes */
     size_t                        scratch_size;
     uint64_t                      start_ms;        /* this worker's start */
+
+    ngx_uint_t                    laps_run;        /* laps since a record */
+    ngx_uint_t                    laps_quiet;      /* not logged since */
+    ngx_msec_t                    lap_logged;      /* last lap warning */
+    unsigned                      lap_logged_once:1;
 } ngx_http_pusher_reader_t;
 
 
@@ -44,6 +50,7 @@ static void ngx_http_pusher_ring_poll(ngx_event_t *ev);
 static void ngx_http_pusher_ring_drain(ngx_event_t *ev);
 static void ngx_http_pusher_ring_drain_all(ngx_http_pusher_reader_t *r);
 static ngx_int_t ngx_http_pusher_ring_next(ngx_http_pusher_reader_t *r);
+static ngx_int_t ngx_http_pusher_ring_lapped(ngx_http_pusher_reader_t *r);
 
 
 static ngx_http_pusher_reader_t  ngx_http_pusher_reader;
@@ -74,6 +81,11 @@ ngx_http_pusher_ring_init_worker(ngx_cycle_t *cycle,
     r->drain.handler = ngx_http_pusher_ring_drain;
     r->drain.data = r;
     r->drain.log = cycle->log;
+
+    r->retry.handler = ngx_http_pusher_ring_drain;
+    r->retry.data = r;
+    r->retry.log = cycle->log;
+    r->retry.cancelable = 1;
 
     ngx_add_timer(&r->poll, NGX_HTTP_PUSHER_SAFETY_POLL);
 
@@ -330,6 +342,13 @@ ngx_http_pusher_ring_map(ngx_http_pusher_reader_t *r, const char *name,
 static void
 ngx_http_pusher_ring_unmap(ngx_http_pusher_reader_t *r)
 {
+    /* the laps were of this segment; a new one starts afresh */
+    if (r->retry.timer_set) {
+        ngx_del_timer(&r->retry);
+    }
+
+    r->laps_run = 0;
+
     if (r->base) {
         munmap(r->base, r->size);
         r->base = NULL;
@@ -368,7 +387,8 @@ ngx_http_pusher_ring_poll(ngx_event_t *ev)
 /*
  * Reads up to NGX_HTTP_PUSHER_DRAIN_BATCH records, fans them out, writes
  * the sockets once, and either posts itself again or arms the wake slot
- * before the event loop sleeps.
+ * before the event loop sleeps.  A ring that keeps lapping us is read
+ * again on the retry timer instead.
  */
 
 static void
@@ -376,19 +396,38 @@ ngx_http_pusher_ring_drain(ngx_event_t *ev)
 {
     ngx_http_pusher_reader_t *r = ev->data;
 
+    ngx_int_t   rc;
     ngx_uint_t  n;
 
     if (r->base == NULL) {
         return;
     }
 
+    rc = NGX_OK;
+
     for (n = 0; n < NGX_HTTP_PUSHER_DRAIN_BATCH; n++) {
-        if (ngx_http_pusher_ring_next(r) != NGX_OK) {
+        rc = ngx_http_pusher_ring_next(r);
+
+        if (rc != NGX_OK) {
             break;
         }
     }
 
     ngx_http_pusher_flush_fanout();
+
+    if (rc == NGX_AGAIN) {
+        /*
+         * Every read may lap at once: posting the drain again would spin.
+         * Nor is the slot armed.  The retry timer reads again (unmapping
+         * the segment deletes it); doorbells and the safety poll lap at
+         * most once each meanwhile.
+         */
+        if (!r->retry.timer_set) {
+            ngx_add_timer(&r->retry, NGX_HTTP_PUSHER_LAP_RETRY);
+        }
+
+        return;
+    }
 
     if (n == NGX_HTTP_PUSHER_DRAIN_BATCH) {
         ngx_post_event(&r->drain, &ngx_posted_events);
@@ -401,7 +440,10 @@ ngx_http_pusher_ring_drain(ngx_event_t *ev)
 }
 
 
-/* everything left in the ring of a broker that is gone */
+/*
+ * everything left in the ring of a broker that is gone; a ring that laps us
+ * twice in a row stops it too
+ */
 
 static void
 ngx_http_pusher_ring_drain_all(ngx_http_pusher_reader_t *r)
@@ -418,16 +460,18 @@ ngx_http_pusher_ring_drain_all(ngx_http_pusher_reader_t *r)
 }
 
 
-/* reads and hands on one record: NGX_DONE when the ring is empty */
+/*
+ * reads and hands on one record: NGX_DONE when the ring is empty, NGX_AGAIN
+ * when it lapped us twice in a row
+ */
 
 static ngx_int_t
 ngx_http_pusher_ring_next(ngx_http_pusher_reader_t *r)
 {
-    int                             rc;
-    int32_t                         type;
-    uint32_t                        len;
-    pusher_ring_event_view_t        view;
-    ngx_http_pusher_zone_worker_t  *zw;
+    int                       rc;
+    int32_t                   type;
+    uint32_t                  len;
+    pusher_ring_event_view_t  view;
 
     rc = pusher_ring_read(&r->reader, &r->ring, r->scratch, &type, &len);
 
@@ -441,26 +485,10 @@ ngx_http_pusher_ring_next(ngx_http_pusher_reader_t *r)
     }
 
     if (rc == PUSHER_RING_LAPPED) {
-        zw = ngx_http_pusher_zone_worker();
-
-        if (zw) {
-            (void) ngx_atomic_fetch_add(&zw->laps, 1);
-        }
-
-        /*
-         * The broker waits for a worker that keeps up; this one had
-         * stopped (SIGSTOP, swapped out) and was overtaken.  Events are
-         * lost for whatever it was subscribed to: never silently, its
-         * subscribed sockets reconnect and their apps refetch.
-         */
-        ngx_log_error(NGX_LOG_WARN, r->log, 0,
-                      "pusher: worker fell a whole ring behind the "
-                      "broker (lapped %uL times): subscribed sockets "
-                      "are told to reconnect (4200)", r->reader.lapped);
-        ngx_http_pusher_ws_reconnect_subscribed();
-        ngx_http_pusher_pending_retry();
-        return NGX_OK;
+        return ngx_http_pusher_ring_lapped(r);
     }
+
+    r->laps_run = 0;
 
     if (type == PUSHER_RING_PRESENCE_JOINED || type == PUSHER_RING_CACHE
         || type == PUSHER_RING_TERMINATE)
@@ -482,4 +510,68 @@ ngx_http_pusher_ring_next(ngx_http_pusher_reader_t *r)
     ngx_http_pusher_publish(r->pmcf, &view);
 
     return NGX_OK;
+}
+
+
+/*
+ * The broker waits for a worker that keeps up; this one had stopped
+ * (SIGSTOP, swapped out) and was overtaken.  Events are lost for whatever
+ * it was subscribed to: never silently, its subscribed sockets reconnect
+ * and their apps refetch.
+ *
+ * Such a lap moves the reader to the latest record, which it reads next.
+ * Lapped again before any record is read, the descriptor is garbage
+ * (tail_intent far ahead of tail, say) and every read may lap: NGX_AGAIN,
+ * the caller stops.  The warning, and with it the 4200 to sockets that
+ * subscribed meanwhile, then comes at most once a second.
+ */
+
+static ngx_int_t
+ngx_http_pusher_ring_lapped(ngx_http_pusher_reader_t *r)
+{
+    ngx_uint_t                      tell;
+    ngx_http_pusher_zone_worker_t  *zw;
+
+    zw = ngx_http_pusher_zone_worker();
+
+    if (zw) {
+        (void) ngx_atomic_fetch_add(&zw->laps, 1);
+    }
+
+    r->laps_run++;
+
+    if (r->laps_run == 2) {
+        ngx_log_error(NGX_LOG_ERR, r->log, 0,
+                      "pusher: broker ring looks corrupt (lapped twice "
+                      "without a record read in between): read again "
+                      "every %M ms", (ngx_msec_t) NGX_HTTP_PUSHER_LAP_RETRY);
+    }
+
+    /* an ordinary lap always tells the sockets, as it may lose events */
+    tell = (r->laps_run == 1);
+
+    if (!r->lap_logged_once
+        || ngx_current_msec - r->lap_logged >= NGX_HTTP_PUSHER_LAP_LOG)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->log, 0,
+                      "pusher: worker fell a whole ring behind the "
+                      "broker (lapped %uL times, %ui not logged since the "
+                      "last line): subscribed sockets are told to "
+                      "reconnect (4200)", r->reader.lapped, r->laps_quiet);
+
+        r->lap_logged = ngx_current_msec;
+        r->lap_logged_once = 1;
+        r->laps_quiet = 0;
+        tell = 1;
+
+    } else {
+        r->laps_quiet++;
+    }
+
+    if (tell) {
+        ngx_http_pusher_ws_reconnect_subscribed();
+        ngx_http_pusher_pending_retry();
+    }
+
+    return (r->laps_run >= 2) ? NGX_AGAIN : NGX_OK;
 }
