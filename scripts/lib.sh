@@ -67,7 +67,8 @@ _pusher_apt_updated=0
 # Runs `apt-get update` at most once per script.  Services of the installed
 # packages (Debian's nginx would start on port 80) are not started: a
 # temporary policy-rc.d denies it while apt runs, as Debian's container
-# images do.
+# images do.  apt waits up to 5 minutes for a lock another apt holds (a
+# fresh machine's unattended-upgrades) instead of failing at once.
 pusher_install_packages() {
     local missing
     mapfile -t missing < <(pusher_missing_packages "$@")
@@ -80,7 +81,7 @@ pusher_install_packages() {
 
     pusher_log "installing: ${missing[*]}"
     if [ "$_pusher_apt_updated" -eq 0 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -q \
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -q \
             || pusher_die "apt-get update failed"
         _pusher_apt_updated=1
     fi
@@ -92,7 +93,7 @@ pusher_install_packages() {
             printf '#!/bin/sh\nexit 101\n' > "$policy"
             chmod 0755 "$policy"
         fi
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q \
             --no-install-recommends "${missing[@]}"
     ) || pusher_die "apt-get install ${missing[*]} failed"
 }
