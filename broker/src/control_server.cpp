@@ -2,8 +2,8 @@
 #include "metrics.hpp"
 
 #include <chrono>
-#include <cstring>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -421,12 +421,15 @@ net::awaitable<void> control_server::run_worker(worker_ptr w)
 
 bool control_server::load_apps(std::string &why)
 {
-    const std::string no_table = "no app table from the nginx master: ";
+    auto no_table = [&](const std::string &reason) {
+        why = "no app table from the nginx master: " + apps_path_ + ": "
+              + reason;
+        return false;
+    };
     int fd = ::open(apps_path_.c_str(),
                     O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        why = no_table + apps_path_ + ": " + std::strerror(errno);
-        return false;
+        return no_table(std::strerror(errno));
     }
     std::unique_ptr<int, void (*)(int *)> closer(&fd, [](int *f) {
         ::close(*f);
@@ -435,28 +438,23 @@ bool control_server::load_apps(std::string &why)
     // written by the master as it loaded nginx.conf: by no one else
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        why = no_table + apps_path_ + ": " + std::strerror(errno);
-        return false;
+        return no_table(std::strerror(errno));
     }
     if (!S_ISREG(st.st_mode)) {
-        why = no_table + apps_path_ + ": not a regular file";
-        return false;
+        return no_table("not a regular file");
     }
     if (st.st_uid != config_owner_) {
-        why = no_table + apps_path_ + ": owned by uid " + std::to_string(st.st_uid)
-              + ", not by the nginx master's user (uid "
-              + std::to_string(config_owner_) + ", --config-owner)";
-        return false;
+        return no_table("owned by uid " + std::to_string(st.st_uid)
+                        + ", not by the nginx master's user (uid "
+                        + std::to_string(config_owner_)
+                        + ", --config-owner)");
     }
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-        why = no_table + apps_path_
-              + ": writable by others than its owner";
-        return false;
+        return no_table("writable by others than its owner");
     }
     if (st.st_size > static_cast<off_t>(PUSHER_CTL_MAX_PAYLOAD)) {
-        why = no_table + apps_path_ + ": larger than "
-              + std::to_string(PUSHER_CTL_MAX_PAYLOAD) + " bytes";
-        return false;
+        return no_table("larger than " + std::to_string(PUSHER_CTL_MAX_PAYLOAD)
+                        + " bytes");
     }
 
     std::string text(static_cast<std::size_t>(st.st_size), '\0');
@@ -464,9 +462,8 @@ bool control_server::load_apps(std::string &why)
     while (got < text.size()) {
         ssize_t n = ::read(fd, text.data() + got, text.size() - got);
         if (n <= 0) {
-            why = no_table + apps_path_ + ": "
-                  + (n < 0 ? std::strerror(errno) : "shorter than it was");
-            return false;
+            return no_table(n < 0 ? std::strerror(errno)
+                                  : "shorter than it was");
         }
         got += static_cast<std::size_t>(n);
     }
