@@ -26,9 +26,9 @@ coalescer::verdict coalescer::offer(std::string_view app_id,
     auto it = entries_.find(key);
 
     if (it == entries_.end()) {
-        auto count = keys_per_app_.find(app_id);
-        if (count != keys_per_app_.end() && count->second >= max_keys_) {
-            stats_.overflow++;
+        auto keys = keys_per_app_.find(app_id);
+        if (keys != keys_per_app_.end() && keys->second >= max_keys_) {
+            count(app_id, &counters::overflow);
             return verdict::deliver;
         }
         it = entries_.emplace(std::move(key), entry{}).first;
@@ -36,12 +36,12 @@ coalescer::verdict coalescer::offer(std::string_view app_id,
         e.window = window;
         e.app_len = app_id.size();
         open(e, it->first, now);
-        if (count == keys_per_app_.end()) {
+        if (keys == keys_per_app_.end()) {
             keys_per_app_.emplace(std::string(app_id), 1);
         } else {
-            count->second++;
+            keys->second++;
         }
-        stats_.delivered++;
+        count(app_id, &counters::delivered);
         return verdict::deliver;
     }
 
@@ -53,24 +53,35 @@ coalescer::verdict coalescer::offer(std::string_view app_id,
         // the window ended quiet and expire() has yet to forget it
         deadlines_.erase({e.end, e.seq, &it->first});
         open(e, it->first, now);
-        stats_.delivered++;
+        count(app_id, &counters::delivered);
         return verdict::deliver;
     }
 
     // within the window, or after it with an event still to release
     if (e.held) {
-        stats_.coalesced++;
+        count(app_id, &counters::coalesced);
     } else {
         e.held.emplace();
         e.held->app_id = app_id;
         e.held->channel = channel;
         e.held->name = name;
-        held_now_++;
+        count(app_id, &counters::held_now);
     }
     e.held->data = data;
     e.held->socket_id = socket_id;
-    stats_.held++;
+    count(app_id, &counters::held);
     return verdict::hold;
+}
+
+void coalescer::count(std::string_view app_id,
+                      std::uint64_t counters::*which, std::int64_t n)
+{
+    auto it = app_stats_.find(app_id);
+    if (it == app_stats_.end()) {
+        it = app_stats_.emplace(std::string(app_id), counters{}).first;
+    }
+    it->second.*which += static_cast<std::uint64_t>(n);
+    stats_.*which += static_cast<std::uint64_t>(n);
 }
 
 void coalescer::open(entry &e, const std::string &key, time_point now)
@@ -91,8 +102,8 @@ void coalescer::supersede(std::string_view app_id, std::string_view channel,
         return;
     }
     it->second.held.reset();
-    held_now_--;
-    stats_.coalesced++;
+    count(app_id, &counters::held_now, -1);
+    count(app_id, &counters::coalesced);
 }
 
 std::optional<coalescer::time_point> coalescer::next_deadline() const

@@ -58,6 +58,7 @@ public:
         std::uint64_t released = 0;   // held and delivered at a window's end
         std::uint64_t overflow = 0;   // delivered at once: app at max keys
         std::uint64_t lost = 0;       // held when drain() could not publish
+        std::uint64_t held_now = 0;   // a gauge: held at this moment
     };
 
     enum class verdict { deliver, hold };
@@ -102,9 +103,14 @@ public:
     std::size_t drain(F &&publish);
 
     std::size_t keys() const noexcept { return entries_.size(); }
-    std::size_t held_now() const noexcept { return held_now_; }
+    std::size_t held_now() const noexcept { return stats_.held_now; }
     std::size_t keys_of(std::string_view app_id) const;
+    // all apps together, and each app that offered an event
     const counters &stats() const noexcept { return stats_; }
+    const string_map<counters> &app_stats() const noexcept
+    {
+        return app_stats_;
+    }
 
 private:
     struct entry {
@@ -127,14 +133,17 @@ private:
     void forget(key_map::iterator it);
     // (re)opens the window of an entry at now
     void open(entry &e, const std::string &key, time_point now);
+    // adds n to a count of the app and of all apps
+    void count(std::string_view app_id, std::uint64_t counters::*which,
+               std::int64_t n = 1);
 
     std::size_t max_keys_;
     key_map entries_;
     std::set<deadline> deadlines_;
     std::uint64_t seq_ = 0;
     string_map<std::size_t> keys_per_app_;
-    std::size_t held_now_ = 0;
     counters stats_;
+    string_map<counters> app_stats_;
 };
 
 template <typename F>
@@ -152,8 +161,8 @@ std::size_t coalescer::expire(time_point now, F &&publish)
             break;
         }
         published++;
-        stats_.released++;
-        held_now_--;
+        count(e.held->app_id, &counters::released);
+        count(e.held->app_id, &counters::held_now, -1);
         e.held.reset();
         deadlines_.erase(deadlines_.begin());
         // the delivery opens the next window
@@ -172,15 +181,15 @@ std::size_t coalescer::drain(F &&publish)
         }
         if (publish(static_cast<const held_event &>(*e.held))) {
             published++;
-            stats_.released++;
+            count(e.held->app_id, &counters::released);
         } else {
-            stats_.lost++;
+            count(e.held->app_id, &counters::lost);
         }
+        count(e.held->app_id, &counters::held_now, -1);
     }
     entries_.clear();
     deadlines_.clear();
     keys_per_app_.clear();
-    held_now_ = 0;
     return published;
 }
 

@@ -47,17 +47,7 @@ int run(const options &opt)
     control.set_metrics([&](std::string &out) {
         metrics.render(out, apps, hooks);
         // coalescing is done here, before the ring (trigger_api)
-        const coalescer::counters &c = api.coalesce_stats();
-        prom::family(out, "pusher_events_coalesced_total", "counter",
-                     "HTTP API events held by a coalesce window and replaced "
-                     "by a later one: never delivered");
-        out += "pusher_events_coalesced_total " + std::to_string(c.coalesced)
-               + "\n";
-        prom::family(out, "pusher_events_coalesce_held", "gauge",
-                     "HTTP API events held for the end of their coalesce "
-                     "window");
-        out += "pusher_events_coalesce_held "
-               + std::to_string(api.coalesce_held()) + "\n";
+        broker_metrics::render_coalescing(out, apps, api.coalescing());
     });
     http_server server(ioc, opt.api, opt.socket_mode, opt.max_body, apps,
                        api, metrics);

@@ -1,6 +1,7 @@
 #include "metrics.hpp"
 
 #include <array>
+#include <set>
 #include <vector>
 
 namespace pusher::broker {
@@ -250,6 +251,37 @@ void broker_metrics::render(std::string &out, const app_registry &apps,
     out += "pusher_webhook_events_dropped_total{app_id=\"\",reason=\"removed\"} ";
     out += std::to_string(removed);
     out += '\n';
+}
+
+void broker_metrics::render_coalescing(std::string &out,
+                                       const app_registry &apps,
+                                       const coalescer &c)
+{
+    std::set<std::string, std::less<>> ids;
+    apps.for_each([&](const app &a) {
+        if (!a.coalesce.empty()) {
+            ids.insert(a.id);
+        }
+    });
+    for (const auto &[id, counts] : c.app_stats()) {
+        ids.insert(id);
+    }
+    auto of = [&](const std::string &id) {
+        auto it = c.app_stats().find(id);
+        return it == c.app_stats().end() ? coalescer::counters{} : it->second;
+    };
+
+    prom::family(out, "pusher_events_coalesced_total", "counter",
+                 "HTTP API events held by a coalesce window and replaced by "
+                 "a later one: never delivered");
+    for (const std::string &id : ids) {
+        app_line(out, "pusher_events_coalesced_total", id, of(id).coalesced);
+    }
+    prom::family(out, "pusher_events_coalesce_held", "gauge",
+                 "HTTP API events held for the end of their coalesce window");
+    for (const std::string &id : ids) {
+        app_line(out, "pusher_events_coalesce_held", id, of(id).held_now);
+    }
 }
 
 } // namespace pusher::broker

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "app_registry.hpp"
+#include "coalescer.hpp"
 #include "webhooks.hpp"
 
 namespace pusher::broker {
@@ -36,6 +37,11 @@ public:
     // the HTTP API and webhook metrics
     void render(std::string &out, const app_registry &apps,
                 const webhook_sender &hooks) const;
+
+    // the coalescing metrics, per app: each app with "coalesce" lines and
+    // each that had events coalesced (a reload may have removed its lines)
+    static void render_coalescing(std::string &out, const app_registry &apps,
+                                  const coalescer &c);
 
 private:
     struct per_app {

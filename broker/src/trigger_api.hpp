@@ -66,12 +66,8 @@ public:
     // unread records intact (a wrap's padding may ask for more)
     bool room_for(std::uint64_t need) { return flow_.room(flow_.tail() + need); }
 
-    // events coalesced away and the others the coalescer saw
-    const coalescer::counters &coalesce_stats() const noexcept
-    {
-        return coalescer_.stats();
-    }
-    std::size_t coalesce_held() const noexcept { return coalescer_.held_now(); }
+    // what the coalescer holds and has counted (metrics)
+    const coalescer &coalescing() const noexcept { return coalescer_; }
 
     // publishes the held events at once (the broker stops)
     void drain_coalesced();

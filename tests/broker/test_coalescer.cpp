@@ -304,6 +304,35 @@ void test_overflow()
     CHECK(offer(c, 2, "2", "a") == coalescer::verdict::hold);
 }
 
+// each app has counts of its own; stats() is their sum
+void test_per_app()
+{
+    coalescer c;
+    std::vector<published> out;
+    offer(c, 0, "1", "ch", "e", "", "app");
+    offer(c, 10, "2", "ch", "e", "", "app");
+    offer(c, 20, "3", "ch", "e", "", "app");       // replaces 2
+    offer(c, 0, "1", "ch", "e", "", "other");
+    offer(c, 10, "2", "ch", "e", "", "other");
+    const auto &apps = c.app_stats();
+    CHECK(apps.size() == 2);
+    const coalescer::counters &a = apps.find("app")->second;
+    const coalescer::counters &o = apps.find("other")->second;
+    CHECK(a.delivered == 1 && a.held == 2 && a.coalesced == 1
+          && a.held_now == 1);
+    CHECK(o.delivered == 1 && o.held == 1 && o.coalesced == 0
+          && o.held_now == 1);
+    CHECK(c.stats().coalesced == 1 && c.stats().held_now == 2
+          && c.held_now() == 2);
+    // the window's end releases both; the gauges go back to 0
+    CHECK(c.expire(at(500), [&](const coalescer::held_event &h) {
+        out.push_back({h.channel, h.name, h.data, h.socket_id, 500});
+        return true;
+    }) == 2);
+    CHECK(a.released == 1 && a.held_now == 0 && o.released == 1
+          && o.held_now == 0 && c.held_now() == 0);
+}
+
 void test_drain()
 {
     coalescer c;
@@ -525,6 +554,7 @@ int main()
     test_late_timer();
     test_supersede();
     test_overflow();
+    test_per_app();
     test_drain();
     test_glob();
     test_registry();

@@ -40,9 +40,10 @@ async function metricsPage(s) {
     return r.body;
 }
 
-async function coalescedTotal(s) {
-    const m = /^pusher_events_coalesced_total (\d+)$/m.exec(await metricsPage(s));
-    assert.ok(m, 'pusher_events_coalesced_total on /metrics');
+/* the app's pusher_events_coalesced_total (per app) */
+async function coalescedTotal(s, appId = s.appId) {
+    const m = new RegExp(`^pusher_events_coalesced_total\\{app_id="${appId}"\\} (\\d+)$`, 'm').exec(await metricsPage(s));
+    assert.ok(m, `pusher_events_coalesced_total{app_id="${appId}"} on /metrics`);
     return Number(m[1]);
 }
 
@@ -116,7 +117,7 @@ describe('coalesce', () => {
         /* what the broker counts: every event of the 50 not delivered */
         const delivered = [...got.values()][0].coalesced.length;
         assert.equal(await coalescedTotal(srv) - coalescedBefore, 50 - delivered);
-        assert.match(await metricsPage(srv), /^pusher_events_coalesce_held 0$/m);
+        assert.match(await metricsPage(srv), new RegExp(`^pusher_events_coalesce_held\\{app_id="${srv.appId}"\\} 0$`, 'm'));
         for (const c of clients) {
             c.disconnect();
         }
@@ -247,6 +248,10 @@ describe('coalesce', () => {
         }
         await ws.expectNothing(400);
         ws.close();
+        /* the metrics are per app: one without coalesce lines has none */
+        const page = await metricsPage(srv);
+        assert.match(page, new RegExp(`^pusher_events_coalesce_held\\{app_id="${srv.appId}"\\} \\d+$`, 'm'));
+        assert.doesNotMatch(page, new RegExp(`^pusher_events_coalesce[a-z_]*\\{app_id="${OTHER.id}"\\}`, 'm'));
     });
 
     test('client events are never coalesced', async () => {
