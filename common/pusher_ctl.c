@@ -493,11 +493,12 @@ pusher_ctl_hello_decode(pusher_ctl_hello_t *hello, const char *json,
 
     hello->napps = (size_t) cJSON_GetArraySize(apps);
 
-    if (hello->napps == 0) {
-        return 0;
-    }
-
-    hello->apps = calloc(hello->napps, sizeof(pusher_ctl_app_t));
+    /*
+     * a table, even an empty one, has apps != NULL, as it had when encoded
+     * ("apps" is written only then): the round trip keeps the text
+     */
+    hello->apps = calloc(hello->napps ? hello->napps : 1,
+                         sizeof(pusher_ctl_app_t));
     if (hello->apps == NULL) {
         hello->napps = 0;
         snprintf(hello->error, sizeof(hello->error), "out of memory");

@@ -338,6 +338,18 @@ test_hello_debug(void **state)
                                       "\"debug\":false}"), 0);
     assert_int_equal(d.debug, 0);
     pusher_ctl_hello_free(&d);
+
+    /* an empty table (a master's with no apps) stays one: the round trip
+     * keeps "apps" (found by fuzz_ctl) */
+    assert_int_equal(hello_decode(&d, "{\"pid\":1,\"conf_time\":2,"
+                                      "\"apps\":[]}"), 0);
+    assert_non_null(d.apps);
+    assert_int_equal(d.napps, 0);
+    text = pusher_ctl_hello_encode(&d, &len);
+    assert_non_null(text);
+    assert_string_equal(text, "{\"pid\":1,\"conf_time\":2,\"apps\":[]}");
+    pusher_ctl_text_free(text);
+    pusher_ctl_hello_free(&d);
 }
 
 
