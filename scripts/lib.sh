@@ -15,6 +15,7 @@ PUSHER_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PUSHER_BUILD_PACKAGES=(
     cmake g++ make pkg-config
     libssl-dev libboost-dev libboost-system-dev libcjson-dev libcmocka-dev
+    libhiredis-dev
     nginx nginx-dev libpcre2-dev zlib1g-dev
     procps iproute2 curl util-linux coreutils
 )
@@ -25,7 +26,8 @@ PUSHER_BUILD_PACKAGES=(
 # debootstrap for the fresh Debian 12 root of tests/fresh/run, prometheus
 # (and its promtool) for the metrics test.
 # shellcheck disable=SC2034
-PUSHER_TEST_PACKAGES=(clang libclang-rt-14-dev openssl debootstrap prometheus)
+PUSHER_TEST_PACKAGES=(clang libclang-rt-14-dev openssl debootstrap prometheus
+    redis-server)
 
 # What scripts/package needs beyond the build: debhelper with nginx-dev's
 # dh-sequence-nginx (the module bound to the nginx ABI it is built
