@@ -345,6 +345,34 @@ TEST_CASE("commands: 10000 pipelined commands, replies in order")
     l->stop();
 }
 
+TEST_CASE("commands: replies read one byte at a time")
+{
+    // every reply split at every byte: the hiredis reader resumes
+    server s = unix_server("r");
+    net::io_context io;
+    watcher w;
+    redis_link::options opt;
+    opt.read_chunk = 1;
+    auto l = make_link(io, "unix://" + s.sock, w, redis_link::mode::commands,
+                       "", opt);
+    wait_up(io, w);
+    std::string bin("\r\n\0$-1\r\n*2\r\n", 14);
+    call(io, *l, {"RPUSH", "l", bin, "", "x"});
+    int done = 0;
+    for (int i = 0; i < 100; i++) {
+        l->command({"LRANGE", "l", "0", "-1"}, [&](const redis_reply &r) {
+            CHECK(r.elements.size() == 3);
+            CHECK(r.elements[0].str == bin);
+            CHECK(r.elements[1].str.empty() && r.elements[2].str == "x");
+            done++;
+        });
+        l->command({"GET", "nothing"},
+                   [&](const redis_reply &r) { CHECK(r.is_nil()); });
+    }
+    CHECK(run_until(io, [&] { return done == 100 && l->pending() == 0; }));
+    l->stop();
+}
+
 TEST_CASE("auth: right and wrong password, user form")
 {
     server s = unix_server("r", {"--requirepass", "s3cret"});
