@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "pusher_ctl.h"
+#include "pusher_redis_url.h"
 
 
 typedef enum {
@@ -33,6 +34,10 @@ static int pusher_ctl_add_string(cJSON *obj, const char *name,
     const pusher_str_t *s);
 static int pusher_ctl_add_pair(cJSON *obj, const pusher_str_t *name,
     const pusher_str_t *value);
+static int pusher_ctl_add_cluster(cJSON *root,
+    const pusher_ctl_hello_t *hello);
+static int pusher_ctl_decode_cluster(pusher_ctl_hello_t *hello,
+    const cJSON *cluster);
 static int pusher_ctl_add_webhooks(cJSON *app, const pusher_ctl_app_t *a);
 static int pusher_ctl_add_coalesce(cJSON *app, const pusher_ctl_app_t *a);
 static cJSON *pusher_ctl_create_string(const pusher_str_t *s);
@@ -81,6 +86,9 @@ static const char  pusher_ctl_pid[] = "pid";
 static const char  pusher_ctl_conf_time[] = "conf_time";
 static const char  pusher_ctl_debug[] = "debug";
 static const char  pusher_ctl_apps[] = "apps";
+static const char  pusher_ctl_cluster[] = "cluster";
+static const char  pusher_ctl_node[] = "node";
+static const char  pusher_ctl_cluster_prefix[] = "prefix";
 static const char  pusher_ctl_id[] = "id";
 static const char  pusher_ctl_key[] = "key";
 static const char  pusher_ctl_secret[] = "secret";
@@ -127,6 +135,8 @@ pusher_ctl_hello_encode(const pusher_ctl_hello_t *hello, size_t *len)
            != 0
         || (hello->debug
             && cJSON_AddTrueToObject(root, pusher_ctl_debug) == NULL)
+        || (hello->cluster_url.len
+            && pusher_ctl_add_cluster(root, hello) != 0)
         || (hello->apps != NULL
             && (apps = cJSON_AddArrayToObject(root, pusher_ctl_apps))
                == NULL))
@@ -192,6 +202,84 @@ failed:
     cJSON_Delete(root);
 
     return NULL;
+}
+
+
+static int
+pusher_ctl_add_cluster(cJSON *root, const pusher_ctl_hello_t *hello)
+{
+    cJSON  *cluster;
+
+    cluster = cJSON_AddObjectToObject(root, pusher_ctl_cluster);
+
+    if (cluster == NULL
+        || pusher_ctl_add_string(cluster, pusher_ctl_url, &hello->cluster_url)
+           != 0
+        || pusher_ctl_add_string(cluster, pusher_ctl_cluster_prefix,
+                                 &hello->cluster_prefix)
+           != 0
+        || pusher_ctl_add_string(cluster, pusher_ctl_node,
+                                 &hello->cluster_node)
+           != 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * "cluster": an object of three strings, each checked as nginx -t checks
+ * the pusher_cluster directive; an error never quotes the URL (it may hold
+ * a password)
+ */
+
+static int
+pusher_ctl_decode_cluster(pusher_ctl_hello_t *hello, const cJSON *cluster)
+{
+    char                why[PUSHER_CTL_ERROR_SIZE - 32];
+    pusher_redis_url_t  url;
+
+    if (!cJSON_IsObject(cluster)
+        || pusher_ctl_string(cJSON_GetObjectItemCaseSensitive(cluster,
+                                                              pusher_ctl_url),
+                             &hello->cluster_url)
+           != 0
+        || pusher_ctl_string(cJSON_GetObjectItemCaseSensitive(
+                                 cluster, pusher_ctl_cluster_prefix),
+                             &hello->cluster_prefix)
+           != 0
+        || pusher_ctl_string(cJSON_GetObjectItemCaseSensitive(cluster,
+                                                              pusher_ctl_node),
+                             &hello->cluster_node)
+           != 0)
+    {
+        snprintf(hello->error, sizeof(hello->error),
+                 "\"%s\" is not an object of strings \"%s\", \"%s\" and "
+                 "\"%s\"", pusher_ctl_cluster, pusher_ctl_url,
+                 pusher_ctl_cluster_prefix, pusher_ctl_node);
+        return -1;
+    }
+
+    if (pusher_redis_url_parse(&url, hello->cluster_url.data,
+                               hello->cluster_url.len, why, sizeof(why))
+            != 0
+        || pusher_cluster_prefix_check(hello->cluster_prefix.data,
+                                       hello->cluster_prefix.len, why,
+                                       sizeof(why))
+           != 0
+        || pusher_cluster_node_check(hello->cluster_node.data,
+                                     hello->cluster_node.len, why,
+                                     sizeof(why))
+           != 0)
+    {
+        snprintf(hello->error, sizeof(hello->error), "\"%s\": %s",
+                 pusher_ctl_cluster, why);
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -477,6 +565,14 @@ pusher_ctl_hello_decode(pusher_ctl_hello_t *hello, const char *json,
     }
 
     hello->debug = cJSON_IsTrue(item) ? 1 : 0;
+
+    /* "cluster": absent without pusher_cluster */
+
+    item = cJSON_GetObjectItemCaseSensitive(root, pusher_ctl_cluster);
+
+    if (item != NULL && pusher_ctl_decode_cluster(hello, item) != 0) {
+        return -1;
+    }
 
     /* no "apps": a configuration without apps */
 

@@ -354,6 +354,13 @@ typedef struct {
     int64_t                 pid;
     int64_t                 conf_time;         /* unix ms */
     int                     debug;             /* "debug":true: pusher_debug */
+    /*
+     * "cluster": {"url", "prefix", "node"} if cluster_url.len
+     * (pusher_cluster; a decoded one is checked as nginx -t checks it)
+     */
+    pusher_str_t            cluster_url;
+    pusher_str_t            cluster_prefix;
+    pusher_str_t            cluster_node;
     pusher_ctl_app_t       *apps;
     size_t                  napps;
     void                   *json;              /* decoded: cJSON, owned */

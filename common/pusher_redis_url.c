@@ -416,3 +416,55 @@ pusher_redis_url_parse(pusher_redis_url_t *u, const char *url, size_t len,
 
     return 0;
 }
+
+
+static int
+cluster_name_check(const char *what, const char *s, size_t len, size_t max,
+    const char *extra, char *why, size_t why_size)
+{
+    size_t  i;
+    char    c;
+
+    if (len == 0) {
+        return redis_url_fail(why, why_size, "empty %s", what);
+    }
+
+    if (len > max) {
+        return redis_url_fail(why, why_size, "%s longer than %zu characters",
+                              what, max);
+    }
+
+    for (i = 0; i < len; i++) {
+        c = s[i];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9') || (c != '\0' && strchr(extra, c)))
+        {
+            continue;
+        }
+
+        return redis_url_fail(why, why_size,
+                              "%s: character %zu is not one of A-Z a-z 0-9 %s",
+                              what, i + 1, extra);
+    }
+
+    return 0;
+}
+
+
+int
+pusher_cluster_prefix_check(const char *s, size_t len, char *why,
+    size_t why_size)
+{
+    return cluster_name_check("prefix", s, len, PUSHER_CLUSTER_PREFIX_MAX,
+                              "_-.:{}", why, why_size);
+}
+
+
+int
+pusher_cluster_node_check(const char *s, size_t len, char *why,
+    size_t why_size)
+{
+    return cluster_name_check("node", s, len, PUSHER_CLUSTER_NODE_MAX, "_-.",
+                              why, why_size);
+}

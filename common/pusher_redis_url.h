@@ -75,6 +75,30 @@ int pusher_redis_url_parse(pusher_redis_url_t *u, const char *url,
     size_t len, char *why, size_t why_size);
 
 
+/*
+ * The other two parts of "pusher_cluster URL [prefix=P] [node=N]":
+ *
+ * prefix  starts every Redis key and pub/sub channel of the cluster, so
+ *         that several clusters (or a Laravel app) share one Redis:
+ *         1 .. PUSHER_CLUSTER_PREFIX_MAX of A-Z a-z 0-9 and "_-.:{}"
+ *         (braces: a Redis Cluster hash tag)
+ * node    this host's name in the cluster, unique among its hosts (the
+ *         host name by default): 1 .. PUSHER_CLUSTER_NODE_MAX of A-Z a-z
+ *         0-9 and "_-."
+ *
+ * Each returns 0, or -1 with a message in why[0 .. why_size).
+ */
+
+#define PUSHER_CLUSTER_PREFIX_MAX      128
+#define PUSHER_CLUSTER_NODE_MAX        64
+#define PUSHER_CLUSTER_DEFAULT_PREFIX  "ngx-pusher:"
+
+int pusher_cluster_prefix_check(const char *s, size_t len, char *why,
+    size_t why_size);
+int pusher_cluster_node_check(const char *s, size_t len, char *why,
+    size_t why_size);
+
+
 #ifdef __cplusplus
 }
 #endif

@@ -143,10 +143,17 @@ typedef struct {
  *                    the HTTP API's terminate_connections: every worker
  *                    closes the sockets signed in as user_id and the
  *                    presence members with that user_id (4009)
+ *   RECONNECT        node, count
+ *                    the cluster (docs/cluster.md): count event records
+ *                    of another node never reached this host; every
+ *                    worker tells its subscribed sockets to reconnect
+ *                    (4200), as after a lap: loss is announced, never
+ *                    silent
  */
 #define PUSHER_RING_PRESENCE_JOINED  2
 #define PUSHER_RING_CACHE            3
 #define PUSHER_RING_TERMINATE        4
+#define PUSHER_RING_RECONNECT        5
 
 
 /*

@@ -507,6 +507,12 @@ ngx_http_pusher_hello_encode(ngx_http_pusher_main_conf_t *pmcf,
     hello.pid = ngx_pid;
     hello.conf_time = (int64_t) pmcf->conf_time;
     hello.debug = pmcf->debug ? 1 : 0;
+    hello.cluster_url.data = (char *) pmcf->cluster_url.data;
+    hello.cluster_url.len = pmcf->cluster_url.len;
+    hello.cluster_prefix.data = (char *) pmcf->cluster_prefix.data;
+    hello.cluster_prefix.len = pmcf->cluster_prefix.len;
+    hello.cluster_node.data = (char *) pmcf->cluster_node.data;
+    hello.cluster_node.len = pmcf->cluster_node.len;
     hello.apps = apps;
     hello.napps = pmcf->apps.nelts;
 

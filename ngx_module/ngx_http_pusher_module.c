@@ -5,11 +5,14 @@
 
 
 #include "ngx_http_pusher_module.h"
+#include "pusher_redis_url.h"
 
 
 static void *ngx_http_pusher_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf);
 static char *ngx_http_pusher(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_pusher_cluster(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pusher_app_directive(ngx_conf_t *cf, ngx_command_t *dummy,
@@ -90,6 +93,13 @@ static ngx_command_t  ngx_http_pusher_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pusher_main_conf_t, debug),
+      NULL },
+
+    { ngx_string("pusher_cluster"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_http_pusher_cluster,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("pusher_app"),
@@ -374,12 +384,30 @@ ngx_http_pusher_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_uint_t              i;
     ngx_http_pusher_app_t  *app;
+    char                    why[256];
 
     if (pmcf->broker.data == NULL) {
         ngx_str_set(&pmcf->broker, NGX_HTTP_PUSHER_DEFAULT_BROKER);
     }
 
     ngx_conf_init_value(pmcf->debug, 0);
+
+    if (pmcf->cluster_url.len && pmcf->cluster_node.len == 0) {
+        /* the host name by default */
+        pmcf->cluster_node = cf->cycle->hostname;
+
+        if (pusher_cluster_node_check((char *) pmcf->cluster_node.data,
+                                      pmcf->cluster_node.len, why,
+                                      sizeof(why))
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pusher_cluster: the host name \"%V\" is no "
+                               "node name (%s): give one with node=",
+                               &pmcf->cluster_node, why);
+            return NGX_CONF_ERROR;
+        }
+    }
 
     if (pmcf->broker.len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -474,6 +502,109 @@ ngx_http_pusher(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_pusher_handler;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * pusher_cluster URL [prefix=P] [node=N]: the Redis of the hosts that
+ * form one cluster (docs/cluster.md).  The URL, prefix and node are
+ * checked here by the rules the broker applies (pusher_redis_url.h); an
+ * error never quotes the URL, which may hold a password.
+ */
+
+static char *
+ngx_http_pusher_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pusher_main_conf_t *pmcf = conf;
+
+    char                *why;
+    ngx_str_t           *value, *dst, name;
+    ngx_uint_t           i, seen_prefix, seen_node;
+    pusher_redis_url_t  *url;
+
+    if (pmcf->cluster_url.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    why = ngx_pnalloc(cf->temp_pool, 256);
+    url = ngx_palloc(cf->temp_pool, sizeof(pusher_redis_url_t));
+    if (why == NULL || url == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (pusher_redis_url_parse(url, (char *) value[1].data, value[1].len,
+                               why, 256)
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pusher_cluster: invalid Redis URL: %s", why);
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->cluster_url = value[1];
+    ngx_str_set(&pmcf->cluster_prefix, PUSHER_CLUSTER_DEFAULT_PREFIX);
+    seen_prefix = 0;
+    seen_node = 0;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (value[i].len >= 7
+            && ngx_strncmp(value[i].data, "prefix=", 7) == 0)
+        {
+            if (seen_prefix++) {
+                return "has prefix= twice";
+            }
+
+            dst = &pmcf->cluster_prefix;
+            name.data = value[i].data + 7;
+            name.len = value[i].len - 7;
+
+            if (pusher_cluster_prefix_check((char *) name.data, name.len, why,
+                                            256)
+                != 0)
+            {
+                goto invalid;
+            }
+
+        } else if (value[i].len >= 5
+                   && ngx_strncmp(value[i].data, "node=", 5) == 0)
+        {
+            if (seen_node++) {
+                return "has node= twice";
+            }
+
+            dst = &pmcf->cluster_node;
+            name.data = value[i].data + 5;
+            name.len = value[i].len - 5;
+
+            if (pusher_cluster_node_check((char *) name.data, name.len, why,
+                                          256)
+                != 0)
+            {
+                goto invalid;
+            }
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pusher_cluster: unknown parameter \"%V\" "
+                               "(prefix= or node=)", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        *dst = name;
+    }
+
+    (void) cmd;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "pusher_cluster: invalid %s",
+                       why);
+    return NGX_CONF_ERROR;
 }
 
 

@@ -241,6 +241,9 @@ typedef struct {
     ngx_str_t                  broker;             /* control socket path */
     uint64_t                   conf_time;          /* unix ms of this conf */
     ngx_flag_t                 debug;              /* pusher_debug */
+    ngx_str_t                  cluster_url;        /* pusher_cluster */
+    ngx_str_t                  cluster_prefix;
+    ngx_str_t                  cluster_node;
     ngx_shm_zone_t            *shm_zone;
     ngx_http_pusher_zone_t    *zone;
     ngx_atomic_uint_t          generation;         /* zone gen. of this conf */

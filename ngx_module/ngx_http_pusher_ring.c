@@ -51,6 +51,8 @@ static void ngx_http_pusher_ring_drain(ngx_event_t *ev);
 static void ngx_http_pusher_ring_drain_all(ngx_http_pusher_reader_t *r);
 static ngx_int_t ngx_http_pusher_ring_next(ngx_http_pusher_reader_t *r);
 static ngx_int_t ngx_http_pusher_ring_lapped(ngx_http_pusher_reader_t *r);
+static void ngx_http_pusher_ring_reconnect(ngx_http_pusher_reader_t *r,
+    u_char *data, size_t len);
 
 
 static ngx_http_pusher_reader_t  ngx_http_pusher_reader;
@@ -222,6 +224,42 @@ ngx_http_pusher_ring_answer(ngx_http_pusher_reader_t *r, int32_t type,
 
     ngx_http_pusher_presence_joined((u_char *) f[0], n[0], (u_char *) f[1],
                                     n[1], &status, &json, &cache);
+}
+
+
+/*
+ * PUSHER_RING_RECONNECT (node, count): events of another cluster node
+ * never reached this host (its Redis link was down); which channels they
+ * were for is unknown, so every subscribed socket reconnects (4200) and
+ * its app refetches, as after a lap.
+ */
+
+static void
+ngx_http_pusher_ring_reconnect(ngx_http_pusher_reader_t *r, u_char *data,
+    size_t len)
+{
+    uint32_t        n[2];
+    ngx_uint_t      i;
+    const uint8_t  *pos, *end, *f[2];
+
+    pos = data;
+    end = data + len;
+
+    for (i = 0; i < 2; i++) {
+        if (pusher_ctl_get(&pos, end, &f[i], &n[i]) != 0) {
+            ngx_log_error(NGX_LOG_ALERT, r->log, 0,
+                          "pusher: malformed ring reconnect of %uz bytes",
+                          len);
+            return;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->log, 0,
+                  "pusher: %*s event record(s) of cluster node \"%*s\" "
+                  "never reached this host: subscribed sockets are told to "
+                  "reconnect (4200)", (size_t) n[1], f[1], (size_t) n[0], f[0]);
+
+    ngx_http_pusher_ws_reconnect_subscribed();
 }
 
 
@@ -494,6 +532,11 @@ ngx_http_pusher_ring_next(ngx_http_pusher_reader_t *r)
         || type == PUSHER_RING_TERMINATE)
     {
         ngx_http_pusher_ring_answer(r, type, r->scratch, len);
+        return NGX_OK;
+    }
+
+    if (type == PUSHER_RING_RECONNECT) {
+        ngx_http_pusher_ring_reconnect(r, r->scratch, len);
         return NGX_OK;
     }
 

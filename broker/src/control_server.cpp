@@ -1,4 +1,6 @@
 #include "control_server.hpp"
+
+#include "cluster.hpp"
 #include "metrics.hpp"
 
 #include <chrono>
@@ -480,6 +482,18 @@ bool control_server::load_apps(std::string &why)
     }
     try {
         bool debug = conf.debug != 0;
+        if (cluster_ != nullptr) {
+            std::optional<cluster_config> c;
+            if (conf.cluster_url.len != 0) {
+                c = cluster_config{
+                    std::string(conf.cluster_url.data, conf.cluster_url.len),
+                    std::string(conf.cluster_prefix.data,
+                                conf.cluster_prefix.len),
+                    std::string(conf.cluster_node.data,
+                                conf.cluster_node.len)};
+            }
+            cluster_->configure(c);
+        }
         if (apps_.update(conf.conf_time, conf.apps, conf.napps)
             || debug != debug_enabled)
         {
@@ -765,15 +779,16 @@ void control_server::ignore(worker &w, std::string_view type,
     }
 }
 
-void control_server::publish(std::string_view app_id, std::string_view channel,
+bool control_server::publish(std::string_view app_id, std::string_view channel,
                              std::string_view socket_id, std::string_view json)
 {
     if (!seg_.publish_json(app_id, channel, socket_id, json)) {
         log_line("a record of " + std::to_string(json.size())
                  + " bytes does not fit the ring: dropped");
-        return;
+        return false;
     }
     notify_published();
+    return true;
 }
 
 void control_server::publish_members(
@@ -816,7 +831,10 @@ void control_server::on_client_event(const worker_ptr &w,
         ignore(*w, type, "bad channel, socket_id or json");
         return;
     }
-    publish(app_id, channel, socket_id, json);
+    if (publish(app_id, channel, socket_id, json) && cluster_ != nullptr) {
+        // members on the other hosts get it too
+        cluster_->published(PUSHER_RING_EVENT, seg_.last_record());
+    }
     hooks_.client_event(app_id, channel, socket_id, json);
 }
 

@@ -23,6 +23,8 @@
 
 namespace pusher::broker {
 
+class cluster;
+
 // The unix socket every nginx worker keeps one connection to (protocol in
 // pusher_ctl.h).  A HELLO gives the broker the worker's app table and gets
 // the worker a wake slot and a WELCOME; EOF frees the slot.  After a
@@ -64,6 +66,11 @@ public:
     // answers (ring_flow): a worker that keeps up is never lapped by them.
     // Without it (tests of the table alone) they are handled at once.
     void set_flow(ring_flow &flow) noexcept { flow_ = &flow; }
+
+    // The cluster engine, configured from the master's app table; the
+    // client events of this host's sockets go to the other hosts too.
+    void set_cluster(cluster &c) noexcept { cluster_ = &c; }
+    cluster *cluster_engine() const noexcept { return cluster_; }
 
     // Called after records were committed to the ring: schedules one
     // doorbell pass for the current turn of the event loop.
@@ -155,7 +162,8 @@ private:
     // member_added / member_removed records for what the table reported
     void publish_members(const std::vector<presence_table::member_event> &ev,
                          bool added, std::string_view socket_id);
-    void publish(std::string_view app_id, std::string_view channel,
+    // false if the record does not fit the ring (logged)
+    bool publish(std::string_view app_id, std::string_view channel,
                  std::string_view socket_id, std::string_view json);
     // the total of the channel changed: subscription_count now or later
     void count_changed(std::string_view app_id, std::string_view channel);
@@ -203,6 +211,7 @@ private:
         bool gone = false;          // a worker's GONE
     };
     ring_flow *flow_ = nullptr;
+    cluster *cluster_ = nullptr;
     std::function<void(std::string &)> metrics_;
     net::steady_timer held_timer_;
     bool answering_held_ = false;

@@ -8,6 +8,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "app_registry.hpp"
+#include "cluster.hpp"
 #include "config.hpp"
 #include "control_server.hpp"
 #include "http_server.hpp"
@@ -42,10 +43,13 @@ int run(const options &opt)
     ring_flow flow(seg);
     control.set_flow(flow);
     control.set_config_owner(opt.config_owner);
+    cluster nodes(ioc, seg, flow, apps, [&] { control.notify_published(); });
+    control.set_cluster(nodes);
     trigger_api api(ioc, seg, apps, control, flow);
     broker_metrics metrics;
     control.set_metrics([&](std::string &out) {
         metrics.render(out, apps, hooks);
+        nodes.render_metrics(out);
         // coalescing is done here, before the ring (trigger_api)
         broker_metrics::render_coalescing(out, apps, api.coalescing());
     });
@@ -63,6 +67,7 @@ int run(const options &opt)
         // what coalescing holds was answered 200: out before the end
         api.drain_coalesced();
         control.stop();
+        nodes.stop();
         hooks.stop();
         ioc.stop();
     });

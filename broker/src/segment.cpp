@@ -116,6 +116,7 @@ bool segment::publish_fields(std::int32_t type,
     if (p == nullptr) {
         return false;
     }
+    last_ = {reinterpret_cast<const char *>(p), size};
     for (std::string_view f : fields) {
         p = pusher_ctl_put(p, f.data(), static_cast<std::uint32_t>(f.size()));
     }
@@ -144,6 +145,7 @@ bool segment::publish_json(std::string_view app_id, std::string_view channel,
         p, &a, &c, &s, reinterpret_cast<const std::uint8_t *>(json.data()),
         json.size());
     pusher_ring_commit(&ring_);
+    last_ = {reinterpret_cast<const char *>(p), size};
     return true;
 }
 

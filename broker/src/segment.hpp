@@ -43,6 +43,9 @@ public:
     bool publish_json(std::string_view app_id, std::string_view channel,
                       std::string_view socket_id, std::string_view json);
 
+    // the payload of the record publish_fields() or publish_json() last
+    // committed (valid until the next write)
+    std::string_view last_record() const noexcept { return last_; }
     pusher_shm_wake_t *wake(std::uint32_t slot) noexcept
     {
         return pusher_shm_wake(region_.get_address(), slot);
@@ -64,6 +67,7 @@ private:
     boost::interprocess::shared_memory_object shm_;
     boost::interprocess::mapped_region region_;
     pusher_ring_t ring_{};
+    std::string_view last_;
 };
 
 } // namespace pusher::broker

@@ -1,5 +1,7 @@
 #include "trigger_api.hpp"
 
+#include "cluster.hpp"
+
 #include <algorithm>
 #include <array>
 #include <ctime>
@@ -949,6 +951,11 @@ void trigger_api::publish(const app &a, std::string_view ev_name,
         throw api_error{413, "Event too large"};
     }
     pusher_ring_commit(&ring);
+    if (cluster *c = control_.cluster_engine()) {
+        // subscribers on the other hosts get it too
+        c->published(PUSHER_RING_EVENT,
+                     {reinterpret_cast<const char *>(p), record});
+    }
 
     // cache channels keep the event as their subscribers get it
     for (const pusher_str_t &ch : names_) {

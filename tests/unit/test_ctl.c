@@ -301,6 +301,56 @@ test_hello_defaults(void **state)
 }
 
 
+/* "cluster": written only with a URL, three strings, decoded as written */
+
+static void
+test_hello_cluster(void **state)
+{
+    char                *text;
+    size_t               len;
+    pusher_ctl_hello_t   h, d;
+
+    (void) state;
+
+    memset(&h, 0, sizeof(h));
+    h.pid = 7;
+    h.conf_time = 9;
+    h.cluster_url.data = "rediss://:p%40ss@r:6380/2";
+    h.cluster_url.len = strlen(h.cluster_url.data);
+    h.cluster_prefix.data = "{app}:";
+    h.cluster_prefix.len = 6;
+    h.cluster_node.data = "web-1";
+    h.cluster_node.len = 5;
+
+    text = pusher_ctl_hello_encode(&h, &len);
+    assert_non_null(text);
+    assert_string_equal(text,
+                        "{\"pid\":7,\"conf_time\":9,\"cluster\":{\"url\":"
+                        "\"rediss://:p%40ss@r:6380/2\",\"prefix\":\"{app}:\","
+                        "\"node\":\"web-1\"}}");
+    assert_int_equal(hello_decode(&d, text), 0);
+    assert_int_equal(d.cluster_url.len, h.cluster_url.len);
+    assert_memory_equal(d.cluster_url.data, h.cluster_url.data,
+                        h.cluster_url.len);
+    assert_int_equal(d.cluster_prefix.len, 6);
+    assert_memory_equal(d.cluster_prefix.data, "{app}:", 6);
+    assert_int_equal(d.cluster_node.len, 5);
+    assert_memory_equal(d.cluster_node.data, "web-1", 5);
+    pusher_ctl_hello_free(&d);
+    pusher_ctl_text_free(text);
+
+    /* none: no "cluster", and none decoded */
+    h.cluster_url.len = 0;
+    text = pusher_ctl_hello_encode(&h, &len);
+    assert_non_null(text);
+    assert_string_equal(text, "{\"pid\":7,\"conf_time\":9}");
+    assert_int_equal(hello_decode(&d, text), 0);
+    assert_int_equal(d.cluster_url.len, 0);
+    pusher_ctl_hello_free(&d);
+    pusher_ctl_text_free(text);
+}
+
+
 /* "debug": written only when on, read as a boolean, absent is off */
 
 static void
@@ -439,7 +489,24 @@ static const reject_t  hello_rejects[] = {
     { "{\"pid\":1,\"conf_time\":2,\"debug\":1}",
       "\"debug\" is not a boolean" },
     { "{\"pid\":1,\"conf_time\":2,\"debug\":\"on\"}",
-      "\"debug\" is not a boolean" }
+      "\"debug\" is not a boolean" },
+    { "{\"pid\":1,\"conf_time\":2,\"cluster\":\"redis://h\"}",
+      "\"cluster\" is not an object of strings \"url\", \"prefix\" and "
+      "\"node\"" },
+    { "{\"pid\":1,\"conf_time\":2,\"cluster\":{\"url\":\"redis://h\","
+      "\"prefix\":\"p:\"}}",
+      "\"cluster\" is not an object of strings \"url\", \"prefix\" and "
+      "\"node\"" },
+    /* the reason, never the URL: it may hold a password */
+    { "{\"pid\":1,\"conf_time\":2,\"cluster\":{\"url\":"
+      "\"redis://:s3cret@h:0\",\"prefix\":\"p:\",\"node\":\"n\"}}",
+      "\"cluster\": the port of the Redis URL is not 1 .. 65535" },
+    { "{\"pid\":1,\"conf_time\":2,\"cluster\":{\"url\":\"redis://h\","
+      "\"prefix\":\"p q\",\"node\":\"n\"}}",
+      "\"cluster\": prefix: character 2 is not one of A-Z a-z 0-9 _-.:{}" },
+    { "{\"pid\":1,\"conf_time\":2,\"cluster\":{\"url\":\"redis://h\","
+      "\"prefix\":\"p\",\"node\":\"\"}}",
+      "\"cluster\": empty node" }
 };
 
 
@@ -588,6 +655,7 @@ main(void)
         cmocka_unit_test(test_hello_round_trip),
         cmocka_unit_test(test_hello_defaults),
         cmocka_unit_test(test_hello_debug),
+        cmocka_unit_test(test_hello_cluster),
         cmocka_unit_test(test_hello_rejects),
         cmocka_unit_test(test_welcome_wire_format),
         cmocka_unit_test(test_welcome_round_trip),

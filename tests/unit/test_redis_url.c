@@ -221,6 +221,56 @@ test_rejects(void **state)
 }
 
 
+static void
+test_cluster_names(void **state)
+{
+    char  why[256], name[200];
+
+    (void) state;
+
+    assert_int_equal(pusher_cluster_prefix_check("ngx-pusher:", 11, why,
+                                                 sizeof(why)), 0);
+    assert_int_equal(pusher_cluster_prefix_check("{app}.v2_x:", 11, why,
+                                                 sizeof(why)), 0);
+    assert_int_equal(pusher_cluster_node_check("web-1.eu_west", 13, why,
+                                               sizeof(why)), 0);
+
+    assert_int_equal(pusher_cluster_prefix_check("", 0, why, sizeof(why)), -1);
+    assert_string_equal(why, "empty prefix");
+
+    assert_int_equal(pusher_cluster_prefix_check("a b", 3, why, sizeof(why)),
+                     -1);
+    assert_string_equal(why,
+                        "prefix: character 2 is not one of A-Z a-z 0-9 _-.:{}");
+
+    /* a NUL byte is not taken for the end of the allowed set */
+    assert_int_equal(pusher_cluster_node_check("a\0b", 3, why, sizeof(why)),
+                     -1);
+    assert_string_equal(why, "node: character 2 is not one of A-Z a-z 0-9 _-.");
+
+    /* ':' and braces are a prefix's, not a node's */
+    assert_int_equal(pusher_cluster_node_check("a:b", 3, why, sizeof(why)),
+                     -1);
+    assert_int_equal(pusher_cluster_node_check("{a}", 3, why, sizeof(why)),
+                     -1);
+
+    memset(name, 'n', sizeof(name));
+    assert_int_equal(pusher_cluster_node_check(name, PUSHER_CLUSTER_NODE_MAX,
+                                               why, sizeof(why)), 0);
+    assert_int_equal(pusher_cluster_node_check(name,
+                                               PUSHER_CLUSTER_NODE_MAX + 1,
+                                               why, sizeof(why)), -1);
+    assert_string_equal(why, "node longer than 64 characters");
+    assert_int_equal(pusher_cluster_prefix_check(name,
+                                                 PUSHER_CLUSTER_PREFIX_MAX,
+                                                 why, sizeof(why)), 0);
+    assert_int_equal(pusher_cluster_prefix_check(name,
+                                                 PUSHER_CLUSTER_PREFIX_MAX + 1,
+                                                 why, sizeof(why)), -1);
+    assert_string_equal(why, "prefix longer than 128 characters");
+}
+
+
 int
 main(void)
 {
@@ -230,6 +280,7 @@ main(void)
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_unix),
         cmocka_unit_test(test_rejects),
+        cmocka_unit_test(test_cluster_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
