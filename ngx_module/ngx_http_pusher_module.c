@@ -1387,6 +1387,10 @@ ngx_http_pusher_init_process(ngx_cycle_t *cycle)
 
     ngx_http_pusher_debug_on = pmcf->debug ? 1 : 0;
 
+    if (ngx_http_pusher_session_init_worker(pmcf, cycle->log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_pusher_ws_init_worker(cycle) != NGX_OK) {
         return NGX_ERROR;
     }

@@ -466,6 +466,8 @@ void ngx_http_pusher_session_ping(ngx_http_pusher_conn_t *pc);
 void ngx_http_pusher_session_error(ngx_http_pusher_conn_t *pc,
     ngx_uint_t code, const char *message, ngx_uint_t close);
 size_t ngx_http_pusher_socket_id(ngx_http_pusher_conn_t *pc, u_char *buf);
+ngx_int_t ngx_http_pusher_session_init_worker(
+    ngx_http_pusher_main_conf_t *pmcf, ngx_log_t *log);
 void ngx_http_pusher_user_online(ngx_http_pusher_conn_t *pc);
 void ngx_http_pusher_user_offline(ngx_http_pusher_conn_t *pc);
 void ngx_http_pusher_session_subscription_error(ngx_http_pusher_conn_t *pc,

@@ -8,6 +8,8 @@
 #include "pusher_auth.h"
 #include "pusher_ctl.h"
 
+#include <openssl/rand.h>
+
 #include <cjson/cJSON.h>
 
 
@@ -26,8 +28,38 @@ static void ngx_http_pusher_signin(ngx_http_pusher_conn_t *pc,
     pusher_msg_t *m);
 
 
-/* socket_id "pid.n": unique among the live workers of this host */
+/*
+ * socket_id "pid.n": unique among the live workers of this host.  In a
+ * cluster, where another host's worker may have the same pid (containers
+ * start their processes at the same numbers), n starts at a random 48-bit
+ * number, so that a socket_id excludes one socket of the whole cluster.
+ */
 static ngx_uint_t  ngx_http_pusher_last_id;
+
+
+ngx_int_t
+ngx_http_pusher_session_init_worker(ngx_http_pusher_main_conf_t *pmcf,
+    ngx_log_t *log)
+{
+    uint64_t  r;
+
+    ngx_http_pusher_last_id = 0;
+
+    if (pmcf->cluster_url.len == 0) {
+        return NGX_OK;
+    }
+
+    if (RAND_bytes((u_char *) &r, sizeof(r)) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "pusher: RAND_bytes() failed: no random socket_id "
+                      "base for the cluster");
+        return NGX_ERROR;
+    }
+
+    ngx_http_pusher_last_id = (ngx_uint_t) (r & 0xffffffffffffULL);
+
+    return NGX_OK;
+}
 
 
 size_t

@@ -161,6 +161,12 @@ test('socket_id exclusion across hosts: the excluded socket on the other host ge
     for (const ws of [onA, onB, other]) {
         await subscribeRaw(ws, 'excl');
     }
+    /* a worker of another host may have the same pid (containers): in a
+       cluster the counter starts at a random 48-bit number */
+    for (const ws of [onA, onB, other]) {
+        const n = Number(ws.socketId.split('.')[1]);
+        assert.ok(n >= 2 ** 20 && n < 2 ** 48 + 1e6, `socket_id ${ws.socketId}: a random counter base expected`);
+    }
     const r = await sdkTrigger(sdk(a), 'excl', 'e', { x: 1 }, { socket_id: onB.socketId });
     assert.equal(r.status, 200);
     await onA.expectText(frame('e', 'excl', { x: 1 }));

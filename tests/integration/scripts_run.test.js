@@ -514,3 +514,67 @@ test('PUSHER_DEBUG=1 scripts/run: the rendered config has pusher_debug on, and t
     assert.deepEqual(exit, { code: 1, signal: null }, refused.said());
     assert.match(refused.stderr, /PUSHER_DEBUG=1: add "pusher_debug on;" to the http block of /, refused.said());
 });
+
+test('REVERB_SCALING_ENABLED=true with REDIS_HOST, REDIS_PORT and REDIS_PASSWORD: two scripts/run on their own ports form a cluster; the password is only in the rendered config', {
+    skip: SKIP_SANITIZE,
+    timeout: 90000,
+}, async () => {
+    const APP = { id: '1001', key: 'ngx-pusher-key', secret: 'ngx-pusher-secret' };
+    const password = 'p@ss:w/rd\\"x';
+    const redisPort = await freePort();
+    const redis = spawn('/usr/bin/redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '',
+                                                  '--appendonly', 'no', '--requirepass', password],
+                        { stdio: ['ignore', 'pipe', 'pipe'] });
+    let redisOut = '';
+    redis.stdout.on('data', (d) => { redisOut += d; });
+    const redisExited = new Promise((resolve) => redis.on('exit', resolve));
+    try {
+        await waitUntil(() => /Ready to accept connections/.test(redisOut), 5000, () => `redis-server: ${redisOut}`);
+        const env = {
+            NGINX_CONF: undefined,
+            REVERB_HOST: '127.0.0.1',
+            REVERB_SCALING_ENABLED: 'true',
+            REVERB_SCALING_CHANNEL: `t${process.pid}`,
+            REDIS_HOST: '127.0.0.1',
+            REDIS_PORT: String(redisPort),
+            REDIS_PASSWORD: password,
+        };
+        const hosts = [];
+        for (let i = 0; i < 2; i++) {
+            const port = await freePort();
+            const dir = tempDir();
+            const r = startRun(dir, { ...env, REVERB_PORT: String(port) });
+            hosts.push({ r, port, dir });
+        }
+        for (const h of hosts) {
+            await waitReady(h.r);
+            const conf = fs.readFileSync(path.join(h.dir, 'rt', 'nginx.conf'), 'utf8');
+            const node = `${os.hostname().split('.')[0]}-${h.port}`;
+            assert.match(conf, new RegExp(`^\\s*pusher_cluster "redis://:p%40ss%3Aw%2Frd%5C%22x@127\\.0\\.0\\.1:${redisPort}/0" prefix=t${process.pid}: node=${node};$`, 'm'));
+            assert.ok(h.r.stderr.includes(`run: cluster: node ${node} on redis://127.0.0.1:${redisPort}/0`), h.r.said());
+            for (const secret of [password, 'p%40ss']) {
+                assert.ok(!h.r.stdout.includes(secret) && !h.r.stderr.includes(secret), `the Redis password in the output; ${h.r.said()}`);
+            }
+        }
+        /* both brokers' links are up */
+        for (const h of hosts) {
+            await waitUntil(async () => {
+                const m = await httpRequest(h.port, 'GET', '/metrics', { tls: false });
+                return /^pusher_cluster_redis_up\{link="subscribe"\} 1$/m.test(m.body)
+                    && /^pusher_cluster_redis_up\{link="publish"\} 1$/m.test(m.body);
+            }, 10000, () => `the links of ${h.port} are not up; ${h.r.said()}`);
+        }
+        /* an event triggered on one reaches a subscriber of the other */
+        const ws = await connect(hosts[1].port, APP.key);
+        assert.equal((await ws.nextEvent()).event, 'pusher:connection_established');
+        ws.sendJson({ event: 'pusher:subscribe', data: { channel: 'orders' } });
+        await ws.expectText(succeededFrame('orders'));
+        assert.equal((await trigger(hosts[0].port, APP, 'orders', 'placed', { n: 1 })).status, 200);
+        await ws.expectText(eventFrame('placed', 'orders', { n: 1 }));
+        await stopRun(hosts[0].r, []);
+        await stopRun(hosts[1].r, [ws]);
+    } finally {
+        redis.kill('SIGKILL');
+        await redisExited;
+    }
+});
