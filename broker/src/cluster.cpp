@@ -1,11 +1,12 @@
 #include "cluster.hpp"
 
-#include <charconv>
 #include <random>
+#include <stdexcept>
 
 #include "app_registry.hpp"
 #include "log.hpp"
 #include "metrics.hpp"
+#include "pusher_cluster.h"
 #include "pusher_proto.h"
 #include "pusher_ring.h"
 #include "redis_link.hpp"
@@ -16,32 +17,11 @@ namespace pusher::broker {
 
 namespace {
 
-constexpr std::string_view version = "v1";
-
 std::uint64_t random_epoch()
 {
     std::random_device rd;
     std::uint64_t e = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
     return e == 0 ? 1 : e;
-}
-
-// the next space-separated token of s, or "" at the end
-std::string_view token(std::string_view &s)
-{
-    std::size_t sp = s.find(' ');
-    std::string_view t = s.substr(0, sp);
-    s = sp == std::string_view::npos ? std::string_view{} : s.substr(sp + 1);
-    return t;
-}
-
-template <typename T>
-bool number(std::string_view t, T &out)
-{
-    if (t.empty() || (t.size() > 1 && t[0] == '0')) {
-        return false;
-    }
-    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), out);
-    return ec == std::errc{} && end == t.data() + t.size();
 }
 
 } // namespace
@@ -63,37 +43,31 @@ std::string cluster::encode(std::string_view node, std::uint64_t epoch,
                             std::uint64_t seq, std::int32_t type,
                             std::string_view payload)
 {
+    char head[PUSHER_CLUSTER_HEADER_MAX + 1];
+    std::size_t n = pusher_cluster_msg_header(head, sizeof(head), node.data(),
+                                              node.size(), epoch, seq, type);
+    if (n == 0) {
+        // the node was checked with the configuration: cannot happen
+        throw std::invalid_argument("cluster: bad node name or type");
+    }
     std::string out;
-    out.reserve(node.size() + payload.size() + 64);
-    out.append(version).append(" ").append(node).append(" ");
-    out.append(std::to_string(epoch)).append(" ");
-    out.append(std::to_string(seq)).append(" ");
-    out.append(std::to_string(type)).append("\n");
-    out.append(payload);
+    out.reserve(n + payload.size());
+    out.append(head, n).append(payload);
     return out;
 }
 
 bool cluster::decode(std::string_view text, message &m)
 {
-    std::size_t nl = text.find('\n');
-    if (nl == std::string_view::npos || nl > 256) {
+    pusher_cluster_msg_t c;
+    if (pusher_cluster_msg_decode(&c, text.data(), text.size()) != 0) {
         return false;
     }
-    std::string_view head = text.substr(0, nl);
-    // single spaces between the five tokens (an empty one fails below)
-    if (head.ends_with(' ') || token(head) != version) {
-        return false;
-    }
-    m.node = token(head);
-    if (m.node.empty()
-        || !number(token(head), m.epoch)
-        || !number(token(head), m.seq)
-        || !number(token(head), m.type)
-        || !head.empty())
-    {
-        return false;
-    }
-    m.payload = text.substr(nl + 1);
+    m.node = std::string_view(c.node, c.node_len);
+    m.epoch = c.epoch;
+    m.seq = c.seq;
+    m.type = c.type;
+    m.payload = std::string_view(reinterpret_cast<const char *>(c.payload),
+                                 c.payload_len);
     return true;
 }
 
@@ -281,6 +255,10 @@ void cluster::on_message(const std::string &text)
     }
 
     // the sequence of each node, per epoch (a restarted node starts anew)
+    if (peers_.size() >= max_nodes && !peers_.contains(std::string(m.node))) {
+        reject("more than " + std::to_string(max_nodes) + " nodes");
+        return;
+    }
     auto [it, fresh] = peers_.try_emplace(std::string(m.node));
     peer &p = it->second;
     if (fresh || p.epoch != m.epoch) {

@@ -27,6 +27,7 @@
 #include <unordered_map>
 
 #include "asio.hpp"
+#include "pusher_cluster.h"
 
 namespace pusher::broker {
 
@@ -57,10 +58,13 @@ public:
     // records of other nodes wait for room in the ring up to this many
     // bytes (ring_flow: a worker that keeps up is never lapped by them)
     static constexpr std::size_t max_pending = 16 * 1024 * 1024;
+    // the other nodes whose sequence is followed; messages of more are
+    // rejected (whoever can PUBLISH may name any node)
+    static constexpr std::size_t max_nodes = 1024;
     // the Redis channel, after the prefix
     static constexpr std::string_view channel = "ring";
     // a message of this type carries no record: the sender's next sequence
-    static constexpr std::int32_t heartbeat = 0;
+    static constexpr std::int32_t heartbeat = PUSHER_CLUSTER_HEARTBEAT;
     static constexpr std::chrono::seconds heartbeat_every{1};
 
     cluster(net::io_context &io, segment &seg, ring_flow &flow,
@@ -84,7 +88,7 @@ public:
     // nodes get it too (PUSHER_RING_EVENT, PUSHER_RING_TERMINATE)
     void published(std::int32_t type, std::string_view payload);
 
-    // "v1 <node> <epoch> <seq> <type>\n<payload>"
+    // "v1 <node> <epoch> <seq> <type>\n<payload>" (pusher_cluster.h)
     static std::string encode(std::string_view node, std::uint64_t epoch,
                               std::uint64_t seq, std::int32_t type,
                               std::string_view payload);
