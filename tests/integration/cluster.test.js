@@ -197,6 +197,27 @@ test('500 events triggered on host A arrive complete and in order at pusher-js o
     c.disconnect();
 });
 
+test('/metrics counts the records each host published and received, and promtool takes it', async () => {
+    const ws = await connectRaw(b);
+    await subscribeRaw(ws, 'counted');
+    const before = { a: await metrics(a), b: await metrics(b) };
+    for (let i = 0; i < 3; i++) {
+        assert.equal((await sdkTrigger(sdk(a), 'counted', 'e', { i })).status, 200);
+        await ws.expectText(frame('e', 'counted', { i }));
+    }
+    await waitUntil(async () => sample(await metrics(a), 'pusher_cluster_records_published_total')
+                    === sample(before.a, 'pusher_cluster_records_published_total') + 3, 3000, 'published + 3 on host A');
+    const after = await metrics(b);
+    assert.equal(sample(after, 'pusher_cluster_records_received_total'),
+                 sample(before.b, 'pusher_cluster_records_received_total') + 3);
+    for (const name of ['lost', 'rejected', 'dropped', 'publish_failed']) {
+        assert.equal(sample(after, `pusher_cluster_records_${name}_total`), 0, name);
+    }
+    const check = spawnSync('/usr/bin/promtool', ['check', 'metrics'], { input: after, encoding: 'utf8' });
+    assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
+    ws.close();
+});
+
 test('a client event on a private channel reaches the members on the other host, not the sender', async () => {
     const ch = 'private-room';
     const s = [await connectRaw(a), await connectRaw(b), await connectRaw(b)];
