@@ -356,7 +356,8 @@ TEST_CASE("commands: replies read one byte at a time")
     auto l = make_link(io, "unix://" + s.sock, w, redis_link::mode::commands,
                        "", opt);
     wait_up(io, w);
-    std::string bin("\r\n\0$-1\r\n*2\r\n", 14);
+    static const char raw[] = "\r\n\0$-1\r\n*2\r\n";
+    std::string bin(raw, sizeof(raw) - 1);
     call(io, *l, {"RPUSH", "l", bin, "", "x"});
     int done = 0;
     for (int i = 0; i < 100; i++) {
