@@ -10,32 +10,15 @@
 const assert = require('node:assert/strict');
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
 const { before, after } = require('node:test');
 
 const {
-    Server, nginxEnv, renderConf, startServer, test, waitUntil, freePort, httpRequest, sleep, SLOW,
+    nginxTest, startServer, test, waitUntil, freePort, httpRequest, sleep, SLOW,
 } = require('./lib/harness');
 const { connectRaw, subscribeRaw, errorFrame, sdk, sdkTrigger, pusherJs, pjsSubscribe } = require('./lib/clients');
 const { channelAuth } = require('./lib/sign');
 
-const NGINX = process.env.PUSHER_NGINX || '/usr/sbin/nginx';
 const REDIS = '/usr/bin/redis-server';
-
-/* nginx -t of the harness's configuration with these http-level lines */
-function nginxTest(http) {
-    const s = new Server({ http, tls: false });
-    s.prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'ngx-pusher-conf-'));
-    s.port = 1;
-    fs.mkdirSync(s.file('logs'));
-    fs.writeFileSync(s.file('nginx.conf'), renderConf(s));
-    const r = spawnSync(NGINX, ['-t', '-q', '-p', s.prefix, '-c', s.file('nginx.conf'), '-e', 'stderr'],
-                        { encoding: 'utf8', env: nginxEnv() });
-    fs.rmSync(s.prefix, { recursive: true, force: true });
-    const m = /\[emerg\] (?:\d+#\d+: )?(.*?)(?: in \/\S+:\d+)?$/m.exec(r.stderr);
-    return { status: r.status, emerg: m ? m[1] : null, stderr: r.stderr };
-}
 
 test('nginx -t checks pusher_cluster: the URL, prefix= and node=, never echoing a password', () => {
     const cases = [
@@ -51,14 +34,14 @@ test('nginx -t checks pusher_cluster: the URL, prefix= and node=, never echoing 
         [['redis://h', 'redis://g'], '"pusher_cluster" directive is duplicate'],
     ];
     for (const [value, want] of cases) {
-        const r = nginxTest({ pusher_cluster: value });
+        const r = nginxTest({ http: { pusher_cluster: value } });
         assert.notEqual(r.status, 0, `nginx -t accepted pusher_cluster ${value}`);
         assert.ok(r.emerg && r.emerg.startsWith(want), `pusher_cluster ${value}: got ${r.stderr}`);
         assert.doesNotMatch(r.stderr, /s3cret/, 'the password is not in the message');
     }
     for (const value of ['redis://127.0.0.1', 'rediss://:p%40ss@redis.example:6380/2?verify=0 "prefix={app}:" node=web-1',
                          'unix:///run/redis/redis.sock?db=3 node=a.b_c']) {
-        const r = nginxTest({ pusher_cluster: value });
+        const r = nginxTest({ http: { pusher_cluster: value } });
         assert.equal(r.status, 0, `pusher_cluster ${value}: ${r.stderr}`);
     }
 });

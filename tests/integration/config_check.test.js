@@ -7,31 +7,12 @@
 // nothing that can open the control socket changes them.
 
 const assert = require('node:assert/strict');
-const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
-const os = require('node:os');
-const path = require('node:path');
 
-const { Server, nginxEnv, renderConf, startServer, test, waitUntil, SLOW } = require('./lib/harness');
+const { nginxTest, startServer, test, waitUntil, SLOW } = require('./lib/harness');
 const { connectRaw, sdk } = require('./lib/clients');
 
-const NGINX = process.env.PUSHER_NGINX || '/usr/sbin/nginx';
-
-/* nginx -t of the harness's configuration with these app settings */
-function nginxTest(app) {
-    const s = new Server({ app, tls: false });
-    s.prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'ngx-pusher-conf-'));
-    s.port = 1;
-    fs.mkdirSync(s.file('logs'));
-    fs.writeFileSync(s.file('nginx.conf'), renderConf(s));
-    const r = spawnSync(NGINX, ['-t', '-q', '-p', s.prefix, '-c', s.file('nginx.conf'), '-e', 'stderr'],
-                        { encoding: 'utf8', env: nginxEnv() });
-    fs.rmSync(s.prefix, { recursive: true, force: true });
-    /* "nginx: [emerg] MESSAGE in FILE:LINE" -> MESSAGE */
-    const m = /\[emerg\] (?:\d+#\d+: )?(.*?)(?: in \/\S+:\d+)?$/m.exec(r.stderr);
-    return { status: r.status, emerg: m ? m[1] : null, stderr: r.stderr };
-}
 
 const hooks = (n, extra = '') => Array.from({ length: n }, (_, i) => `http://127.0.0.1:9/h${i}${extra}`);
 const headers = (n) => Array.from({ length: n }, (_, i) => `header=X-H${i}:v${i}`).join(' ');
@@ -62,7 +43,7 @@ test('nginx -t refuses every value the broker refuses, with the rule it breaks',
     ];
     const wrong = [];
     for (const [app, want] of cases) {
-        const r = nginxTest(app);
+        const r = nginxTest({ app });
         if (r.status !== 1 || r.emerg !== want) {
             wrong.push(`${JSON.stringify(app).slice(0, 120)}: status ${r.status}, ${JSON.stringify(r.emerg || r.stderr)}`);
         }
@@ -81,7 +62,7 @@ test('the bounds themselves pass nginx -t and the broker: workers attach, events
         max_batch_events: '1073741824',
         webhook: [...hooks(15), `HTTPS://[::1]:65535/x?y=1 ${headers(32)} prefix=${'p'.repeat(1024)}`],
     };
-    const r = nginxTest(app);
+    const r = nginxTest({ app });
     assert.equal(r.status, 0, r.stderr);
     const srv = await startServer({ app });
     try {

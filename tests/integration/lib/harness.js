@@ -254,6 +254,25 @@ function nginxEnv() {
     };
 }
 
+/*
+ * nginx -t of the harness's configuration with these Server options
+ * (plain http): {status, emerg (the [emerg] message without "in FILE:LINE"),
+ * stderr}
+ */
+function nginxTest(opts) {
+    const s = new Server({ tls: false, ...opts });
+    s.prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'ngx-pusher-conf-'));
+    s.port = 1;
+    fs.mkdirSync(s.file('logs'));
+    fs.writeFileSync(s.file('nginx.conf'), renderConf(s));
+    const r = childProcess.spawnSync(NGINX,
+                                     ['-t', '-q', '-p', s.prefix, '-c', s.file('nginx.conf'), '-e', 'stderr'],
+                                     { encoding: 'utf8', env: nginxEnv() });
+    fs.rmSync(s.prefix, { recursive: true, force: true });
+    const m = /\[emerg\] (?:\d+#\d+: )?(.*?)(?: in \/\S+:\d+)?$/m.exec(r.stderr);
+    return { status: r.status, emerg: m ? m[1] : null, stderr: r.stderr };
+}
+
 class Server {
     constructor(opts = {}) {
         this.appId = opts.appId || APP_ID;
@@ -742,6 +761,7 @@ module.exports = {
     Server,
     renderConf,
     nginxEnv,
+    nginxTest,
     startServer,
     test,
     httpRequest,
